@@ -1,0 +1,265 @@
+"""The cluster file: the operators' description of their Aurora clusters (TOML).
+
+The field names are fixed (see the README, "The cluster file"). Every value that may
+end up in a remote command is validated here, on load, so that a typo fails before
+anything runs; errors name the file, the cluster and the field:
+
+    clusters.toml: cluster 'west': schedulers[1].host: not a valid host name: 'sched 2'
+
+A path field of a scheduler entry wins over the cluster's (`Scheduler.path`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+HOST_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
+PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+DURATION_RE = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+DEFAULT_ENV_FILE = "/etc/default/aurora-scheduler"
+DEFAULT_LOG_PATH = "/var/lib/aurora/scheduler/db"
+DEFAULT_BACKUP_DIR = "/var/lib/aurora/scheduler/backups"
+
+
+class ClusterFileError(ValueError):
+    """The cluster file cannot be used; the message names file, cluster and field."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """`10s`, `5m`, `4h`, `2d` → timedelta."""
+    m = DURATION_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"not a duration like 10s, 5m, 4h or 2d: {text!r}")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"letters, digits, '.', '_' and '-' only (at most 63): {value!r}")
+    return value
+
+
+def _host(value: str) -> str:
+    if not (HOST_RE.match(value) or (":" in value and IPV6_RE.match(value))):
+        raise ValueError(f"not a valid host name: {value!r}")
+    return value
+
+
+def _abs_path(value: str) -> str:
+    if not PATH_RE.match(value) or "/../" in value + "/" or value.endswith("/.."):
+        raise ValueError(
+            f"an absolute path of letters, digits and _ . / @ + - (no '..'): {value!r}"
+        )
+    return value
+
+
+def _local_path(value: str) -> str:
+    """A path on the bot's own machine (ssh key, known_hosts): `~` allowed."""
+    if not value or "\x00" in value:
+        raise ValueError("a file path")
+    return value
+
+
+def _user(value: str) -> str:
+    if not USER_RE.match(value):
+        raise ValueError(f"not a valid user name: {value!r}")
+    return value
+
+
+def _command(value: str) -> str:
+    if not value.strip() or "\n" in value or "\x00" in value:
+        raise ValueError("a one-line command")
+    return value
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Host = Annotated[str, AfterValidator(_host)]
+RemotePath = Annotated[str, AfterValidator(_abs_path)]
+LocalPath = Annotated[str, AfterValidator(_local_path)]
+User = Annotated[str, AfterValidator(_user)]
+Command = Annotated[str, AfterValidator(_command)]
+Duration = Annotated[str, AfterValidator(_duration)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Service(_Strict):
+    stop: Command = "sudo systemctl stop aurora-scheduler"
+    start: Command = "sudo systemctl start aurora-scheduler"
+    is_active: Command = "systemctl is-active aurora-scheduler"
+
+
+class Ssh(_Strict):
+    user: User = "aurora-ops"
+    key: LocalPath = "~/.ssh/aurora_restore"
+    known_hosts: LocalPath = "~/.ssh/known_hosts"
+    connect_timeout: Duration = "10s"
+    command_timeout: Duration = "5m"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key).expanduser()
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts).expanduser()
+
+
+class Approvers(_Strict):
+    users: list[Annotated[str, AfterValidator(_name)]] = []
+    groups: list[Annotated[str, AfterValidator(_name)]] = []
+    console: list[Annotated[str, AfterValidator(_name)]] = []
+
+
+class Scheduler(_Strict):
+    host: Host
+    # Added: where to connect when it differs from `host` (the sandbox's hosts all
+    # live on 127.0.0.1); `host` stays the name the scheduler advertises.
+    address: Host | None = None
+    ssh_port: Port = 22
+    http_port: Port | None = None
+    env_file: RemotePath | None = None
+    native_log_file_path: RemotePath | None = None
+    backup_dir: RemotePath | None = None
+    admin_clusters_json: RemotePath | None = None
+
+    @property
+    def connect_address(self) -> str:
+        return self.address or self.host
+
+
+class Cluster(_Strict):
+    name: Name
+    aurora_name: Name
+    http_port: Port = 8081
+    env_file: RemotePath = DEFAULT_ENV_FILE
+    native_log_file_path: RemotePath | None = None
+    backup_dir: RemotePath | None = None
+    admin_clusters_json: RemotePath = "/etc/aurora/clusters.json"
+    aurora_admin: Command = "aurora_admin"
+    scheduler_user: User = "aurora"
+    mesos_log: Command = "mesos-log"
+    max_backup_age: Duration = "4h"
+    zk_endpoints: str | None = None
+    serverset_path: RemotePath = "/aurora/scheduler"
+    two_person_rule: bool = True
+    service: Service = Service()
+    ssh: Ssh = Ssh()
+    approvers: Approvers = Approvers()
+    schedulers: list[Scheduler] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Cluster:
+        if self.zk_endpoints is not None:
+            for part in self.zk_endpoints.split(","):
+                host, _, port = part.strip().rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"zk_endpoints: expected host:port,host:port, got {part!r}")
+                _host(host)
+        seen: set[str] = set()
+        for s in self.schedulers:
+            key = f"{s.host}"
+            if key in seen:
+                raise ValueError(f"schedulers: host {s.host!r} is listed twice")
+            seen.add(key)
+        return self
+
+    @property
+    def max_backup_age_delta(self) -> timedelta:
+        return parse_duration(self.max_backup_age)
+
+    def path(self, scheduler: Scheduler, field: str) -> str | None:
+        """The value of a path field for one scheduler: its own wins over the cluster's."""
+        own = getattr(scheduler, field)
+        return own if own is not None else getattr(self, field)
+
+    def http_port_of(self, scheduler: Scheduler) -> int:
+        return scheduler.http_port or self.http_port
+
+    def scheduler(self, host: str) -> Scheduler:
+        for s in self.schedulers:
+            if s.host == host:
+                return s
+        raise KeyError(host)
+
+
+class ClusterFile(_Strict):
+    clusters: dict[str, Cluster]
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def parse_clusters(data: dict[str, Any], source: str) -> dict[str, Cluster]:
+    """Validate the parsed TOML of a cluster file; errors name source, cluster and field."""
+    clusters = data.get("clusters")
+    if not isinstance(clusters, dict) or not clusters:
+        raise ClusterFileError(f"{source}: no [clusters.<name>] table")
+    unknown = set(data) - {"clusters"}
+    if unknown:
+        raise ClusterFileError(f"{source}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+    out: dict[str, Cluster] = {}
+    for key, raw in clusters.items():
+        where = f"{source}: cluster {key!r}"
+        if not NAME_RE.match(key):
+            raise ClusterFileError(f"{where}: the cluster name must be letters, digits, . _ -")
+        if not isinstance(raw, dict):
+            raise ClusterFileError(f"{where}: expected a table")
+        try:
+            out[key] = Cluster.model_validate({"name": key, "aurora_name": key, **raw})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = _location(first["loc"]) or "(cluster)"
+            msg = first["msg"].removeprefix("Value error, ")
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise ClusterFileError(f"{where}: {field}: {msg}{more}") from None
+    return out
+
+
+def load_clusters(path: str | Path) -> dict[str, Cluster]:
+    """Read and validate a cluster file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClusterFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClusterFileError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClusterFileError(f"{path}: not valid TOML: {exc}") from None
+    return parse_clusters(data, str(path))

@@ -1,0 +1,158 @@
+"""Tasks and scheduler backups of the simulated cluster.
+
+A real backup is the Thrift binary encoding of Aurora's `Snapshot` struct. The sandbox
+writes JSON instead (nothing in the restore procedure looks inside the file), under the
+real name `scheduler-backup-yyyy-MM-dd-HH-mm` in the host's local time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+BACKUP_FORMAT = "aurora-sandbox-snapshot/1"
+BACKUP_PREFIX = "scheduler-backup-"
+NAME_FORMAT = "%Y-%m-%d-%H-%M"
+
+# Aurora's ACTIVE_STATES: what scheduler_print_recovery_tasks lists.
+ACTIVE_STATES = (
+    "ASSIGNED",
+    "DRAINING",
+    "KILLING",
+    "PENDING",
+    "PREEMPTING",
+    "RESTARTING",
+    "RUNNING",
+    "STARTING",
+    "PARTITIONED",
+    "THROTTLED",
+)
+
+_JOBS = {
+    "www-data": [("prod", "hello"), ("prod", "frontend"), ("staging", "frontend")],
+    "ads": [("prod", "bidder"), ("prod", "pacer"), ("devel", "bidder")],
+    "search": [("prod", "indexer"), ("prod", "query"), ("prod", "ranker")],
+    "payments": [("prod", "ledger"), ("prod", "gateway")],
+    "mesos": [("prod", "thermos-observer")],
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    role: str
+    environment: str
+    job: str
+    instance: int
+    status: str
+    task_id: str
+
+    @classmethod
+    def new(
+        cls, role: str, env: str, job: str, instance: int, status: str, rng: random.Random
+    ) -> Task:
+        uid = uuid.UUID(int=rng.getrandbits(128), version=4)
+        return cls(role, env, job, instance, status, f"{role}-{env}-{job}-{instance}-{uid}")
+
+
+def backup_name(when: datetime) -> str:
+    return BACKUP_PREFIX + when.strftime(NAME_FORMAT)
+
+
+def backup_time(name: str) -> datetime | None:
+    """The time in a backup's name, or None when the name is not a backup's."""
+    if not name.startswith(BACKUP_PREFIX):
+        return None
+    try:
+        return datetime.strptime(name[len(BACKUP_PREFIX) :], NAME_FORMAT)
+    except ValueError:
+        return None
+
+
+def encode_snapshot(tasks: list[Task], taken_at: datetime) -> bytes:
+    body = {
+        "format": BACKUP_FORMAT,
+        "taken_at": taken_at.isoformat(timespec="seconds"),
+        "tasks": [asdict(t) for t in tasks],
+    }
+    return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+
+
+class SnapshotDecodeError(ValueError):
+    """The bytes are not a snapshot the sandbox wrote."""
+
+
+def decode_snapshot(data: bytes) -> list[Task]:
+    try:
+        body = json.loads(data)
+        if body.get("format") != BACKUP_FORMAT:
+            raise SnapshotDecodeError(f"unknown format {body.get('format')!r}")
+        return [Task(**t) for t in body["tasks"]]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        if isinstance(exc, SnapshotDecodeError):
+            raise
+        raise SnapshotDecodeError(str(exc)) from exc
+
+
+def generate_cluster_tasks(rng: random.Random, count: int = 300) -> list[Task]:
+    """A realistic set of active tasks: a few hundred, mostly RUNNING."""
+    tasks: list[Task] = []
+    jobs = [(role, env, job) for role, pairs in _JOBS.items() for env, job in pairs]
+    while len(tasks) < count:
+        for role, env, job in jobs:
+            instances = rng.randint(5, 40)
+            for instance in range(instances):
+                status = rng.choices(
+                    ["RUNNING", "PENDING", "STARTING", "ASSIGNED", "THROTTLED"],
+                    weights=[90, 4, 3, 2, 1],
+                )[0]
+                tasks.append(Task.new(role, env, job, instance, status, rng))
+                if len(tasks) >= count:
+                    return tasks
+    return tasks
+
+
+def evolve(tasks: list[Task], rng: random.Random, churn: int) -> list[Task]:
+    """The same cluster a while later: `churn` tasks replaced by new ones (rescheduled)."""
+    out = list(tasks)
+    for _ in range(min(churn, len(out))):
+        i = rng.randrange(len(out))
+        old = out[i]
+        out[i] = Task.new(old.role, old.environment, old.job, old.instance, "RUNNING", rng)
+    return out
+
+
+@dataclass(frozen=True)
+class PlannedBackup:
+    name: str
+    taken_at: datetime
+    tasks: list[Task]
+    hosts: list[int]  # indexes of the hosts that hold it
+
+
+def plan_backups(
+    now: datetime, current: list[Task], count: int, hosts: int, rng: random.Random
+) -> list[PlannedBackup]:
+    """`count` backups, newest first: some minutes old, some days old.
+
+    The newest backup misses the few tasks started since it was taken (they are in
+    `current`), older ones miss more. Not every backup is on every host: the newest is
+    on every host but the last, older ones on one or two hosts.
+    """
+    ages = [timedelta(minutes=12), timedelta(hours=1, minutes=7), timedelta(hours=5)]
+    ages += [timedelta(days=d, hours=3) for d in range(1, max(count - 2, 1))]
+    planned: list[PlannedBackup] = []
+    tasks = current
+    for i in range(count):
+        taken_at = (now - ages[i]).replace(second=0, microsecond=0)
+        # Going back in time: the cluster differed more the older the backup is.
+        tasks = evolve(tasks, rng, churn=3 if i == 0 else 10 * i)
+        if i == 0:
+            holders = list(range(max(hosts - 1, 1)))
+        else:
+            first = i % hosts
+            holders = sorted({first, (first + 1) % hosts}) if i % 2 else [first]
+        planned.append(PlannedBackup(backup_name(taken_at), taken_at, tasks, holders))
+    return planned

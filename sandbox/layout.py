@@ -1,0 +1,166 @@
+"""Where everything of a sandbox lives, and the `sandbox.json` that ties it together.
+
+A sandbox is one directory, DIR. Nothing the sandbox or a command run through it
+does may touch anything outside DIR. The layout:
+
+    DIR/clusters.toml                 the cluster file (one cluster, `sandbox`)
+    DIR/ssh_config                    OpenSSH client config, a Host entry per scheduler
+    DIR/id_ed25519, id_ed25519.pub    the client key the SSH servers accept
+    DIR/known_hosts                   every host's (stable) host key
+    DIR/sandbox.json                  SandboxInfo below: read by every process of the sandbox
+    DIR/mesos/tasks.json              the tasks the simulated Mesos cluster runs
+    DIR/mesos/killed.jsonl            every task a scheduler killed (the damage a bad restore does)
+    DIR/election/                     the local leader election (when no ZooKeeper is used)
+    DIR/hosts/<name>/                 one simulated scheduler host: HostPaths below
+
+Environment given to every process of a host (the scheduler, stand-ins, SSH commands):
+
+    SANDBOX_DIR      DIR
+    SANDBOX_HOST     the host's name, e.g. scheduler-1
+    SANDBOX_CONTROL  127.0.0.1:PORT of the service control server (the systemd stand-in)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CLUSTER_NAME = "sandbox"
+INFO_FILE = "sandbox.json"
+# The Mesos master the schedulers register with when MESOS_MASTER is left alone.
+MESOS_MASTER = "zk://127.0.0.1:2181/mesos"
+# The address the runbook points them at instead: nothing listens there.
+BOGUS_MESOS_MASTER = "zk://localhost:1111/mesos/master"
+SERVERSET_PATH = "/aurora/scheduler"
+SCHEDULER_USER = "aurora"
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """The files of one simulated host, mirroring a Debian-packaged scheduler host."""
+
+    root: Path
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "etc/default/aurora-scheduler"
+
+    @property
+    def clusters_json(self) -> Path:
+        return self.root / "etc/aurora/clusters.json"
+
+    @property
+    def aurora_config_root(self) -> Path:
+        return self.root / "etc/aurora"
+
+    @property
+    def log_dir(self) -> Path:
+        """`LOGDB_FILE_PATH`: the replicated log replica."""
+        return self.root / "var/lib/aurora/scheduler/db"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.root / "var/lib/aurora/scheduler/backups"
+
+    @property
+    def scheduler_log(self) -> Path:
+        return self.root / "var/log/aurora/aurora-scheduler.log"
+
+    @property
+    def bin_dir(self) -> Path:
+        """Stand-ins (sudo, systemctl, mesos-log, aurora_admin): first on PATH."""
+        return self.root / "usr/local/bin"
+
+    @property
+    def startup_script(self) -> Path:
+        """`aurora-scheduler-startup` as the Debian package installs it."""
+        return self.root / "usr/bin/aurora-scheduler-startup"
+
+    @property
+    def scheduler_binary(self) -> Path:
+        return self.root / "usr/sbin/aurora-scheduler"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def ssh_host_key(self) -> Path:
+        return self.root / "etc/ssh/ssh_host_ed25519_key"
+
+
+@dataclass
+class HostInfo:
+    name: str
+    address: str
+    ssh_port: int
+    http_port: int
+    root: str
+
+    @property
+    def paths(self) -> HostPaths:
+        return HostPaths(Path(self.root))
+
+
+@dataclass
+class SandboxInfo:
+    """The contents of DIR/sandbox.json."""
+
+    dir: str
+    cluster: str = CLUSTER_NAME
+    mesos_master: str = MESOS_MASTER
+    serverset_path: str = SERVERSET_PATH
+    # "host:port,host:port" of a real ZooKeeper, or "" for the local election.
+    zk_endpoints: str = ""
+    control: str = ""
+    restart_sec: float = 2.0
+    python: str = ""
+    hosts: list[HostInfo] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.dir)
+
+    @property
+    def tasks_file(self) -> Path:
+        return self.root / "mesos/tasks.json"
+
+    @property
+    def killed_file(self) -> Path:
+        return self.root / "mesos/killed.jsonl"
+
+    @property
+    def election_dir(self) -> Path:
+        return self.root / "election"
+
+    def host(self, name: str) -> HostInfo:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(f"no host {name!r} in the sandbox")
+
+    def save(self) -> None:
+        path = self.root / INFO_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> SandboxInfo:
+        directory = Path(directory or os.environ["SANDBOX_DIR"])
+        raw = json.loads((directory / INFO_FILE).read_text())
+        hosts = [HostInfo(**h) for h in raw.pop("hosts")]
+        return cls(hosts=hosts, **raw)
+
+
+def inside(path: str | Path, directory: str | Path) -> bool:
+    """True when `path`, resolved, is `directory` or lies below it."""
+    resolved = Path(os.path.realpath(path))
+    base = Path(os.path.realpath(directory))
+    return resolved == base or base in resolved.parents
