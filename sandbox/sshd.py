@@ -18,7 +18,7 @@ from sandbox.layout import HostInfo, SandboxInfo
 from sandbox.service import host_environment, kill_group
 
 
-class _Server(asyncssh.SSHServer):  # type: ignore[misc]
+class _Server(asyncssh.SSHServer):
     """Only `user`, only with the sandbox's client key."""
 
     def __init__(self, user: str, authorized: asyncssh.SSHAuthorizedKeys) -> None:
@@ -83,7 +83,7 @@ class HostSshd:
             self.server.close()
             await self.server.wait_closed()
 
-    async def _handle(self, process: asyncssh.SSHServerProcess) -> None:
+    async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         command = process.command
         argv = ["bash", "-c", command] if command else ["bash", "-s"]
         env = host_environment(self.info, self.host, user=self.user)
@@ -97,44 +97,48 @@ class HostSshd:
             start_new_session=True,
         )
         self.running.add(proc)
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        # Streams are pumped by hand, not with process.redirect(): a channel the client
+        # closes early must only end this command, never the whole connection.
+        feeder = asyncio.ensure_future(_feed(process.stdin, proc.stdin))
+        pumps = asyncio.ensure_future(
+            asyncio.gather(_pump(proc.stdout, process.stdout), _pump(proc.stderr, process.stderr))
+        )
+        exited = asyncio.ensure_future(proc.wait())
+        closed = asyncio.ensure_future(process.channel.wait_closed())
         try:
-            # send_eof=False: the first stream to end must not close the channel for the other.
-            await process.redirect(
-                stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr, send_eof=False
-            )
-            exited = asyncio.ensure_future(proc.wait())
-            closed = asyncio.ensure_future(process.channel.wait_closed())
             await asyncio.wait({exited, closed}, return_when=asyncio.FIRST_COMPLETED)
-            closed.cancel()
-            if not exited.done():
-                exited.cancel()
-                return  # the client went away: `finally` ends the command
-            status = exited.result()
-            # Let the output still in the pipes reach the client before the exit status.
-            await _forwarded(proc)
-            await _drain(process)
-            process.exit(status if status >= 0 else 128 - status)
-        except (asyncssh.Error, ConnectionError, BrokenPipeError):
-            pass
+            if exited.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(pumps), 10)
+                status = exited.result()
+                with contextlib.suppress(Exception):
+                    process.exit(status if status >= 0 else 128 - status)
         finally:
             # The client left (or abort): nothing keeps running behind its back.
             kill_group(proc, signal.SIGTERM)
-            with contextlib.suppress(ProcessLookupError):
-                await asyncio.sleep(0)
-                kill_group(proc)
+            kill_group(proc)
+            for task in (feeder, pumps, exited, closed):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(feeder, pumps, exited, closed, return_exceptions=True)
             self.running.discard(proc)
 
 
-async def _forwarded(proc: asyncio.subprocess.Process) -> None:
-    """Wait until asyncssh has read everything the command wrote (bounded)."""
-    assert proc.stdout is not None and proc.stderr is not None
-    for _ in range(2000):
-        if proc.stdout.at_eof() and proc.stderr.at_eof():
-            return
-        await asyncio.sleep(0.005)
-
-
-async def _drain(process: asyncssh.SSHServerProcess) -> None:
+async def _pump(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
     with contextlib.suppress(Exception):
-        await process.stdout.drain()
-        await process.stderr.drain()
+        while chunk := await source.read(65536):
+            sink.write(chunk)
+            await sink.drain()
+
+
+async def _feed(source: asyncssh.SSHReader[bytes], sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    except Exception:  # the command stopped reading, or the client went away
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            sink.close()

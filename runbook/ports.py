@@ -1,0 +1,51 @@
+"""The small interfaces through which the engine reaches the outside.
+
+The engine never opens a socket itself: the front end (console or Slack app) hands it a
+`Remote` (SSH, `bot.ssh`), a `VarsProbe` (HTTP `/vars`, `bot.probes`) and a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class HostResult:
+    host: str
+    exit_status: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0 and self.error is None
+
+
+OnResult = Callable[[HostResult], Awaitable[None] | None]
+
+
+class Remote(Protocol):
+    async def run(
+        self,
+        commands: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        stdin: Mapping[str, bytes] | None = None,
+        on_result: OnResult | None = None,
+    ) -> dict[str, HostResult]: ...
+
+    async def read_file(self, host: str, path: str, timeout: float | None = None) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class VarsProbe(Protocol):
+    async def vars(
+        self, endpoints: Mapping[str, tuple[str, int]], timeout: float
+    ) -> dict[str, dict[str, str] | str]:
+        """Each host's /vars as a dict, or a one-line error string."""
+        ...
