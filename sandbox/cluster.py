@@ -75,7 +75,7 @@ def _validate(opts: Options) -> None:
             if not host or not port.isdigit():
                 raise SandboxError(f"--zk wants HOST:PORT[,HOST:PORT], not {opts.zk!r}")
     path = str(opts.dir.resolve())
-    if not PATH_RE.match(path):
+    if not PATH_RE.fullmatch(path):
         raise SandboxError(
             f"--dir {path!r}: use a path of letters, digits and _ . / @ + - only "
             "(it goes into the commands the bot runs)"
