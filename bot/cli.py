@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
+
+from runbook.engine import Refused as RefusedError
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -27,6 +30,71 @@ def _sandbox(args: argparse.Namespace) -> int:
     except SandboxError as exc:
         print(f"aurora-restore sandbox: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("AURORA_RESTORE_DATA")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(state) / "aurora-restore"
+
+
+def _console(args: argparse.Namespace) -> int:
+    from bot.console import run_console
+    from bot.redis_server import redis_url_from_env
+    from runbook.clusters import ClusterFileError, load_clusters
+
+    try:
+        clusters = load_clusters(args.cluster)
+    except ClusterFileError as exc:
+        print(f"aurora-restore console: error: {exc}", file=sys.stderr)
+        return 2
+    if args.name is None and len(clusters) != 1:
+        print(
+            f"aurora-restore console: error: {args.cluster} has several clusters "
+            f"({', '.join(clusters)}); choose one with --name",
+            file=sys.stderr,
+        )
+        return 2
+    name = args.name or next(iter(clusters))
+    if name not in clusters:
+        print(
+            f"aurora-restore console: error: no cluster {name!r} in {args.cluster} "
+            f"(known: {', '.join(clusters)})",
+            file=sys.stderr,
+        )
+        return 2
+    url, server = redis_url_from_env(_data_dir())
+    try:
+        _rid, status = asyncio.run(
+            run_console(
+                clusters[name],
+                url,
+                me=args.as_,
+                yes=args.yes,
+                backup=args.backup,
+                out_dir=Path(args.out) if args.out else None,
+            )
+        )
+    except RefusedError as exc:
+        print(f"aurora-restore console: refused: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if server is not None:
+            server.stop()
+    return 0 if status == "succeeded" else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(
+        yes=args.yes,
+        out=Path(args.out) if args.out else None,
+        schedulers=args.schedulers,
+        me=args.as_,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +134,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sb.add_argument("--seed", type=int, default=None, help="seed for the generated tasks")
     sb.set_defaults(func=_sandbox)
+
+    co = sub.add_parser(
+        "console",
+        help="walk a restore in the terminal",
+        description="Start a restore of the cluster in FILE, or continue the one running there.",
+    )
+    co.add_argument("--cluster", required=True, metavar="FILE", help="the cluster file")
+    co.add_argument("--name", help="which cluster of the file (when it has several)")
+    co.add_argument(
+        "--backup", metavar="ID", help="scheduler-backup-yyyy-MM-dd-HH-mm; default: the newest"
+    )
+    co.add_argument(
+        "--as",
+        dest="as_",
+        default=os.environ.get("USER", "operator"),
+        metavar="NAME",
+        help="who you are (one of the cluster's console approvers)",
+    )
+    co.add_argument(
+        "--yes", action="store_true", help="approve everything as the console approvers"
+    )
+    co.add_argument("--out", metavar="DIR", help="write transcript.md and transcript.json there")
+    co.set_defaults(func=_console)
+
+    de = sub.add_parser(
+        "demo",
+        help="start the sandbox and the embedded store, and walk a whole restore",
+    )
+    de.add_argument("--yes", action="store_true", help="run unattended to the end")
+    de.add_argument(
+        "--out", metavar="DIR", help="write the transcripts (and keep the sandbox) there"
+    )
+    de.add_argument("--schedulers", type=int, default=3, metavar="N")
+    de.add_argument("--as", dest="as_", default="alice", metavar="NAME")
+    de.set_defaults(func=_demo)
     return parser
 
 

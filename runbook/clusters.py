@@ -47,26 +47,26 @@ class ClusterFileError(ValueError):
 
 def parse_duration(text: str) -> timedelta:
     """`10s`, `5m`, `4h`, `2d` → timedelta."""
-    m = DURATION_RE.match(text.strip()) if isinstance(text, str) else None
+    m = DURATION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"not a duration like 10s, 5m, 4h or 2d: {text!r}")
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
 def _name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"letters, digits, '.', '_' and '-' only (at most 63): {value!r}")
     return value
 
 
 def _host(value: str) -> str:
-    if not (HOST_RE.match(value) or (":" in value and IPV6_RE.match(value))):
+    if not (HOST_RE.fullmatch(value) or (":" in value and IPV6_RE.fullmatch(value))):
         raise ValueError(f"not a valid host name: {value!r}")
     return value
 
 
 def _abs_path(value: str) -> str:
-    if not PATH_RE.match(value) or "/../" in value + "/" or value.endswith("/.."):
+    if not PATH_RE.fullmatch(value) or "/../" in value + "/" or value.endswith("/.."):
         raise ValueError(
             f"an absolute path of letters, digits and _ . / @ + - (no '..'): {value!r}"
         )
@@ -81,7 +81,7 @@ def _local_path(value: str) -> str:
 
 
 def _user(value: str) -> str:
-    if not USER_RE.match(value):
+    if not USER_RE.fullmatch(value):
         raise ValueError(f"not a valid user name: {value!r}")
     return value
 
@@ -198,8 +198,11 @@ class Cluster(_Strict):
 
     def path(self, scheduler: Scheduler, field: str) -> str | None:
         """The value of a path field for one scheduler: its own wins over the cluster's."""
-        own = getattr(scheduler, field)
-        return own if own is not None else getattr(self, field)
+        own: str | None = getattr(scheduler, field)
+        if own is not None:
+            return own
+        value: str | None = getattr(self, field)
+        return value
 
     def http_port_of(self, scheduler: Scheduler) -> int:
         return scheduler.http_port or self.http_port
@@ -236,7 +239,7 @@ def parse_clusters(data: dict[str, Any], source: str) -> dict[str, Cluster]:
     out: dict[str, Cluster] = {}
     for key, raw in clusters.items():
         where = f"{source}: cluster {key!r}"
-        if not NAME_RE.match(key):
+        if not NAME_RE.fullmatch(key):
             raise ClusterFileError(f"{where}: the cluster name must be letters, digits, . _ -")
         if not isinstance(raw, dict):
             raise ClusterFileError(f"{where}: expected a table")

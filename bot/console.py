@@ -1,0 +1,293 @@
+"""The console front end: walk a restore in the terminal (like Hubot's shell adapter).
+
+`aurora-restore console --cluster FILE [--backup ID] [--as NAME] [--yes]` starts a
+restore of the file's cluster, or continues the one already running there (after the
+console was killed, say). Each step shows its explanation, targets, commands and risk;
+the prompt takes approve / skip / retry / done / abort. `--yes` approves everything as
+the cluster's console approvers, two identities, so the two-person rule still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import redis.asyncio as aioredis
+
+from bot.probes import HttpVarsProbe
+from bot.ssh import SshExecutor
+from runbook import actions, transcript
+from runbook.actions import Timing
+from runbook.clusters import Cluster
+from runbook.engine import Actor, Engine, Refused
+from runbook.ports import HostResult, Remote, VarsProbe
+from runbook.procedure import Risk, Step
+from runbook.store import Store
+
+RULE = "─" * 72
+
+
+def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
+    return SshExecutor(cluster), HttpVarsProbe()
+
+
+class Console:
+    def __init__(
+        self,
+        engine: Engine,
+        cluster: Cluster,
+        *,
+        me: str,
+        yes: bool = False,
+        out: TextIO = sys.stdout,
+        ask: Callable[[str], str] = input,
+    ) -> None:
+        self.engine = engine
+        self.cluster = cluster
+        self.me = Actor(me)
+        self.yes = yes
+        self.out = out
+        self.ask = ask
+        engine.listener = self.on_event
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def on_event(self, kind: str, info: dict[str, Any]) -> None:
+        if kind == "running":
+            self.say(f"▶ running {info['step']} …")
+        elif kind == "host_result":
+            r: HostResult = info["result"]
+            mark = "✓" if r.ok else "✗"
+            detail = r.error or f"exit {r.exit_status}"
+            self.say(f"   {mark} {r.host:<20} {detail:<10} {r.duration:6.2f}s")
+        elif kind == "finished_step":
+            mark = "✓" if info["ok"] else "✗"
+            self.say(f"{mark} {info['step']}: {info['summary']}")
+        elif kind == "interrupted":
+            check = info.get("check")
+            seen = f" — check: {check.summary}" if check is not None else ""
+            self.say(f"⚠ {info['step']} was interrupted (the bot died while it ran){seen}")
+
+    def approver_for(self, step: Step, started_by: str) -> Actor:
+        """Unattended: the first console approver, or the second for a destructive step."""
+        names = self.cluster.approvers.console
+        if not names:
+            raise Refused(
+                f"--yes needs [clusters.{self.cluster.name}.approvers] console identities"
+            )
+        if step.risk is Risk.DESTRUCTIVE and self.cluster.two_person_rule:
+            others = [n for n in names if n != started_by]
+            if not others:
+                raise Refused("--yes needs a second console approver for destructive steps")
+            return Actor(others[0])
+        return Actor(names[0])
+
+    def card(self, step: Step, facts: dict[str, Any]) -> None:
+        self.say(RULE)
+        self.say(f"{step.id} · {step.title}")
+        self.say(f"risk: {step.risk.value}   targets: {step.targets.value}")
+        self.say(step.explain)
+        for host, lines in actions.planned_commands(self.cluster, step, facts).items():
+            for line in lines:
+                self.say(f"  [{host}] $ {line}")
+        preview = (
+            facts.get("review") if step.id == "restore.review" else facts.get(f"preview:{step.id}")
+        )
+        if preview:
+            if step.id == "restore.review" and "summary" in preview:
+                self.say(f"  staged tasks: {preview['count']}")
+                for status, n in preview["summary"]["status"].items():
+                    self.say(f"    {status:<12} {n}")
+                for role, n in list(preview["summary"]["role"].items())[:10]:
+                    self.say(f"    role {role:<16} {n}")
+            else:
+                for host, info in preview.items():
+                    self.say(f"  {host}: {info}")
+        if step.id == "prep.ack_backup":
+            age = facts.get("backup_age")
+            self.say(
+                f"  backup {facts.get('backup')} is {age / 3600:.1f} hours old"
+                if age
+                else "  no backup was found"
+            )
+        self.say(f"check: {step.check}")
+
+    async def run(self, backup: str | None) -> str:
+        engine = self.engine
+        rid = await engine.store.holder(self.cluster.name)
+        if rid:
+            self.say(f"continuing restore {rid} of {self.cluster.name}")
+            await engine.recover(rid)
+        else:
+            starter = (
+                Actor(self.cluster.approvers.console[0])
+                if self.yes and self.cluster.approvers.console
+                else self.me
+            )
+            rid = await engine.start(self.cluster.name, backup, starter)
+            self.say(f"restore {rid} of {self.cluster.name} started by {starter.label}")
+        await engine.advance(rid)
+        while True:
+            rec = await engine.record(rid)
+            if rec.status != "running":
+                self.say(RULE)
+                self.say(f"restore {rid}: {rec.status}")
+                return rid
+            sid = next(
+                (
+                    s
+                    for s in rec.meta["plan"]
+                    if rec.steps[s]["status"] not in ("succeeded", "skipped")
+                ),
+                None,
+            )
+            if sid is None:
+                await engine.advance(rid)
+                continue
+            step = engine.step(sid)
+            state = rec.steps[sid]["status"]
+            try:
+                if state == "awaiting":
+                    await self.decide_awaiting(rid, step, rec.data, rec.meta["started_by"])
+                elif state in ("failed", "interrupted"):
+                    if not await self.decide_failed(
+                        rid, step, rec.steps[sid], rec.meta["started_by"]
+                    ):
+                        return rid
+                elif state == "running":
+                    # Another worker holds it, or a killed console did: its lease decides.
+                    self.say(
+                        f"{sid} is running elsewhere; waiting for it or for its lease to run out"
+                    )
+                    while not await engine.recover(rid):
+                        if (await engine.record(rid)).steps[sid]["status"] != "running":
+                            break
+                        await asyncio.sleep(1)
+                else:
+                    await engine.advance(rid)
+            except Refused as exc:
+                self.say(f"refused: {exc}")
+                if self.yes:
+                    await engine.abort(rid, Actor(self.cluster.approvers.console[0]), revert=True)
+
+    async def decide_awaiting(
+        self, rid: str, step: Step, facts: dict[str, Any], started_by: str
+    ) -> None:
+        self.card(step, facts)
+        if self.yes:
+            who = self.approver_for(step, started_by)
+            if step.suggest_skip:
+                await self.engine.skip(
+                    rid, step.id, who, "unattended run: the plan suggests skipping it"
+                )
+                self.say(f"skipped by {who.label} (suggested)")
+                return
+            self.say(f"approved by {who.label}")
+            await self.engine.approve(rid, step.id, who)
+            return
+        while True:
+            choices = "[a]pprove, [s]kip, a[b]ort" if step.skippable else "[a]pprove, a[b]ort"
+            if step.risk is Risk.DESTRUCTIVE and self.cluster.two_person_rule:
+                self.say(
+                    f"destructive: someone other than {started_by} approves ('a NAME' approves as NAME)"
+                )
+            words = self.ask(f"{step.id}: {choices}? ").strip().split()
+            answer = words[0].lower() if words else ""
+            if answer in ("a", "approve"):
+                who = Actor(words[1]) if len(words) > 1 else self.me
+                if (
+                    step.risk is Risk.DESTRUCTIVE
+                    and self.ask("destructive: type the step id to confirm: ").strip() != step.id
+                ):
+                    self.say("not confirmed")
+                    continue
+                try:
+                    await self.engine.approve(rid, step.id, who)
+                except Refused as exc:
+                    self.say(f"refused: {exc}")
+                    continue
+                return
+            if answer in ("s", "skip") and step.skippable:
+                await self.engine.skip(
+                    rid, step.id, self.me, self.ask("reason: ") or "no reason given"
+                )
+                return
+            if answer in ("b", "abort"):
+                await self.abort(rid)
+                return
+
+    async def decide_failed(
+        self, rid: str, step: Step, state: dict[str, Any], started_by: str
+    ) -> bool:
+        self.say(f"{step.id} {state['status']}: {state.get('summary') or state.get('check') or ''}")
+        if self.yes and state["status"] == "interrupted":
+            who = self.approver_for(step, started_by)
+            if state.get("appears_finished"):
+                self.say(f"unattended run: its check passed, marked done by {who.label}")
+                await self.engine.mark_done(rid, step.id, who)
+            else:
+                self.say(f"unattended run: retried by {who.label}")
+                await self.engine.retry(rid, step.id, who)
+            return True
+        if self.yes:
+            self.say("unattended run: aborting and reverting")
+            await self.engine.abort(rid, self.approver_for(step, started_by), revert=True)
+            return True
+        options = "[r]etry, [s]kip, a[b]ort" + (
+            ", [d]one (it finished)" if state["status"] == "interrupted" else ""
+        )
+        answer = self.ask(f"{step.id}: {options}? ").strip().lower()
+        if answer in ("r", "retry"):
+            await self.engine.retry(rid, step.id, self.me)
+        elif answer in ("s", "skip"):
+            await self.engine.skip(rid, step.id, self.me, self.ask("reason: ") or "no reason given")
+        elif answer in ("d", "done") and state["status"] == "interrupted":
+            await self.engine.mark_done(rid, step.id, self.me)
+        elif answer in ("b", "abort"):
+            await self.abort(rid)
+        return True
+
+    async def abort(self, rid: str) -> None:
+        revert = self.ask("revert every change made so far? [Y/n] ").strip().lower() != "n"
+        result = await self.engine.abort(rid, self.me, revert=revert)
+        self.say(f"restore {result}")
+
+
+async def write_transcripts(store: Store, rid: str, out_dir: Path) -> dict[str, Any]:
+    rec = await store.load(rid)
+    assert rec is not None
+    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "transcript.json").write_text(transcript.to_json(doc))
+    (out_dir / "transcript.md").write_text(transcript.to_markdown(doc))
+    return doc
+
+
+async def run_console(
+    cluster: Cluster,
+    redis_url: str,
+    *,
+    me: str,
+    yes: bool,
+    backup: str | None,
+    out_dir: Path | None = None,
+    timing: Timing | None = None,
+) -> tuple[str, str]:
+    client = aioredis.Redis.from_url(redis_url)
+    store = Store(client)
+    engine = Engine(store, {cluster.name: cluster}, connect, timing=timing or Timing())
+    try:
+        console = Console(engine, cluster, me=me, yes=yes)
+        rid = await console.run(backup)
+        rec = await engine.record(rid)
+        if out_dir is not None:
+            await write_transcripts(store, rid, out_dir)
+            console.say(f"transcript: {out_dir / 'transcript.md'}, {out_dir / 'transcript.json'}")
+        return rid, rec.status
+    finally:
+        await engine.close()
+        await client.aclose()

@@ -1,0 +1,48 @@
+"""Reading the schedulers' `/vars` over HTTP (httpx), all hosts at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import httpx
+
+
+def parse_vars(text: str) -> dict[str, str]:
+    """Aurora's /vars text: one `name value` per line."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name:
+            out[name] = value.strip()
+    return out
+
+
+class HttpVarsProbe:
+    """Every host's /vars in parallel; a dead or hanging host costs only its own timeout."""
+
+    def __init__(self) -> None:
+        self._client = httpx.AsyncClient(trust_env=False)
+
+    async def vars(
+        self, endpoints: Mapping[str, tuple[str, int]], timeout: float
+    ) -> dict[str, dict[str, str] | str]:
+        async def one(address: str, port: int) -> dict[str, str] | str:
+            try:
+                r = await asyncio.wait_for(
+                    self._client.get(f"http://{address}:{port}/vars", timeout=timeout), timeout
+                )
+                if r.status_code != 200:
+                    return f"HTTP {r.status_code}"
+                return parse_vars(r.text)
+            except (TimeoutError, httpx.TimeoutException):
+                return f"no answer within {timeout:g}s"
+            except httpx.HTTPError as exc:
+                return f"unreachable: {type(exc).__name__}"
+
+        hosts = list(endpoints)
+        results = await asyncio.gather(*(one(*endpoints[h]) for h in hosts))
+        return dict(zip(hosts, results, strict=True))
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,561 @@
+"""The engine: moves one restore through the procedure, with its state in Redis only.
+
+Step states: pending, awaiting (approval), running, succeeded, failed, skipped,
+interrupted. Restore states: running, succeeded, failed, aborted, reverted.
+
+Nothing is kept in memory between calls: any bot process (or this one after a restart)
+can continue any restore. Whoever wins the atomic transition of a step into `running`
+runs it, holding a lease it renews; a step whose lease ran out (its bot died) is
+`interrupted` and never re-run without a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook import actions, commands as cmd
+from runbook.actions import Outcome, StepContext, Timing
+from runbook.clusters import Cluster
+from runbook.ports import HostResult, Remote, VarsProbe
+from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
+from runbook.redact import cap, redact
+from runbook.store import RestoreRecord, Store
+
+log = logging.getLogger(__name__)
+
+DONE = ("succeeded", "skipped")
+OUTPUT_CAP = 64 * 1024
+
+
+class Refused(Exception):
+    """An operation that is not allowed now; nothing was changed. The message says why."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+Connect = Callable[[Cluster], tuple[Remote, VarsProbe]]
+MayApprove = Callable[[Cluster, Actor], Awaitable[bool]]
+Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+
+async def console_approvers(cluster: Cluster, actor: Actor) -> bool:
+    return actor.id in cluster.approvers.console
+
+
+@dataclass
+class Engine:
+    store: Store
+    clusters: dict[str, Cluster]
+    connect: Connect
+    worker: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:8]}")
+    may_approve: MayApprove = console_approvers
+    lease_ms: int = 10_000
+    timing: Timing = field(default_factory=Timing)
+    listener: Listener | None = None
+    procedure: tuple[Step, ...] = ONLINE_PROCEDURE
+    _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
+    _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ helpers
+
+    def _ports(self, cluster: Cluster) -> tuple[Remote, VarsProbe]:
+        if cluster.name not in self._io:
+            self._io[cluster.name] = self.connect(cluster)
+        return self._io[cluster.name]
+
+    async def close(self) -> None:
+        for remote, probe in self._io.values():
+            await remote.close()
+            close = getattr(probe, "close", None)
+            if close is not None:
+                await close()
+        self._io.clear()
+
+    async def _notify(self, kind: str, **info: Any) -> None:
+        if self.listener is None:
+            return
+        try:
+            res = self.listener(kind, info)
+            if asyncio.iscoroutine(res):
+                await res
+        except Exception:  # a broken display must not break a restore
+            log.exception("listener failed on %s", kind)
+
+    async def record(self, rid: str) -> RestoreRecord:
+        rec = await self.store.load(rid)
+        if rec is None:
+            raise Refused(f"no restore {rid}")
+        return rec
+
+    def cluster_of(self, rec: RestoreRecord) -> Cluster:
+        return self.clusters[rec.meta["cluster"]]
+
+    def step(self, sid: str) -> Step:
+        try:
+            return get_step(sid, self.procedure)
+        except KeyError:
+            raise Refused(f"unknown step {sid!r}") from None
+
+    # ------------------------------------------------------------ operations
+
+    async def start(self, cluster_name: str, backup: str | None, by: Actor) -> str:
+        cluster = self.clusters.get(cluster_name)
+        if cluster is None:
+            known = ", ".join(sorted(self.clusters)) or "none"
+            raise Refused(f"unknown cluster {cluster_name!r} (known: {known})")
+        if backup is not None:
+            try:
+                cmd.backup_id(backup)
+            except cmd.InvalidValue as exc:
+                raise Refused(str(exc)) from None
+        rid = uuid.uuid4().hex[:12]
+        steps = {s.id: {"status": "pending", "attempt": 0} for s in self.procedure}
+        meta = {
+            "id": rid,
+            "cluster": cluster.name,
+            "aurora_name": cluster.aurora_name,
+            "requested_backup": backup,
+            "started_by": by.id,
+            "started_by_name": by.label,
+            "plan": [s.id for s in self.procedure],
+            "procedure": "online",
+        }
+        ok, holder = await self.store.create(
+            rid,
+            cluster.name,
+            meta,
+            steps,
+            {"type": "restore_started", "actor": by.id, "cluster": cluster.name, "backup": backup},
+        )
+        if not ok:
+            raise Refused(f"cluster {cluster.name} already has a restore running: {holder}")
+        await self.store.set_data(rid, requested_backup=backup)
+        await self._notify("started", rid=rid)
+        return rid
+
+    async def _check_approver(self, cluster: Cluster, by: Actor) -> None:
+        if not await self.may_approve(cluster, by):
+            raise Refused(f"{by.label} is not an approver for {cluster.name}")
+
+    async def _context(self, rec: RestoreRecord, step: Step, on_result: Any = None) -> StepContext:
+        cluster = self.cluster_of(rec)
+        remote, probe = self._ports(cluster)
+        facts = dict(rec.data)
+
+        async def learn(**values: Any) -> None:
+            facts.update(values)
+            await self.store.set_data(rec.rid, **values)
+
+        return StepContext(cluster, step, facts, remote, probe, learn, on_result, self.timing)
+
+    async def approve(self, rid: str, sid: str, by: Actor) -> Outcome:
+        rec = await self.record(rid)
+        step = self.step(sid)
+        cluster = self.cluster_of(rec)
+        self._require_running(rec)
+        state = rec.steps.get(sid, {})
+        if sid not in rec.meta["plan"]:
+            raise Refused(f"{sid} is not in this restore's plan")
+        if state.get("status") != "awaiting":
+            raise Refused(f"{sid} is not waiting for approval (it is {state.get('status')})")
+        await self._check_approver(cluster, by)
+        if (
+            step.risk is Risk.DESTRUCTIVE
+            and cluster.two_person_rule
+            and by.id == rec.meta["started_by"]
+        ):
+            raise Refused(
+                f"{sid} is destructive: it needs an approver other than {by.label}, who started the restore"
+            )
+        if step.precondition:
+            ctx = await self._context(rec, step)
+            why = await actions.PRECONDITION[step.precondition](ctx)
+            if why:
+                await self.store.transition(
+                    rid, sid, ("awaiting",), {}, {"type": "refused", "actor": by.id, "reason": why}
+                )
+                raise Refused(f"{sid} cannot be approved now: {why}")
+        won = await self.store.transition(
+            rid,
+            sid,
+            ("awaiting",),
+            {
+                "status": "running",
+                "approved_by": by.id,
+                "attempt": int(state.get("attempt", 0)) + 1,
+            },
+            {"type": "approved", "actor": by.id},
+            restore_patch={"current": sid},
+            lease=f"take:{self.worker}:{self.lease_ms}",
+        )
+        if not won.ok:
+            raise Refused(f"{sid} was already {won.step.get('status')} (approved by someone else?)")
+        await self._notify("approved", rid=rid, step=sid, actor=by.id)
+        outcome = await self._execute(rid, sid)
+        await self.advance(rid)
+        return outcome
+
+    async def skip(self, rid: str, sid: str, by: Actor, reason: str) -> None:
+        rec = await self.record(rid)
+        step = self.step(sid)
+        self._require_running(rec)
+        await self._check_approver(self.cluster_of(rec), by)
+        if not step.skippable:
+            raise Refused(f"{sid} cannot be skipped")
+        if not reason.strip():
+            raise Refused("a skip needs a reason")
+        res = await self.store.transition(
+            rid,
+            sid,
+            ("awaiting", "failed", "interrupted"),
+            {"status": "skipped", "skipped_by": by.id, "reason": reason[:500]},
+            {"type": "skipped", "actor": by.id, "reason": reason[:500]},
+        )
+        if not res.ok:
+            raise Refused(
+                f"{sid} cannot be skipped while it is {res.step.get('status', 'unknown')}"
+            )
+        await self._notify("skipped", rid=rid, step=sid, actor=by.id)
+        await self.advance(rid)
+
+    async def retry(self, rid: str, sid: str, by: Actor) -> Outcome:
+        rec = await self.record(rid)
+        self.step(sid)
+        self._require_running(rec)
+        await self._check_approver(self.cluster_of(rec), by)
+        state = rec.steps.get(sid, {})
+        won = await self.store.transition(
+            rid,
+            sid,
+            ("failed", "interrupted"),
+            {"status": "running", "attempt": int(state.get("attempt", 0)) + 1, "retried_by": by.id},
+            {"type": "retried", "actor": by.id},
+            restore_patch={"current": sid},
+            lease=f"take:{self.worker}:{self.lease_ms}",
+        )
+        if not won.ok:
+            raise Refused(
+                f"{sid} can be retried only after it failed or was interrupted (it is {won.step.get('status')})"
+            )
+        outcome = await self._execute(rid, sid)
+        await self.advance(rid)
+        return outcome
+
+    async def mark_done(self, rid: str, sid: str, by: Actor) -> None:
+        """An interrupted step whose check shows it finished: a person says so."""
+        rec = await self.record(rid)
+        self._require_running(rec)
+        await self._check_approver(self.cluster_of(rec), by)
+        res = await self.store.transition(
+            rid,
+            sid,
+            ("interrupted",),
+            {"status": "succeeded", "marked_done_by": by.id},
+            {"type": "marked_done", "actor": by.id},
+        )
+        if not res.ok:
+            raise Refused(
+                f"only an interrupted step can be marked done ({sid} is {res.step.get('status')})"
+            )
+        await self.advance(rid)
+
+    async def abort(self, rid: str, by: Actor, revert: bool) -> str:
+        rec = await self.record(rid)
+        self._require_running(rec)
+        await self._check_approver(self.cluster_of(rec), by)
+        ok, status = await self.store.restore_event(
+            rid,
+            {"status": "aborted"},
+            {"type": "aborted", "actor": by.id, "revert": revert},
+            ("running",),
+            release=not revert,
+        )
+        if not ok:
+            raise Refused(f"the restore is {status}, not running")
+        task = self._tasks.get(rid)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        rec = await self.record(rid)
+        for sid, st in rec.steps.items():
+            if st.get("status") == "running":
+                await self.store.transition(
+                    rid,
+                    sid,
+                    ("running",),
+                    {"status": "failed", "error": "aborted"},
+                    {"type": "failed", "actor": by.id, "reason": "aborted"},
+                )
+        if not revert:
+            await self._notify("aborted", rid=rid, actor=by.id)
+            return "aborted"
+        outcome = await self._revert(rec, by)
+        final = "reverted" if outcome.ok else "aborted"
+        await self.store.restore_event(
+            rid,
+            {"status": final},
+            {
+                "type": "reverted" if outcome.ok else "revert_failed",
+                "actor": by.id,
+                "summary": outcome.summary,
+            },
+            ("aborted",),
+            release=True,
+        )
+        await self._notify(final, rid=rid, actor=by.id, summary=outcome.summary)
+        if not outcome.ok:
+            raise Refused(f"aborted, but the revert failed: {outcome.summary}")
+        return final
+
+    async def _revert(self, rec: RestoreRecord, by: Actor) -> Outcome:
+        """cleanup.revert's semantics: every file back, and schedulers started if stopped."""
+        ctx = await self._context(rec, self.step("cleanup.revert"))
+        out = await actions.revert(ctx)
+        if not out.ok:
+            return out
+        stopped = any(
+            rec.steps.get(s, {}).get("status") == "succeeded" for s in ("prep.stop", "log.stop")
+        )
+        if stopped:
+            started = await actions.start(ctx)
+            if not started.ok:
+                return Outcome(
+                    False, f"files reverted; starting the schedulers failed: {started.summary}"
+                )
+        wiped = rec.steps.get("log.wipe", {}).get("status") == "succeeded"
+        note = (
+            " The replicated log was wiped: restore it from the log.archive tarball if needed."
+            if wiped
+            else ""
+        )
+        return Outcome(
+            True, out.summary + (" and schedulers started" if stopped else "") + "." + note
+        )
+
+    def _require_running(self, rec: RestoreRecord) -> None:
+        if rec.status != "running":
+            raise Refused(f"the restore is {rec.status}")
+
+    # ------------------------------------------------------------ moving on
+
+    async def advance(self, rid: str) -> None:
+        """Run read-only steps, and bring the next step to its approval. Idempotent."""
+        while True:
+            rec = await self.record(rid)
+            if rec.status != "running":
+                return
+            nxt = next(
+                (sid for sid in rec.meta["plan"] if rec.steps[sid]["status"] not in DONE), None
+            )
+            if nxt is None:
+                await self._finish(rec)
+                return
+            step = self.step(nxt)
+            status = rec.steps[nxt]["status"]
+            if status != "pending":
+                return  # waiting for a person, or running elsewhere
+            if step.condition and not actions.condition_holds(step.condition, rec.data):
+                plan = [s for s in rec.meta["plan"] if s != nxt]
+                await self.store.set_meta(rid, {**rec.meta, "plan": plan})
+                await self.store.transition(
+                    rid,
+                    nxt,
+                    ("pending",),
+                    {"status": "skipped", "reason": "not needed"},
+                    {"type": "not_needed"},
+                )
+                continue
+            if step.risk is Risk.READ_ONLY:
+                won = await self.store.transition(
+                    rid,
+                    nxt,
+                    ("pending",),
+                    {"status": "running", "attempt": 1},
+                    {"type": "started", "actor": "bot"},
+                    restore_patch={"current": nxt},
+                    lease=f"take:{self.worker}:{self.lease_ms}",
+                )
+                if not won.ok:
+                    return
+                await self._execute(rid, nxt)
+                continue
+            preview: dict[str, Any] = {}
+            if nxt in actions.PREVIEW:
+                try:
+                    ctx = await self._context(rec, step)
+                    preview = await actions.PREVIEW[nxt](ctx)
+                except Exception as exc:  # the card says what could not be gathered
+                    preview = {"error": str(exc)}
+                key = "review" if nxt == "restore.review" else f"preview:{nxt}"
+                await self.store.set_data(rid, **{key: preview})
+            res = await self.store.transition(
+                rid,
+                nxt,
+                ("pending",),
+                {"status": "awaiting"},
+                {"type": "awaiting_approval", "risk": step.risk.value},
+                restore_patch={"current": nxt},
+            )
+            if res.ok:
+                await self._notify("awaiting", rid=rid, step=nxt, preview=preview)
+            return
+
+    async def _finish(self, rec: RestoreRecord) -> None:
+        verified = rec.steps.get("cleanup.verify", {}).get("status") == "succeeded"
+        final = "succeeded" if verified else "failed"
+        ok, _ = await self.store.restore_event(
+            rec.rid,
+            {"status": final, "current": ""},
+            {"type": f"restore_{final}"},
+            ("running",),
+            release=True,
+        )
+        if ok:
+            await self._notify("finished", rid=rec.rid, status=final)
+
+    async def _execute(self, rid: str, sid: str) -> Outcome:
+        """Run a step this worker holds the lease of, and record how it ended."""
+        rec = await self.record(rid)
+        step = self.step(sid)
+        attempt = int(rec.steps[sid].get("attempt", 1))
+
+        async def on_result(r: HostResult) -> None:
+            await self._host_result(rid, sid, attempt, r)
+
+        ctx = await self._context(rec, step, on_result)
+        await self._notify("running", rid=rid, step=sid)
+        renew = asyncio.create_task(self._renew(rid, sid))
+        task = asyncio.ensure_future(actions.RUN[sid](ctx))
+        self._tasks[rid] = task
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            outcome = Outcome(False, "cancelled (abort)")
+        except Exception as exc:
+            log.exception("step %s failed with an exception", sid)
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        finally:
+            renew.cancel()
+            self._tasks.pop(rid, None)
+        summary = redact(outcome.summary)[:2000]
+        commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
+        res = await self.store.transition(
+            rid,
+            sid,
+            ("running",),
+            {
+                "status": "succeeded" if outcome.ok else "failed",
+                "summary": summary,
+                "commands": commands_sent,
+            },
+            {
+                "type": "succeeded" if outcome.ok else "failed",
+                "summary": summary,
+                "commands": commands_sent,
+            },
+            lease=f"own:{self.worker}",
+        )
+        if not res.ok:
+            log.warning(
+                "step %s of %s finished but its lease was lost (%s)",
+                sid,
+                rid,
+                res.step.get("status"),
+            )
+        await self._notify("finished_step", rid=rid, step=sid, ok=outcome.ok, summary=summary)
+        return outcome
+
+    async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
+        stdout, out_cut = cap(redact(r.stdout), OUTPUT_CAP)
+        stderr, err_cut = cap(redact(r.stderr), OUTPUT_CAP)
+        await self.store.save_output(
+            rid,
+            f"{sid}:{attempt}:{r.host}",
+            {
+                "exit_status": r.exit_status,
+                "duration": round(r.duration, 3),
+                "error": r.error,
+                "stdout": stdout,
+                "stderr": stderr,
+                "truncated": out_cut or err_cut,
+            },
+        )
+        await self.store.transition(
+            rid,
+            sid,
+            ("running",),
+            {},
+            {
+                "type": "host_result",
+                "host": r.host,
+                "exit_status": r.exit_status,
+                "duration": round(r.duration, 3),
+                "error": r.error,
+            },
+            lease=f"own:{self.worker}",
+        )
+        await self._notify("host_result", rid=rid, step=sid, result=r)
+
+    async def _renew(self, rid: str, sid: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            await self.store.renew(rid, sid, self.worker, self.lease_ms)
+
+    async def recover(self, rid: str) -> list[tuple[str, Outcome | None]]:
+        """Steps whose worker died become `interrupted`; their check tells what it looks like."""
+        rec = await self.record(rid)
+        found = []
+        for sid, st in rec.steps.items():
+            if st.get("status") != "running":
+                continue
+            res = await self.store.transition(
+                rid,
+                sid,
+                ("running",),
+                {"status": "interrupted"},
+                {"type": "interrupted", "worker": st.get("lease_owner")},
+                lease="expired",
+            )
+            if not res.ok:
+                continue
+            check = actions.CHECK.get(sid)
+            outcome = None
+            if check is not None:
+                try:
+                    outcome = await check(await self._context(rec, self.step(sid)))
+                except Exception as exc:
+                    outcome = Outcome(False, f"check could not run: {exc}")
+                await self.store.set_data(
+                    rid,
+                    **{
+                        f"interrupted:{sid}": {
+                            "appears_finished": outcome.ok,
+                            "check": outcome.summary,
+                        }
+                    },
+                )
+                await self.store.transition(
+                    rid,
+                    sid,
+                    ("interrupted",),
+                    {"check": outcome.summary, "appears_finished": outcome.ok},
+                    {"type": "checked", "appears_finished": outcome.ok, "summary": outcome.summary},
+                )
+            found.append((sid, outcome))
+            await self._notify("interrupted", rid=rid, step=sid, check=outcome)
+        return found

@@ -1,0 +1,400 @@
+"""The restore procedure as data: every step of docs/runbook.md, in order.
+
+This is Aurora's online recovery procedure (Aurora 0.13 to 0.20, the "0.17" page):
+stop, disable, re-initialise the replicated log, stage and commit the backup on the
+leader, undo the preparation. Steps are data so that a second variant (the offline
+`recovery-tool` procedure of Aurora 0.21+) can sit beside this one as another tuple.
+
+A step's `commands` are templates. `{name}` is replaced by a value that was validated
+and shell-quoted first (`runbook.commands.render`); `{!name}` is replaced verbatim and
+is used only for command templates that come from the cluster file itself (the service
+commands), which the operator wrote as shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Risk(StrEnum):
+    READ_ONLY = "read-only"  # runs without approval as soon as the restore reaches it
+    MUTATING = "mutating"  # one approval from an allowed approver
+    DESTRUCTIVE = "destructive"  # an approver other than the requester, and a confirm dialog
+
+
+class Targets(StrEnum):
+    ALL = "all schedulers"
+    LEADER = "the leader"
+    BOT = "the bot"
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    phase: str
+    title: str
+    explain: str
+    targets: Targets
+    risk: Risk
+    commands: tuple[str, ...]
+    check: str
+    skippable: bool = True
+    # Shown as "suggested: skip" and skipped by unattended runs.
+    suggest_skip: bool = False
+    # Name of a condition (runbook.engine) that decides whether the step is in the plan.
+    condition: str | None = None
+    # Name of a machine-checked precondition: approval is refused while it fails.
+    precondition: str | None = None
+    # Marked "added" in the runbook: not in Aurora's page, done by careful operators.
+    added: bool = False
+
+
+PREPARATION = "Preparation"
+RELOG = "Re-initialize the Mesos replicated log"
+RESTORE = "Restore from the backup"
+CLEANUP = "Cleanup"
+
+AURORA_ADMIN = "{!aurora_admin} {verb} --bypass-leader-redirect {cluster}"
+
+
+def _admin(verb: str, *extra: str) -> str:
+    return " ".join([AURORA_ADMIN.replace("{verb}", verb), *extra])
+
+
+ONLINE_PROCEDURE: tuple[Step, ...] = (
+    Step(
+        id="prep.preflight",
+        phase=PREPARATION,
+        title="Preflight: reach every scheduler, keep the originals",
+        explain=(
+            "Reach every scheduler over SSH. Read and keep each host's environment file and "
+            "aurora_admin clusters.json (content and sha256): the revert puts them back byte "
+            "for byte. Show the current leader, the backups found with their age, and the "
+            "backup chosen. A backup older than the maximum age means the scheduler will kill "
+            "every task started after it."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.READ_ONLY,
+        commands=(
+            "cat {env_file}",
+            "cat {admin_clusters_json}",
+            "ls -1 {backup_dir}",
+            "{!is_active}",
+        ),
+        check="every host reached; originals stored",
+        skippable=False,
+    ),
+    Step(
+        id="prep.ack_backup",
+        phase=PREPARATION,
+        title="Acknowledge the age of the backup",
+        explain=(
+            "The backup is older than the cluster's maximum backup age (or none was found). "
+            "Restoring it resets the cluster to that moment: every job or task created or "
+            "rescheduled since will be killed. An approver must acknowledge this explicitly."
+        ),
+        targets=Targets.BOT,
+        risk=Risk.MUTATING,
+        commands=(),
+        check="acknowledgement recorded",
+        skippable=False,
+        condition="backup_too_old",
+        added=True,
+    ),
+    Step(
+        id="prep.stop",
+        phase=PREPARATION,
+        title="Stop all schedulers",
+        explain="Stop every scheduler instance, in parallel.",
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!service_stop}",),
+        check="service inactive on every host",
+    ),
+    Step(
+        id="prep.block_traffic",
+        phase=PREPARATION,
+        title="Block external traffic to the schedulers (optional)",
+        explain=(
+            "Optional: block outside traffic to the schedulers' HTTP port, except from the bot, "
+            "so nobody changes state that the restore would erase. Needs `block_traffic` in "
+            "the cluster file; the default plan suggests skipping it."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!block_traffic}",),
+        check="rule present",
+        suggest_skip=True,
+    ),
+    Step(
+        id="prep.admin_access",
+        phase=PREPARATION,
+        title="Point aurora_admin at the local scheduler",
+        explain=(
+            "On every scheduler, give aurora_admin a clusters.json entry for the cluster with "
+            "`scheduler_uri` = http://localhost:<http_port> and no `zk`: while the schedulers "
+            "are disabled nothing is advertised in ZooKeeper, so a `zk` entry would fail. The "
+            "original file is kept for the revert."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("sudo tee {admin_clusters_json} > /dev/null",),
+        check="file re-read matches",
+    ),
+    Step(
+        id="prep.auth",
+        phase=PREPARATION,
+        title="Remove -http_authentication_mechanism for the restore",
+        explain=(
+            "The scheduler flags hold `-http_authentication_mechanism`: aurora_admin on the "
+            "host could not talk to the scheduler directly. Remove the flag from "
+            "EXTRA_SCHEDULER_ARGS for the restore; the revert puts it back."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("sudo tee {env_file} > /dev/null",),
+        check="flag absent",
+        condition="auth_flag_present",
+    ),
+    Step(
+        id="prep.disable",
+        phase=PREPARATION,
+        title="Put the schedulers in the partly disabled state",
+        explain=(
+            "In every environment file: MESOS_MASTER (behind -mesos_master_address) set to a "
+            "ZooKeeper address that does not exist, so no scheduler registers with Mesos; "
+            "-max_registration_delay=360mins so the leader does not kill itself for not "
+            "registering; -reconciliation_initial_delay=365days so no scheduler reconciles "
+            "(on an empty log it would kill every task). Values already there are replaced, "
+            "never appended: a flag given twice aborts the scheduler's start."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("sudo tee {env_file} > /dev/null",),
+        check="file re-read shows the three values, each once",
+    ),
+    Step(
+        id="prep.start",
+        phase=PREPARATION,
+        title="Start all schedulers (disabled)",
+        explain="Start every scheduler; they come up disabled and elect a leader.",
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!service_start}",),
+        check="service active on every host",
+    ),
+    Step(
+        id="log.stop",
+        phase=RELOG,
+        title="Stop all schedulers",
+        explain="Stop every scheduler before the replicated log is touched.",
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!service_stop}",),
+        check="inactive everywhere",
+    ),
+    Step(
+        id="log.archive",
+        phase=RELOG,
+        title="Archive the old replicated log",
+        explain=(
+            "Keep the old log for forensics: pack the native log directory into a dated "
+            "tarball next to it, after checking there is room on the disk."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=(
+            "need=$(sudo du -sk {log_dir} | cut -f1); "
+            "free=$(df -Pk {log_parent} | awk 'NR==2 {print $4}'); "
+            'if [ "$free" -le "$need" ]; then echo "not enough room: need ${need}K, ${free}K free" >&2; exit 1; fi; '
+            "sudo tar -czf {archive} -C {log_dir} . && ls -l {archive}",
+        ),
+        check="tarball exists, size > 0",
+        added=True,
+    ),
+    Step(
+        id="log.wipe",
+        phase=RELOG,
+        title="Delete the replicated log on every scheduler",
+        explain=(
+            "Delete every file under the native log directory on every scheduler. The card "
+            "shows how many files and bytes go on each host."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.DESTRUCTIVE,
+        commands=("sudo find {log_dir} -mindepth 1 -delete",),
+        check="directory empty everywhere",
+        precondition="all_stopped",
+    ),
+    Step(
+        id="log.init",
+        phase=RELOG,
+        title="Initialize the replicated log",
+        explain=(
+            "`mesos-log initialize` on every scheduler, as the scheduler's own user so that "
+            "the new files belong to it (a replica left owned by root keeps the scheduler "
+            "from starting). It refuses a replica that is not empty."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("sudo -u {scheduler_user} {!mesos_log} initialize --path={log_dir}",),
+        check="exit 0 everywhere",
+    ),
+    Step(
+        id="log.start",
+        phase=RELOG,
+        title="Start all schedulers",
+        explain="Start every scheduler on the fresh log; still disabled.",
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!service_start}",),
+        check="active everywhere",
+    ),
+    Step(
+        id="restore.leader",
+        phase=RESTORE,
+        title="Find the leader",
+        explain=(
+            "Find the leading scheduler from every source configured: "
+            "`scheduler_lifecycle_LEADER_AWAITING_REGISTRATION` in each scheduler's /vars "
+            "(1 on the leader, 0 elsewhere), ZooKeeper under the serverset path, and the "
+            "scheduler logs. Exactly one leader, and no source disagreeing."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.READ_ONLY,
+        commands=("GET http://{address}:{http_port}/vars",),
+        check="one leader",
+    ),
+    Step(
+        id="restore.place",
+        phase=RESTORE,
+        title="Put the backup in the leader's backup_dir",
+        explain=(
+            "Make sure the chosen backup file is in the leader's backup directory: copy it "
+            "from a host that has it, then compare size and sha256."
+        ),
+        targets=Targets.LEADER,
+        risk=Risk.MUTATING,
+        commands=(
+            "sudo tee {backup_path} > /dev/null",
+            "sha256sum {backup_path} && stat -c %s {backup_path}",
+        ),
+        check="leader has it, sha256 equal",
+    ),
+    Step(
+        id="restore.stage",
+        phase=RESTORE,
+        title="Stage the backup on the leader",
+        explain="Load the backup into the leader's memory as a staged recovery.",
+        targets=Targets.LEADER,
+        risk=Risk.MUTATING,
+        commands=(_admin("scheduler_stage_recovery", "{backup}"),),
+        check="exit 0",
+    ),
+    Step(
+        id="restore.review",
+        phase=RESTORE,
+        title="Review the staged tasks",
+        explain=(
+            "The staged recovery's tasks, printed by the leader: counts by role, job and "
+            "status, and the full listing. Approving this step says: the listing is right."
+        ),
+        targets=Targets.LEADER,
+        risk=Risk.MUTATING,
+        commands=(_admin("scheduler_print_recovery_tasks"),),
+        check="listing posted",
+    ),
+    Step(
+        id="restore.commit",
+        phase=RESTORE,
+        title="Commit the recovery",
+        explain=(
+            "Check again that the leader has not changed since the backup was staged (a "
+            "staged recovery lives only in the leader's memory), then commit: the backup is "
+            "written into the replicated log and the scheduler shuts down to force a "
+            "failover. The client may report a transport error although the commit worked: "
+            "what the schedulers do next decides."
+        ),
+        targets=Targets.LEADER,
+        risk=Risk.DESTRUCTIVE,
+        commands=(_admin("scheduler_commit_recovery"),),
+        check="the old leader restarted and the recovery is no longer staged",
+        skippable=False,
+        precondition="staged_on_same_leader",
+    ),
+    Step(
+        id="restore.failover",
+        phase=RESTORE,
+        title="Wait for a leader after the failover",
+        explain="Wait (bounded) for a leader to come back after the failover.",
+        targets=Targets.ALL,
+        risk=Risk.READ_ONLY,
+        commands=("GET http://{address}:{http_port}/vars",),
+        check="a leader again",
+    ),
+    Step(
+        id="cleanup.revert",
+        phase=CLEANUP,
+        title="Undo the preparation",
+        explain=(
+            "Put back every environment file and clusters.json exactly as they were (byte "
+            "for byte, compared by sha256), which also restores the auth flag and the Mesos "
+            "master address; remove the traffic block."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=(
+            "sudo tee {env_file} > /dev/null",
+            "sudo tee {admin_clusters_json} > /dev/null",
+        ),
+        check="sha256 equals the original on every host",
+        skippable=False,
+    ),
+    Step(
+        id="cleanup.restart",
+        phase=CLEANUP,
+        title="Restart the schedulers, followers first",
+        explain="Restart the schedulers one by one, the followers first and the leader last.",
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!service_stop} && {!service_start}",),
+        check="active everywhere",
+    ),
+    Step(
+        id="cleanup.verify",
+        phase=CLEANUP,
+        title="Verify: an ACTIVE leader with the reviewed tasks",
+        explain=(
+            "A leader is ACTIVE (`scheduler_lifecycle_ACTIVE 1`) and, where it can be read, "
+            "the number of active tasks matches the reviewed listing."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.READ_ONLY,
+        commands=("GET http://{address}:{http_port}/vars",),
+        check="leader ACTIVE",
+    ),
+    Step(
+        id="cleanup.transcript",
+        phase=CLEANUP,
+        title="Post the transcript",
+        explain="The transcript of the whole restore, built from its event log.",
+        targets=Targets.BOT,
+        risk=Risk.READ_ONLY,
+        commands=(),
+        check="file posted",
+    ),
+)
+
+PROCEDURES = {"online": ONLINE_PROCEDURE}
+
+
+def step_ids(procedure: tuple[Step, ...] = ONLINE_PROCEDURE) -> list[str]:
+    return [s.id for s in procedure]
+
+
+def get_step(step_id: str, procedure: tuple[Step, ...] = ONLINE_PROCEDURE) -> Step:
+    for s in procedure:
+        if s.id == step_id:
+            return s
+    raise KeyError(step_id)

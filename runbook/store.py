@@ -1,0 +1,320 @@
+"""Restore state in Redis, and only there.
+
+Every transition is one Lua script: it checks the step's current status, writes the new
+one and appends the event to the restore's stream, atomically, in one round trip. So 50
+approvals of one step arriving at once move it once, and only the caller whose script
+succeeded runs the step.
+
+Keys (prefix `ar:`, see README "State in Redis"):
+
+    ar:restore:<rid>          HASH  meta (JSON), status, current, step:<sid> (JSON),
+                                     data:<name> (JSON facts), seq, chain (last event hash)
+    ar:restore:<rid>:events   STREAM one entry per transition: e (event JSON), h (hash)
+    ar:restore:<rid>:output   HASH  <sid>:<attempt>:<host> -> capped, redacted output (JSON)
+    ar:lock:cluster:<name>    STRING the restore id holding the cluster (expires when idle)
+    ar:restores               ZSET  restore ids by start time
+
+Times are the Redis server's (`TIME`), so that bot processes on several machines agree
+on leases. Each event carries the SHA-1 of the one before it (a hash chain).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "ar:"
+LOCK_TTL_MS = 24 * 3600 * 1000  # a restore idle for a day frees its cluster
+RESTORES = PREFIX + "restores"
+
+
+def restore_key(rid: str) -> str:
+    return f"{PREFIX}restore:{rid}"
+
+
+def events_key(rid: str) -> str:
+    return f"{PREFIX}restore:{rid}:events"
+
+
+def output_key(rid: str) -> str:
+    return f"{PREFIX}restore:{rid}:output"
+
+
+def lock_key(cluster: str) -> str:
+    return f"{PREFIX}lock:cluster:{cluster}"
+
+
+# KEYS: restore hash, events stream, cluster lock
+# ARGV: sid, allowed statuses (comma list), step patch JSON, restore patch JSON, event JSON,
+#       lease mode ("" | "take:<owner>:<ms>" | "own:<owner>" | "expired"), rid
+TRANSITION = r"""
+local sid, allowed, spatch, rpatch, ev, lease, rid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local raw = redis.call('HGET', KEYS[1], 'step:' .. sid)
+if not raw then return {0, 'unknown step'} end
+local st = cjson.decode(raw)
+local ok = false
+for s in string.gmatch(allowed, '[^,]+') do if st.status == s then ok = true end end
+if not ok then return {0, raw} end
+if string.sub(lease, 1, 4) == 'own:' then
+  if st.lease_owner ~= string.sub(lease, 5) then return {0, raw} end
+elseif lease == 'expired' then
+  if (st.lease_until or 0) > now then return {0, raw} end
+end
+for k, v in pairs(cjson.decode(spatch)) do st[k] = v end
+if string.sub(lease, 1, 5) == 'take:' then
+  local owner, ttl = string.match(lease, '^take:(.*):(%d+)$')
+  st.lease_owner = owner
+  st.lease_until = now + tonumber(ttl)
+end
+st.updated_at = now
+local rp = cjson.decode(rpatch)
+local meta = nil
+for k, v in pairs(rp) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('HSET', KEYS[1], 'step:' .. sid, cjson.encode(st))
+local e = cjson.decode(ev)
+e.at = now
+e.step = sid
+e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+e.prev = redis.call('HGET', KEYS[1], 'chain') or ''
+local body = cjson.encode(e)
+local h = redis.sha1hex(e.prev .. body)
+redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
+redis.call('HSET', KEYS[1], 'chain', h)
+if redis.call('GET', KEYS[3]) == rid then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
+return {1, cjson.encode(st)}
+"""
+
+# Renew a running step's lease, only for its owner. ARGV: sid, owner, ttl ms
+RENEW = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local raw = redis.call('HGET', KEYS[1], 'step:' .. ARGV[1])
+if not raw then return 0 end
+local st = cjson.decode(raw)
+if st.status ~= 'running' or st.lease_owner ~= ARGV[2] then return 0 end
+st.lease_until = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'step:' .. ARGV[1], cjson.encode(st))
+return 1
+"""
+
+# A restore-level event (started, aborted, finished...). KEYS: restore, events, lock.
+# ARGV: restore patch JSON, event JSON, allowed restore statuses, rid, lock ttl, release(0/1)
+RESTORE_EVENT = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local status = redis.call('HGET', KEYS[1], 'status')
+local ok = false
+for s in string.gmatch(ARGV[3], '[^,]+') do if status == s then ok = true end end
+if not ok then return {0, status or ''} end
+for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+local e = cjson.decode(ARGV[2])
+e.at = now
+e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+e.prev = redis.call('HGET', KEYS[1], 'chain') or ''
+local body = cjson.encode(e)
+local h = redis.sha1hex(e.prev .. body)
+redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
+redis.call('HSET', KEYS[1], 'chain', h)
+if redis.call('GET', KEYS[3]) == ARGV[4] then
+  if ARGV[6] == '1' then redis.call('DEL', KEYS[3]) else redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+end
+return {1, status}
+"""
+
+# Create a restore and take its cluster's lock, or name the restore holding it.
+# KEYS: restore, events, lock, restores zset. ARGV: rid, meta JSON, steps JSON (sid->state), event JSON, ttl
+CREATE = r"""
+local holder = redis.call('GET', KEYS[3])
+if holder then return {0, holder} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
+local meta = cjson.decode(ARGV[2])
+meta.started_at = now
+redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta), 'status', 'running', 'current', '', 'seq', 0, 'chain', '')
+for sid, st in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], 'step:' .. sid, cjson.encode(st)) end
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+local e = cjson.decode(ARGV[4])
+e.at = now
+e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+e.prev = ''
+local body = cjson.encode(e)
+local h = redis.sha1hex(body)
+redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
+redis.call('HSET', KEYS[1], 'chain', h)
+return {1, ARGV[1]}
+"""
+
+
+@dataclass
+class Transition:
+    ok: bool
+    step: dict[str, Any]
+    error: str = ""
+
+
+@dataclass
+class RestoreRecord:
+    rid: str
+    meta: dict[str, Any]
+    status: str
+    current: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Store:
+    """Restore state over a `redis.asyncio.Redis` client (decode_responses on or off).
+
+    The client comes from outside (bot/): this module opens no connection itself.
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._sha: dict[str, str] = {}
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        sha = self._sha.get(script)
+        if sha is None:
+            sha = _s(await self.redis.script_load(script))
+            self._sha[script] = sha
+        try:
+            return await self.redis.evalsha(sha, len(keys), *keys, *args)
+        except Exception as exc:  # NOSCRIPT after a server restart: load again, once
+            if "NOSCRIPT" not in str(exc):
+                raise
+            self._sha.pop(script, None)
+            return await self._run(script, keys, args)
+
+    async def create(
+        self,
+        rid: str,
+        cluster: str,
+        meta: dict[str, Any],
+        steps: dict[str, dict[str, Any]],
+        event: dict[str, Any],
+    ) -> tuple[bool, str]:
+        """Create the restore and lock its cluster. (False, holder) when the cluster is busy."""
+        res = await self._run(
+            CREATE,
+            [restore_key(rid), events_key(rid), lock_key(cluster), RESTORES],
+            [rid, json.dumps(meta), json.dumps(steps), json.dumps(event), LOCK_TTL_MS],
+        )
+        return bool(int(res[0])), _s(res[1])
+
+    async def transition(
+        self,
+        rid: str,
+        sid: str,
+        allowed: tuple[str, ...],
+        patch: dict[str, Any],
+        event: dict[str, Any],
+        *,
+        restore_patch: dict[str, str] | None = None,
+        lease: str = "",
+    ) -> Transition:
+        cluster = await self.cluster_of(rid)
+        res = await self._run(
+            TRANSITION,
+            [restore_key(rid), events_key(rid), lock_key(cluster)],
+            [
+                sid,
+                ",".join(allowed),
+                json.dumps(patch),
+                json.dumps(restore_patch or {}),
+                json.dumps(event),
+                lease,
+                rid,
+                LOCK_TTL_MS,
+            ],
+        )
+        ok, body = bool(int(res[0])), _s(res[1])
+        if body == "unknown step":
+            return Transition(False, {}, "unknown step")
+        return Transition(ok, json.loads(body))
+
+    async def renew(self, rid: str, sid: str, owner: str, ttl_ms: int) -> bool:
+        res = await self._run(RENEW, [restore_key(rid)], [sid, owner, ttl_ms])
+        return bool(int(res))
+
+    async def restore_event(
+        self,
+        rid: str,
+        patch: dict[str, str],
+        event: dict[str, Any],
+        allowed: tuple[str, ...],
+        *,
+        release: bool = False,
+    ) -> tuple[bool, str]:
+        cluster = await self.cluster_of(rid)
+        res = await self._run(
+            RESTORE_EVENT,
+            [restore_key(rid), events_key(rid), lock_key(cluster)],
+            [
+                json.dumps(patch),
+                json.dumps(event),
+                ",".join(allowed),
+                rid,
+                LOCK_TTL_MS,
+                "1" if release else "0",
+            ],
+        )
+        return bool(int(res[0])), _s(res[1])
+
+    async def cluster_of(self, rid: str) -> str:
+        raw = await self.redis.hget(restore_key(rid), "meta")
+        if raw is None:
+            raise KeyError(f"no restore {rid}")
+        cluster: str = json.loads(raw)["cluster"]
+        return cluster
+
+    async def load(self, rid: str) -> RestoreRecord | None:
+        raw = await self.redis.hgetall(restore_key(rid))
+        if not raw:
+            return None
+        h = {_s(k): _s(v) for k, v in raw.items()}
+        rec = RestoreRecord(rid, json.loads(h["meta"]), h["status"], h.get("current", ""))
+        for k, v in h.items():
+            if k.startswith("step:"):
+                rec.steps[k[5:]] = json.loads(v)
+            elif k.startswith("data:"):
+                rec.data[k[5:]] = json.loads(v)
+        return rec
+
+    async def set_data(self, rid: str, **values: Any) -> None:
+        await self.redis.hset(
+            restore_key(rid), mapping={f"data:{k}": json.dumps(v) for k, v in values.items()}
+        )
+
+    async def set_meta(self, rid: str, meta: dict[str, Any]) -> None:
+        await self.redis.hset(restore_key(rid), "meta", json.dumps(meta))
+
+    async def save_output(self, rid: str, key: str, value: dict[str, Any]) -> None:
+        await self.redis.hset(output_key(rid), key, json.dumps(value))
+
+    async def outputs(self, rid: str) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(output_key(rid))
+        return {_s(k): json.loads(v) for k, v in raw.items()}
+
+    async def events(self, rid: str) -> list[dict[str, Any]]:
+        out = []
+        for _id, fields in await self.redis.xrange(events_key(rid)):
+            f = {_s(k): _s(v) for k, v in fields.items()}
+            e: dict[str, Any] = json.loads(f["e"])
+            e["hash"] = f["h"]
+            out.append(e)
+        return out
+
+    async def holder(self, cluster: str) -> str | None:
+        raw = await self.redis.get(lock_key(cluster))
+        return _s(raw) if raw is not None else None
+
+    async def restore_ids(self, limit: int = 50) -> list[str]:
+        return [_s(x) for x in await self.redis.zrevrange(RESTORES, 0, limit - 1)]

@@ -1,0 +1,110 @@
+"""The console and `make demo` end to end, as processes: the demo runs unattended to a
+succeeded restore with its transcripts; a console killed with -9 mid-step is started
+again and continues, the killed step reading `interrupted`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runbook.procedure import step_ids
+from tests.conftest import ROOT, RunningSandbox
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--yes", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "REDIS_URL": ""},
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "restore succeeded" in r.stdout
+    doc = json.loads((out / "transcript.json").read_text())
+    assert [s["id"] for s in doc["steps"]] == step_ids()
+    statuses = {s["id"]: s["status"] for s in doc["steps"]}
+    assert statuses["prep.block_traffic"] == "skipped"  # the plan suggests it
+    assert statuses["prep.ack_backup"] == "not needed"  # the newest backup is fresh
+    assert statuses["prep.auth"] == "not needed"
+    others = {
+        k: v
+        for k, v in statuses.items()
+        if k not in ("prep.block_traffic", "prep.ack_backup", "prep.auth")
+    }
+    assert set(others.values()) == {"succeeded"}, others
+    assert doc["outcome"] == "succeeded"
+    wipe = next(s for s in doc["steps"] if s["id"] == "log.wipe")
+    assert wipe["approved_by"] == "bob" and doc["started_by"] == "alice"  # two-person rule
+    for s in doc["steps"]:
+        if s["status"] == "succeeded" and s["id"] not in ("prep.ack_backup", "cleanup.transcript"):
+            assert s["events"], s["id"]
+    md = (out / "transcript.md").read_text()
+    assert "## restore.commit" in md and "outcome: **succeeded**" in md
+
+
+def test_console_killed_mid_step_continues_and_the_step_reads_interrupted(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    # prep.start hangs on one host, so the console is surely inside the step when killed.
+    systemctl = sandbox.dir / "hosts/scheduler-1/usr/local/bin/systemctl"
+    original = systemctl.read_text()
+    systemctl.write_text(
+        original.replace("exec ", 'if [ "$1" = start ]; then sleep 60; fi\nexec ', 1)
+    )
+    env = {**os.environ, "REDIS_URL": "", "AURORA_RESTORE_DATA": str(tmp_path / "data")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "console",
+        "--cluster",
+        str(sandbox.dir / "clusters.toml"),
+        "--yes",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert first.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = first.stdout.readline()
+        seen.append(line)
+        if line.startswith("▶ running prep.start"):
+            break
+    else:
+        first.kill()
+        raise AssertionError("".join(seen))
+    time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    first.stdout.close()
+    systemctl.write_text(original)
+
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    out = second.stdout
+    assert "continuing restore" in out, out[-3000:]
+    assert "prep.start was interrupted" in out
+    assert second.returncode == 0, out[-3000:] + second.stderr[-2000:]
+    doc = json.loads((tmp_path / "out/transcript.json").read_text())
+    start = next(s for s in doc["steps"] if s["id"] == "prep.start")
+    types = [e["type"] for e in start["events"]]
+    assert types.count("approved") == 1 and "interrupted" in types
+    # Nothing before the killed step ran twice.
+    for s in doc["steps"]:
+        if s["id"] in ("prep.stop", "prep.admin_access", "prep.disable"):
+            assert [e["type"] for e in s["events"]].count("approved") == 1
