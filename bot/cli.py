@@ -97,6 +97,35 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _slack(args: argparse.Namespace) -> int:
+    import logging
+
+    from bot import settings as settings_mod
+    from bot.redis_server import redis_url_from_env
+
+    socket_mode = args.command == "socket"
+    try:
+        settings = settings_mod.load(socket_mode=socket_mode)
+    except settings_mod.SettingsError as exc:
+        print(f"aurora-restore {args.command}: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from bot import slack_app
+
+    url, server = redis_url_from_env(settings.data_dir)
+    try:
+        if socket_mode:
+            asyncio.run(slack_app.socket_mode(settings, url))
+        else:
+            asyncio.run(slack_app.serve(settings, url))
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aurora-restore",
@@ -169,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--schedulers", type=int, default=3, metavar="N")
     de.add_argument("--as", dest="as_", default="alice", metavar="NAME")
     de.set_defaults(func=_demo)
+
+    se = sub.add_parser(
+        "serve", help="run the Slack app in HTTP mode (POST /slack/events, GET /healthz)"
+    )
+    se.set_defaults(func=_slack)
+    so = sub.add_parser("socket", help="run the Slack app in Socket Mode (no public URL needed)")
+    so.set_defaults(func=_slack)
     return parser
 
 

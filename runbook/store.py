@@ -179,6 +179,8 @@ class Store:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._sha: dict[str, str] = {}
+        # A restore's cluster never changes: remembered to save a round trip per transition.
+        self._clusters: dict[str, str] = {}
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         sha = self._sha.get(script)
@@ -269,10 +271,13 @@ class Store:
         return bool(int(res[0])), _s(res[1])
 
     async def cluster_of(self, rid: str) -> str:
+        if rid in self._clusters:
+            return self._clusters[rid]
         raw = await self.redis.hget(restore_key(rid), "meta")
         if raw is None:
             raise KeyError(f"no restore {rid}")
         cluster: str = json.loads(raw)["cluster"]
+        self._clusters[rid] = cluster
         return cluster
 
     async def load(self, rid: str) -> RestoreRecord | None:

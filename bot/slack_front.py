@@ -1,0 +1,271 @@
+"""The Slack front end of the engine: the thread of a restore, kept in step with Redis.
+
+Every message is rendered from the restore's record in Redis (never from memory), so any
+app process can post or update any card, and two processes behind a load balancer keep
+one coherent thread:
+
+    ar:slack:<rid>            HASH channel, root_ts, card:<sid> (ts or "posting"), seen:<key>
+    ar:slack:channel-of:<cluster>  not used: the restore's own hash says where it lives
+
+A card is posted once: the process that wins `HSETNX card:<sid> posting` posts it.
+Updates are coalesced (at most one refresh a second per restore) to respect chat.update's
+rate limits, and skipped when nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks
+from runbook.clusters import Cluster
+from runbook.engine import Actor, Engine
+from runbook.ports import HostResult
+from runbook.redact import redact
+
+log = logging.getLogger(__name__)
+
+MIN_REFRESH_INTERVAL = 1.0
+GROUP_CACHE_SECONDS = 60.0
+
+
+def slack_key(rid: str) -> str:
+    return f"ar:slack:{rid}"
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Approvers:
+    """Approvers by user id and by user group handle (usergroups.users.list, cached briefly)."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._handles: tuple[float, dict[str, str]] | None = None
+        self._members: dict[str, tuple[float, set[str]]] = {}
+
+    async def _group_ids(self) -> dict[str, str]:
+        now = time.monotonic()
+        if self._handles is None or now - self._handles[0] > GROUP_CACHE_SECONDS:
+            resp = await self.client.usergroups_list()
+            groups: list[dict[str, Any]] = resp.get("usergroups", [])
+            self._handles = (now, {str(g["handle"]): str(g["id"]) for g in groups})
+        return self._handles[1]
+
+    async def _members_of(self, group_id: str) -> set[str]:
+        now = time.monotonic()
+        cached = self._members.get(group_id)
+        if cached is None or now - cached[0] > GROUP_CACHE_SECONDS:
+            resp = await self.client.usergroups_users_list(usergroup=group_id)
+            cached = (now, set(resp.get("users", [])))
+            self._members[group_id] = cached
+        return cached[1]
+
+    async def may_approve(self, cluster: Cluster, actor: Actor) -> bool:
+        if actor.id in cluster.approvers.users:
+            return True
+        if not cluster.approvers.groups:
+            return False
+        try:
+            ids = await self._group_ids()
+            for handle in cluster.approvers.groups:
+                gid = ids.get(handle.lstrip("@"))
+                if gid and actor.id in await self._members_of(gid):
+                    return True
+        except SlackApiError as exc:
+            log.warning("cannot read user groups: %s", exc.response.get("error"))
+        return False
+
+
+class SlackFront:
+    def __init__(self, engine: Engine, client: AsyncWebClient, redis: Any) -> None:
+        self.engine = engine
+        self.client = client
+        self.redis = redis
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._last: dict[str, float] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        engine.listener = self.on_event
+
+    # ------------------------------------------------------------ background work
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Work after the ack; errors are logged, never lost silently."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background work failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------ the thread
+
+    async def thread(self, rid: str) -> tuple[str, str] | None:
+        raw = await self.redis.hmget(slack_key(rid), "channel", "root_ts")
+        if not raw or raw[0] is None or raw[1] is None:
+            return None
+        return _s(raw[0]), _s(raw[1])
+
+    async def open_thread(self, rid: str, channel: str) -> str:
+        rec = await self.engine.record(rid)
+        cluster = self.engine.cluster_of(rec)
+        text, body = blocks.root_message(rec, cluster)
+        resp = await self.client.chat_postMessage(channel=channel, text=text, blocks=body)
+        ts = _s(resp["ts"])
+        await self.redis.hset(slack_key(rid), mapping={"channel": channel, "root_ts": ts})
+        return ts
+
+    async def permalink(self, rid: str) -> str | None:
+        where = await self.thread(rid)
+        if where is None:
+            return None
+        with contextlib.suppress(SlackApiError):
+            resp = await self.client.chat_getPermalink(channel=where[0], message_ts=where[1])
+            return str(resp["permalink"])
+        return None
+
+    async def line(self, rid: str, actor: str, verb: str, sid: str = "", detail: str = "") -> None:
+        """A line in the thread naming the person: who approved, skipped, was refused…"""
+        where = await self.thread(rid)
+        if where is None:
+            return
+        text, body = blocks.action_line(actor, verb, sid, redact(detail))
+        await self.client.chat_postMessage(
+            channel=where[0], thread_ts=where[1], text=text, blocks=body
+        )
+
+    async def upload(self, rid: str, filename: str, content: str, title: str) -> None:
+        where = await self.thread(rid)
+        if where is None:
+            return
+        await self.client.files_upload_v2(
+            content=redact(content),
+            filename=filename,
+            title=title,
+            channel=where[0],
+            thread_ts=where[1],
+        )
+
+    # ------------------------------------------------------------ keeping it in step
+
+    VERBS = {
+        "approved": "approved",
+        "retried": "retried",
+        "marked_done": "marked done",
+        "skipped": "skipped",
+        "aborted": "aborted the restore",
+        "reverted": "aborted the restore and reverted every change",
+    }
+
+    def on_event(self, kind: str, info: dict[str, Any]) -> None:
+        rid = info.get("rid")
+        if not rid:
+            return
+        verb = self.VERBS.get(kind)
+        if verb is not None and info.get("actor"):
+            detail = str(info.get("reason") or info.get("summary") or "")
+            self.spawn(self.line(rid, info["actor"], verb, info.get("step", ""), detail))
+        self.schedule_refresh(rid)
+
+    def schedule_refresh(self, rid: str) -> None:
+        if rid in self._pending and not self._pending[rid].done():
+            return  # one refresh is coming: it will read the newest state
+        self._pending[rid] = self.spawn(self._refresh_later(rid))
+
+    async def _refresh_later(self, rid: str) -> None:
+        wait = self._last.get(rid, 0) + MIN_REFRESH_INTERVAL - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last[rid] = time.monotonic()
+        self._pending.pop(rid, None)
+        await self.refresh(rid)
+
+    async def _changed(self, rid: str, key: str, payload: Any) -> bool:
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        old = await self.redis.hget(slack_key(rid), f"seen:{key}")
+        if old is not None and _s(old) == digest:
+            return False
+        await self.redis.hset(slack_key(rid), f"seen:{key}", digest)
+        return True
+
+    async def refresh(self, rid: str) -> None:
+        """Render the root and every started step from Redis; post or update what changed."""
+        where = await self.thread(rid)
+        if where is None:
+            return
+        channel, root_ts = where
+        rec = await self.engine.record(rid)
+        cluster = self.engine.cluster_of(rec)
+        text, body = blocks.root_message(rec, cluster)
+        if await self._changed(rid, "root", body):
+            await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=body)
+        outputs: dict[str, dict[str, Any]] | None = None
+        for sid in rec.meta["plan"]:
+            status = rec.steps[sid]["status"]
+            if status == "pending":
+                continue
+            if outputs is None:
+                outputs = await self.engine.store.outputs(rid)
+            progress = _progress(outputs, sid, int(rec.steps[sid].get("attempt", 0)))
+            card = blocks.render_step(rec, cluster, sid, progress=progress)
+            ts_raw = await self.redis.hget(slack_key(rid), f"card:{sid}")
+            if ts_raw is None:
+                if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
+                    continue  # another process posts it
+                resp = await self.client.chat_postMessage(
+                    channel=channel, thread_ts=root_ts, text=card.text, blocks=card.blocks
+                )
+                await self.redis.hset(slack_key(rid), f"card:{sid}", _s(resp["ts"]))
+                await self._changed(rid, f"card:{sid}", card.blocks)
+            elif _s(ts_raw) == "posting" or not await self._changed(
+                rid, f"card:{sid}", card.blocks
+            ):
+                continue
+            else:
+                await self.client.chat_update(
+                    channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
+                )
+            if status in ("succeeded", "failed") and card.needs_file:
+                key = f"file:{sid}:{rec.steps[sid].get('attempt', 0)}"
+                if await self.redis.hsetnx(slack_key(rid), key, "1"):
+                    await self.upload(
+                        rid,
+                        f"{sid}-output.txt",
+                        blocks.output_text(sid, progress),
+                        f"{sid}: full output",
+                    )
+
+
+def _progress(outputs: dict[str, dict[str, Any]], sid: str, attempt: int) -> dict[str, HostResult]:
+    """The stored (capped, redacted) results of one attempt of a step, per host."""
+    out = {}
+    prefix = f"{sid}:{attempt}:"
+    for key, o in outputs.items():
+        if key.startswith(prefix):
+            host = key[len(prefix) :]
+            out[host] = HostResult(
+                host,
+                o.get("exit_status"),
+                o.get("stdout", ""),
+                o.get("stderr", ""),
+                float(o.get("duration") or 0),
+                o.get("error"),
+            )
+    return out

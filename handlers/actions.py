@@ -1,0 +1,120 @@
+"""Buttons and modal submissions: ack at once, then an engine call; refusals ephemeral."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot import blocks
+from bot.slack_front import SlackFront
+from runbook.engine import Actor, Refused
+
+VERBS = {"approve": "approved", "retry": "retried", "mark_done": "marked done"}
+
+
+def _ids(value: str) -> tuple[str, str]:
+    data = json.loads(value)
+    return str(data["rid"]), str(data.get("sid", ""))
+
+
+def register(app: AsyncApp, front: SlackFront) -> None:
+    engine = front.engine
+
+    async def refuse(rid: str, user: str, channel: str, sid: str, exc: Refused) -> None:
+        await front.client.chat_postEphemeral(channel=channel, user=user, text=f"🚫 {exc}")
+        await front.line(rid, user, "refused", sid, str(exc))
+
+    async def act(verb: str, rid: str, sid: str, user: str, channel: str) -> None:
+        # Runs after the ack. The thread line naming the person comes from the engine's
+        # "approved" event, before the step runs; a refusal changes nothing and says why.
+        try:
+            if verb == "approve":
+                await engine.approve(rid, sid, Actor(user))
+            elif verb == "retry":
+                await engine.retry(rid, sid, Actor(user))
+            else:
+                await engine.mark_done(rid, sid, Actor(user))
+        except Refused as exc:
+            await refuse(rid, user, channel, sid, exc)
+
+    def on_button(verb: str) -> Any:
+        async def listener(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            rid, sid = _ids(action["value"])
+            channel = body["container"]["channel_id"]
+            front.spawn(act(verb, rid, sid, body["user"]["id"], channel))
+
+        return listener
+
+    for verb in VERBS:
+        app.action(verb)(on_button(verb))
+
+    @app.action("skip")
+    async def on_skip(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+        await ack()
+        rid, sid = _ids(action["value"])
+        await client.views_open(trigger_id=body["trigger_id"], view=blocks.skip_modal(rid, sid))
+
+    @app.action("abort")
+    async def on_abort(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+        await ack()
+        rid, _ = _ids(action["value"])
+        await client.views_open(trigger_id=body["trigger_id"], view=blocks.abort_modal(rid))
+
+    @app.view("skip_reason")
+    async def on_skip_reason(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        reason = _first_value(view)
+        if not reason.strip():
+            await ack(
+                response_action="errors",
+                errors={_first_block(view): "Say why the step is skipped."},
+            )
+            return
+        await ack()
+        meta = json.loads(view["private_metadata"])
+        rid, sid, user = meta["rid"], meta["sid"], body["user"]["id"]
+
+        async def work() -> None:
+            rec = await engine.record(rid)
+            channel = (await front.thread(rid) or ("", ""))[0]
+            try:
+                await engine.skip(rid, sid, Actor(user), reason)
+            except Refused as exc:
+                await refuse(rid, user, channel, sid, exc)
+                return
+            front.schedule_refresh(rec.rid)
+
+        front.spawn(work())
+
+    @app.view("abort_restore")
+    async def on_abort_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        meta = json.loads(view["private_metadata"])
+        rid, user = meta["rid"], body["user"]["id"]
+        revert = _first_value(view) != "no"
+
+        async def work() -> None:
+            channel = (await front.thread(rid) or ("", ""))[0]
+            try:
+                await engine.abort(rid, Actor(user), revert=revert)
+            except Refused as exc:
+                await refuse(rid, user, channel, "abort", exc)
+                return
+            front.schedule_refresh(rid)
+
+        front.spawn(work())
+
+
+def _first_block(view: dict[str, Any]) -> str:
+    return str(next(iter(view["state"]["values"])))
+
+
+def _first_value(view: dict[str, Any]) -> str:
+    for block in view["state"]["values"].values():
+        for element in block.values():
+            if element.get("type") == "radio_buttons":
+                return str((element.get("selected_option") or {}).get("value", ""))
+            return str(element.get("value") or "")
+    return ""

@@ -1,0 +1,451 @@
+"""Block Kit payloads of bot.blocks: valid for slack_sdk, inside every limit, whatever the input."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from bot import blocks as B
+from runbook.clusters import Cluster, parse_clusters
+from runbook.ports import HostResult
+from runbook.procedure import ONLINE_PROCEDURE, Risk, Targets, get_step
+from runbook.store import RestoreRecord
+
+STATUSES = ["pending", "awaiting", "running", "succeeded", "failed", "skipped", "interrupted"]
+NASTY = "<script>alert('x') & <@U999|fake> & ``` </b>"
+ALLOWED_ANGLE = re.compile(r"<(@[UW][A-Z0-9]+|!date\^\d+\^[^|>]*\|[^>]*)>")
+
+
+# ---------------------------------------------------------------- validators
+
+
+def _texts(obj: Any) -> list[str]:
+    """Every `text` string inside a payload."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "text" and isinstance(v, str):
+                out.append(v)
+            else:
+                out += _texts(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += _texts(v)
+    return out
+
+
+def _elements(obj: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if isinstance(obj, dict):
+        if "action_id" in obj:
+            out.append(obj)
+        for v in obj.values():
+            out += _elements(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += _elements(v)
+    return out
+
+
+def check_blocks(blocks: list[dict[str, Any]], text: str | None = None) -> None:
+    assert isinstance(blocks, list) and blocks
+    assert len(blocks) <= 50, f"{len(blocks)} blocks"
+    for b in blocks:
+        parsed = Block.parse(b)
+        assert parsed is not None, b
+        parsed.validate_json()
+        parsed.to_dict()  # validates nested elements, confirm objects...
+        if b["type"] == "section":
+            assert len(b["text"]["text"]) <= 3000
+            assert b["text"]["text"].strip()
+        if b["type"] == "header":
+            assert len(b["text"]["text"]) <= 150
+        if b["type"] == "context":
+            assert len(b["elements"]) <= 10
+            assert all(len(e["text"]) <= 3000 for e in b["elements"])
+        if b["type"] == "actions":
+            assert len(b["elements"]) <= 25
+    ids = [b["block_id"] for b in blocks if "block_id" in b]
+    assert len(ids) == len(set(ids)), ids
+    assert all(len(i) <= 255 for i in ids)
+    actions = [e["action_id"] for e in _elements(blocks)]
+    assert len(actions) == len(set(actions)), actions
+    for e in _elements(blocks):
+        if e.get("type") == "button":
+            assert len(e["text"]["text"]) <= 75
+            assert len(e["value"]) <= 2000
+            value = json.loads(e["value"])
+            assert set(value) == {"rid", "sid"}
+            if "confirm" in e:
+                c = e["confirm"]
+                assert len(c["title"]["text"]) <= 100 and len(c["text"]["text"]) <= 300
+                assert len(c["confirm"]["text"]) <= 30 and len(c["deny"]["text"]) <= 30
+    for t in _texts(blocks) + ([text] if text else []):
+        stripped = ALLOWED_ANGLE.sub("", t)
+        assert "<" not in stripped and ">" not in stripped, t[:300]
+        assert not re.search(r"&(?!amp;|lt;|gt;)", stripped), t[:300]
+    assert len(json.dumps(blocks, ensure_ascii=False)) <= B.MESSAGE_BUDGET
+    if text is not None:
+        assert 0 < len(text) <= 3000
+
+
+def check_view(view: dict[str, Any]) -> None:
+    View(**view).validate_json()
+    assert len(view["title"]["text"]) <= 24
+    assert len(view.get("private_metadata", "")) <= 3000
+    check_blocks_only(view["blocks"])
+
+
+def check_blocks_only(blocks: list[dict[str, Any]]) -> None:
+    for b in blocks:
+        parsed = Block.parse(b)
+        assert parsed is not None
+        parsed.validate_json()
+        parsed.to_dict()
+
+
+def test_validator_catches_broken_limits() -> None:
+    too_long = {"type": "section", "block_id": "x", "text": {"type": "mrkdwn", "text": "a" * 3001}}
+    with pytest.raises((SlackObjectFormationError, AssertionError)):
+        check_blocks([too_long])
+    with pytest.raises(AssertionError):
+        check_blocks([B.section("a", "x"), B.section("b", "x")])
+    with pytest.raises(AssertionError):
+        check_blocks([B.section("a", f"b{i}") for i in range(51)])
+    with pytest.raises(AssertionError):
+        check_blocks([{"type": "section", "block_id": "x", "text": B._md("<b> & c")}])
+    element = B.button("x", "approve", "{}")
+    element["value"] = "v" * 2001  # button() itself never lets this through
+    bad_button: dict[str, Any] = {"type": "actions", "block_id": "a", "elements": [element]}
+    with pytest.raises((SlackObjectFormationError, AssertionError)):
+        check_blocks([bad_button])
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def make_cluster(n: int, long_names: bool = False) -> Cluster:
+    def host(i: int) -> str:
+        if not long_names:
+            return f"sched{i}"
+        label = f"scheduler-{i:02d}-" + "x" * 45
+        return f"{label}.{'d' * 60}.{'e' * 60}.example.com"
+
+    data = {"clusters": {"west": {"schedulers": [{"host": host(i)} for i in range(1, n + 1)]}}}
+    return parse_clusters(data, "t")["west"]
+
+
+SMALL = make_cluster(3)
+BIG = make_cluster(50, long_names=True)
+
+
+def review_summary(n: int) -> dict[str, Any]:
+    roles = {f"role-{i:05d}-" + "r" * 80: 1 for i in range(n)}
+    jobs = {f"role-{i:05d}/job-{'j' * 100}-{i}": 1 for i in range(n)}
+    return {
+        "count": n,
+        "summary": {"role": roles, "job": jobs, "status": {"RUNNING": n - 3, "PENDING<&>": 3}},
+        "listing": "\n".join(f"r\tj\t{i}\tRUNNING\tid-{i}" for i in range(n)),
+    }
+
+
+def facts(cluster: Cluster, *, huge: bool = False) -> dict[str, Any]:
+    hosts = [s.host for s in cluster.schedulers]
+    return {
+        "backup": "scheduler-backup-2024-01-01-00-00",
+        "backup_age": 720.0,
+        "backups": {"scheduler-backup-2024-01-01-00-00": hosts},
+        "leader": hosts[0],
+        "leader_table": {h: {"vars": {}} for h in hosts},
+        "paths": {h: {"log_dir": "/var/lib/aurora/scheduler/db"} for h in hosts},
+        "review": review_summary(10_000 if huge else 12),
+        "preview:log.wipe": {h: {"files": 1234, "bytes": 5_000_000_000} for h in hosts}
+        | {hosts[-1]: {"error": NASTY}},
+    }
+
+
+def record(
+    cluster: Cluster,
+    status_of: dict[str, str] | None = None,
+    *,
+    huge: bool = False,
+    step_extra: dict[str, Any] | None = None,
+) -> RestoreRecord:
+    plan = [s.id for s in ONLINE_PROCEDURE]
+    steps = {sid: {"status": "pending", "attempt": 0} for sid in plan}
+    for sid, st in (status_of or {}).items():
+        steps[sid] = {"status": st, "attempt": 2, **(step_extra or {})}
+    current = next(iter(status_of or {}), "")
+    return RestoreRecord(
+        rid="abc123def456",
+        meta={
+            "cluster": cluster.name,
+            "started_by": "U0123ABC",
+            "started_by_name": "alice",
+            "plan": plan,
+            "started_at": 1_700_000_000_000,
+        },
+        status="running",
+        current=current,
+        steps=steps,
+        data=facts(cluster, huge=huge),
+    )
+
+
+def results(cluster: Cluster, *, big_output: bool) -> dict[str, HostResult]:
+    out: dict[str, HostResult] = {}
+    for i, s in enumerate(cluster.schedulers):
+        body = ("line <&> " + "y" * 60 + "\n") * (150 if big_output else 1)
+        ok = i % 3 != 0
+        out[s.host] = HostResult(
+            s.host,
+            0 if ok else 1,
+            body,
+            "" if ok else NASTY * 20,
+            1.5 + i,
+            None if ok else ("timeout " * 100),
+        )
+    return out
+
+
+# ---------------------------------------------------------------- root message
+
+
+@pytest.mark.parametrize("cluster", [SMALL, BIG], ids=["small", "big"])
+@pytest.mark.parametrize("status", STATUSES)
+def test_root_message_every_status(cluster: Cluster, status: str) -> None:
+    rec = record(cluster, {sid: status for sid in [s.id for s in ONLINE_PROCEDURE]})
+    text, blocks = B.root_message(rec, cluster)
+    check_blocks(blocks, text)
+    assert blocks[0]["type"] == "header" and "Aurora restore: west" in blocks[0]["text"]["text"]
+    plan_sections = [b for b in blocks if b["block_id"].startswith("root.plan")]
+    assert len(plan_sections) == 1, "23 steps fit in one section"
+    assert B.STATUS_EMOJI[status] in plan_sections[0]["text"]["text"]
+    assert plan_sections[0]["text"]["text"].count("\n") == len(ONLINE_PROCEDURE) - 1
+
+
+def test_root_message_content() -> None:
+    rec = record(SMALL, {"prep.stop": "awaiting", "prep.preflight": "succeeded"})
+    _text, blocks = B.root_message(rec, SMALL)
+    body = blocks[1]["text"]["text"]
+    assert "`scheduler-backup-2024-01-01-00-00` (0.2 h old)" in body
+    assert "<@U0123ABC>" in body
+    assert "1/23 steps done" in body
+    plan = blocks[-1]["text"]["text"]
+    assert "✅ `prep.preflight`" in plan and "⏳ `prep.stop`" in plan and "⚪ `log.wipe`" in plan
+
+
+def test_root_message_old_or_missing_backup() -> None:
+    rec = record(SMALL)
+    rec.data["backup_age"] = 10 * 3600
+    _t, blocks = B.root_message(rec, SMALL)
+    assert "⚠️" in blocks[1]["text"]["text"] and "10.0 h old" in blocks[1]["text"]["text"]
+    rec.data["backup"] = None
+    rec.data["backup_age"] = None
+    _t, blocks = B.root_message(rec, SMALL)
+    assert "none was found" in blocks[1]["text"]["text"]
+    rec.data.clear()
+    rec.meta["started_by"] = "console-bob"
+    rec.meta["started_by_name"] = NASTY
+    text, blocks = B.root_message(rec, SMALL)
+    check_blocks(blocks, text)
+    assert "not chosen yet" in blocks[1]["text"]["text"]
+
+
+def test_root_message_huge_plan_splits_and_caps() -> None:
+    rec = record(BIG)
+    rec.meta["plan"] = [f"step.{i}." + "z" * 200 for i in range(2000)]
+    rec.steps.update({sid: {"status": "failed", "reason": NASTY} for sid in rec.meta["plan"]})
+    text, blocks = B.root_message(rec, BIG)
+    check_blocks(blocks, text)
+    assert len([b for b in blocks if b["block_id"].startswith("root.plan")]) > 1
+
+
+# ---------------------------------------------------------------- step cards
+
+
+@pytest.mark.parametrize("cluster", [SMALL, BIG], ids=["small", "big"])
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("sid", [s.id for s in ONLINE_PROCEDURE])
+def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str) -> None:
+    extra = {
+        "summary": NASTY * 100,
+        "approved_by": "U0APPROVER",
+        "skipped_by": "U0SKIPPER",
+        "reason": NASTY * 50,
+        "check": NASTY * 100,
+        "appears_finished": True,
+    }
+    rec = record(cluster, {sid: status}, huge=cluster is BIG, step_extra=extra)
+    progress = results(cluster, big_output=cluster is BIG) if status != "pending" else None
+    card = B.render_step(rec, cluster, sid, progress=progress)
+    check_blocks(card.blocks, card.text)
+    assert B.step_card(rec, cluster, sid, progress=progress) == (card.text, card.blocks)
+    step = get_step(sid)
+    assert sid in card.blocks[0]["text"]["text"]
+    assert B.RISK_BADGE[step.risk] in json.dumps(card.blocks, ensure_ascii=False)
+    ids = {e["action_id"] for e in _elements(card.blocks)}
+    expected = {
+        "awaiting": {"approve"} | ({"skip"} if step.skippable else set()),
+        "failed": {"retry", "abort"} | ({"skip"} if step.skippable else set()),
+        "interrupted": {"retry", "mark_done", "abort"} | ({"skip"} if step.skippable else set()),
+    }.get(status, set())
+    assert ids == expected
+    if cluster is BIG and status in ("succeeded", "failed"):
+        assert card.needs_file
+        assert B.long_output(rec, cluster, sid, progress)
+
+
+def test_destructive_approve_has_confirm_and_value() -> None:
+    rec = record(SMALL, {"log.wipe": "awaiting"})
+    _t, blocks = B.step_card(rec, SMALL, "log.wipe")
+    approve = next(e for e in _elements(blocks) if e["action_id"] == "approve")
+    assert approve["style"] == "primary"
+    assert "DESTRUCTIVE" in approve["confirm"]["text"]["text"]
+    assert json.loads(approve["value"]) == {"rid": "abc123def456", "sid": "log.wipe"}
+    skip = next(e for e in _elements(blocks) if e["action_id"] == "skip")
+    assert "confirm" not in skip
+    rec = record(SMALL, {"prep.stop": "awaiting"})
+    _t, blocks = B.step_card(rec, SMALL, "prep.stop")
+    assert all("confirm" not in e for e in _elements(blocks))
+    # Not skippable: no Skip button.
+    rec = record(SMALL, {"restore.commit": "awaiting"})
+    _t, blocks = B.step_card(rec, SMALL, "restore.commit")
+    assert {e["action_id"] for e in _elements(blocks)} == {"approve"}
+
+
+def test_card_content_mirrors_console() -> None:
+    rec = record(SMALL, {"log.wipe": "awaiting"})
+    _t, blocks = B.step_card(rec, SMALL, "log.wipe")
+    dump = json.dumps(blocks, ensure_ascii=False)
+    assert "sudo find /var/lib/aurora/scheduler/db -mindepth 1 -delete" in dump
+    assert "1234 files, 4.7 GB" in dump and "&lt;script&gt;" in dump
+    assert "all 3 schedulers" in dump and "check: directory empty everywhere" in dump
+    rec = record(SMALL, {"restore.review": "awaiting"})
+    _t, blocks = B.step_card(rec, SMALL, "restore.review")
+    dump = json.dumps(blocks, ensure_ascii=False)
+    assert "*Staged tasks:* 12" in dump and "`RUNNING` 9" in dump and "PENDING&lt;&amp;&gt;" in dump
+    rec = record(SMALL, {"prep.ack_backup": "awaiting"})
+    rec.data["backup_age"] = 9 * 3600
+    _t, blocks = B.step_card(rec, SMALL, "prep.ack_backup")
+    assert "9.0 h old" in json.dumps(blocks, ensure_ascii=False)
+
+
+def test_commands_truncated_with_note() -> None:
+    rec = record(BIG, {"restore.failover": "awaiting"})
+    _t, blocks = B.step_card(rec, BIG, "restore.failover")
+    cmd = next(b for b in blocks if b["block_id"] == "card.commands")["text"]["text"]
+    assert re.search(r"… \d+ more lines in the transcript", cmd)
+    assert cmd.endswith("```")
+    check_blocks(blocks)
+
+
+def test_running_progress_lines() -> None:
+    rec = record(SMALL, {"prep.stop": "running"})
+    progress = {
+        "sched1": HostResult("sched1", 0, "", "", 1.234),
+        "sched2": HostResult("sched2", None, "", "", 30.0, error="timed out"),
+    }
+    text, blocks = B.step_card(rec, SMALL, "prep.stop", progress=progress)
+    check_blocks(blocks, text)
+    dump = json.dumps(blocks, ensure_ascii=False)
+    assert "✓ `sched1` exit 0 · 1.23s" in dump
+    assert "✗ `sched2` no exit status · 30.00s · timed out" in dump
+    assert "… `sched3` running" in dump
+    assert not _elements(blocks)
+
+
+def test_interrupted_shows_check() -> None:
+    for finished, word in ((True, "Mark done"), (False, "Retry")):
+        rec = record(
+            SMALL,
+            {"prep.stop": "interrupted"},
+            step_extra={"appears_finished": finished, "check": "service inactive on every host"},
+        )
+        _t, blocks = B.step_card(rec, SMALL, "prep.stop")
+        state = next(b for b in blocks if b["block_id"] == "card.state")["text"]["text"]
+        assert word in state and "service inactive on every host" in state
+
+
+def test_output_tail_and_file() -> None:
+    rec = record(SMALL, {"prep.stop": "failed"}, step_extra={"summary": "failed on sched1"})
+    small = {"sched1": HostResult("sched1", 1, "ok\n", "boom\n", 0.5)}
+    card = B.render_step(rec, SMALL, "prep.stop", progress=small)
+    check_blocks(card.blocks, card.text)
+    assert not card.needs_file
+    assert "boom" in json.dumps(card.blocks)
+    big_out = "".join(f"line {i}\n" for i in range(2000)) + "THE END"
+    big = {"sched1": HostResult("sched1", 1, big_out, "", 0.5)}
+    card = B.render_step(rec, SMALL, "prep.stop", progress=big)
+    check_blocks(card.blocks, card.text)
+    assert card.needs_file
+    dump = json.dumps(card.blocks)
+    assert "THE END" in dump and "line 0\\n" not in dump
+    full = B.output_text("prep.stop", big)
+    assert "line 0\n" in full and "THE END" in full
+
+
+def test_unknown_step_and_targets() -> None:
+    rec = record(SMALL)
+    text, blocks = B.step_card(rec, SMALL, "no.such<step>")
+    check_blocks(blocks, text)
+    step = get_step("restore.stage")
+    assert step.targets is Targets.LEADER
+    assert "`sched1`" in B.targets_line(SMALL, step, {"leader": "sched1"})
+    assert get_step("log.wipe").risk is Risk.DESTRUCTIVE
+
+
+# ---------------------------------------------------------------- thread, modals, help
+
+
+def test_action_line() -> None:
+    text, blocks = B.action_line("U1ABC", "approved", "prep.stop")
+    check_blocks(blocks, text)
+    assert blocks[0]["text"]["text"] == "✅ <@U1ABC> approved `prep.stop`"
+    text, blocks = B.action_line("U1ABC", "refused", "log.wipe", "you started it")
+    assert text.startswith("🚫 <@U1ABC> refused `log.wipe`: you started it")
+    text, blocks = B.action_line("console<x>", "skipped", "s" * 5000, NASTY * 500)
+    check_blocks(blocks, text)
+
+
+def test_modals() -> None:
+    view = B.skip_modal("abc123def456", "prep.block_traffic")
+    check_view(view)
+    assert view["callback_id"] == "skip_reason"
+    assert json.loads(view["private_metadata"]) == {
+        "rid": "abc123def456",
+        "sid": "prep.block_traffic",
+    }
+    assert view["blocks"][1]["element"]["type"] == "plain_text_input"
+    check_view(B.skip_modal("r" * 5000, "s" * 5000 + NASTY))
+    view = B.abort_modal("abc123def456")
+    check_view(view)
+    assert view["callback_id"] == "abort_restore"
+    radio = view["blocks"][1]["element"]
+    assert radio["type"] == "radio_buttons"
+    assert [o["value"] for o in radio["options"]] == ["yes", "no"]
+    check_view(B.abort_modal("r" * 5000))
+
+
+def test_help_and_usage() -> None:
+    help_ = B.help_text()
+    assert "/aurora-restore" in help_ and "status" in help_ and "abort" in help_
+    check_blocks(B.usage_blocks(None))
+    blocks = B.usage_blocks(NASTY * 1000)
+    check_blocks(blocks)
+    assert blocks[0]["text"]["text"].startswith("🚫")
+
+
+def test_escape_and_clip() -> None:
+    assert B.esc("a<b>&c") == "a&lt;b&gt;&amp;c"
+    assert B.clip("abcdef", 4) == "abc…"
+    assert B.clip("ab&amp;cd", 5) == "ab…"
+    assert B.clip_tail("abcdef", 4) == "…def"
+    assert B.clip_tail("x&amp;yz", 5) == "…yz"
+    assert B.mention("U12345") == "<@U12345>" and B.mention("bob<") == "bob&lt;"

@@ -1,0 +1,395 @@
+"""The Slack app end to end: real `aurora-restore serve` processes, real signed HTTP
+requests, a local double of the Slack Web API that checks every payload, the sandbox
+over real SSH, and one Redis shared by two app processes behind a "load balancer"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from bot.redis_server import EmbeddedRedis
+from runbook.store import Store
+from tests.conftest import ROOT, RunningSandbox, free_port
+from tests.slack_double import (
+    SlackDouble,
+    block_actions_body,
+    sign,
+    slash_command_body,
+    view_submission_body,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL = "C0OPS"
+ALICE, BOB, CAROL, MALLORY = "U0ALICE", "U0BOB", "U0CAROL", "U0MALLORY"
+
+
+class AppProcess:
+    """`aurora-restore serve` as a child process."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = {**env, "PORT": str(self.port)}
+        self.proc: asyncio.subprocess.Process | None = None
+        # APP_LOG=FILE keeps the apps' logs, for debugging a failure.
+        self.log_path = env.get("APP_LOG")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    async def start(self) -> AppProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "serve",
+            cwd=ROOT,
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL if not self.log_path else asyncio.subprocess.PIPE,
+        )
+        if self.log_path and self.proc.stderr is not None:
+            self._log_task = asyncio.ensure_future(self._keep_log(self.proc.stderr))
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                try:
+                    r = await client.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                    if r.status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("the app did not start")
+
+    async def _keep_log(self, stream: asyncio.StreamReader) -> None:
+        assert self.log_path
+        while line := await stream.readline():
+            with open(self.log_path, "ab") as f:
+                f.write(line)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(sig)
+            await self.proc.wait()
+
+
+async def post(
+    url: str,
+    body: bytes,
+    *,
+    timestamp: int | None = None,
+    headers: dict[str, str] | None = None,
+    signed: bool = True,
+) -> tuple[int, str, float]:
+    h = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signed:
+        h.update(sign(SECRET, body, timestamp))
+    h.update(headers or {})
+    t0 = time.monotonic()
+    async with httpx.AsyncClient() as client:
+        r = await client.post(url, content=body, headers=h, timeout=10)
+    return r.status_code, r.text, time.monotonic() - t0
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def buttons(
+    double: SlackDouble, root_ts: str, action_id: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    found = []
+    for m in double.messages(channel=CHANNEL, thread_ts=root_ts):
+        for b in m.get("blocks") or []:
+            if b.get("type") == "actions":
+                for e in b.get("elements", []):
+                    if e.get("action_id") == action_id:
+                        found.append((m, json.loads(e["value"])))
+    return found
+
+
+@pytest.fixture
+async def world(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    text = (sandbox.dir / "clusters.toml").read_text()
+    text = text.replace("users = []", f'users = ["{ALICE}", "{BOB}"]').replace(
+        "groups = []", 'groups = ["aurora-oncall"]'
+    )
+    clusters = tmp_path / "clusters.toml"
+    clusters.write_text(text)
+    double = SlackDouble()
+    api = await double.start()
+    double.usergroups = {"S0ONCALL": [CAROL]}
+    double.usergroup_handles = {"aurora-oncall": "S0ONCALL"}
+    store_server = EmbeddedRedis(tmp_path / "redis")
+    redis_url = store_server.start()
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": double.token if hasattr(double, "token") else "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": api,
+        "REDIS_URL": redis_url,
+        "AURORA_RESTORE_CLUSTERS": str(clusters),
+    }
+    apps: list[AppProcess] = []
+    try:
+        yield {
+            "double": double,
+            "env": env,
+            "apps": apps,
+            "redis_url": redis_url,
+            "sandbox": sandbox,
+        }
+    finally:
+        for a in apps:
+            await a.stop(signal.SIGKILL)
+        await double.stop()
+        store_server.stop()
+
+
+async def test_signatures_and_bad_input(world: dict[str, Any]) -> None:
+    double: SlackDouble = world["double"]
+    app = await AppProcess(world["env"]).start()
+    world["apps"].append(app)
+    body = slash_command_body(text="sandbox", user_id=ALICE, channel_id=CHANNEL)
+    stale = int(time.time()) - 6 * 60
+    assert (await post(app.url, body, timestamp=stale))[0] == 401
+    assert (await post(app.url, body, signed=False))[0] == 401
+    forged = {
+        "X-Slack-Request-Timestamp": str(int(time.time())),
+        "X-Slack-Signature": "v0=" + "0" * 64,
+    }
+    assert (await post(app.url, body, signed=False, headers=forged))[0] == 401
+    await asyncio.sleep(0.5)
+    assert double.calls_to("chat.postMessage") == []
+
+    status, text, took = await post(
+        app.url, slash_command_body(text="", user_id=ALICE, channel_id=CHANNEL)
+    )
+    assert status == 200 and "/aurora-restore" in json.loads(text)["text"]
+    status, text, _ = await post(
+        app.url, slash_command_body(text="nope", user_id=ALICE, channel_id=CHANNEL)
+    )
+    reply = json.loads(text)
+    assert (
+        reply["response_type"] == "ephemeral"
+        and "Unknown cluster" in reply["text"]
+        and "`sandbox`" in reply["text"]
+    )
+    status, text, _ = await post(
+        app.url,
+        slash_command_body(
+            text="sandbox scheduler-backup-x;reboot", user_id=ALICE, channel_id=CHANNEL
+        ),
+    )
+    assert "is not a backup id" in json.loads(text)["text"]
+    await asyncio.sleep(0.5)
+    assert double.calls_to("chat.postMessage") == []
+    store = Store(aioredis.Redis.from_url(world["redis_url"]))
+    assert await store.restore_ids() == []
+    await store.redis.aclose()
+
+
+async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> None:
+    double: SlackDouble = world["double"]
+    sandbox: RunningSandbox = world["sandbox"]
+    # Two app processes share one Redis; requests alternate between them.
+    apps = [await AppProcess(world["env"]).start(), await AppProcess(world["env"]).start()]
+    world["apps"].extend(apps)
+    turn = 0
+
+    def next_app() -> AppProcess:
+        nonlocal turn
+        turn += 1
+        return apps[turn % 2]
+
+    acks: list[float] = []
+
+    async def send(body: bytes, headers: dict[str, str] | None = None) -> str:
+        status, text, took = await post(next_app().url, body, headers=headers)
+        assert status == 200, text
+        acks.append(took)
+        return text
+
+    await send(slash_command_body(text="sandbox", user_id=ALICE, channel_id=CHANNEL))
+    root = await until(
+        lambda: [
+            m
+            for m in double.messages(channel=CHANNEL)
+            if "Aurora restore" in json.dumps(m.get("blocks"))
+        ],
+        what="root message",
+    )
+    root_ts = root[0]["ts"]
+    # A second start is refused with a link to the thread.
+    text = await send(slash_command_body(text="sandbox", user_id=BOB, channel_id=CHANNEL))
+    assert "already has a restore running" in json.loads(text)["text"]
+
+    async def awaiting(sid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            found = await until(
+                lambda: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == sid],
+                timeout=90,
+                what=f"{sid} card",
+            )
+        except AssertionError:
+            rec = await store.load(rid)
+            states = (
+                {k: (v["status"], v.get("summary", "")) for k, v in rec.steps.items()}
+                if rec
+                else None
+            )
+            raise AssertionError(
+                f"no card for {sid}: steps {states}; invalid {double.invalid}"
+            ) from None
+        return found[0]
+
+    def click(action: str, message: dict[str, Any], value: dict[str, Any], user: str) -> bytes:
+        return block_actions_body(
+            user_id=user,
+            action_id=action,
+            value=json.dumps(value),
+            channel_id=CHANNEL,
+            message_ts=message["ts"],
+            thread_ts=root_ts,
+            message=message,
+        )
+
+    redis = aioredis.Redis.from_url(world["redis_url"])
+    store = Store(redis)
+    rid = (await store.restore_ids())[0]
+
+    async def step_status(sid: str) -> str:
+        rec = await store.load(rid)
+        assert rec is not None
+        return str(rec.steps[sid]["status"])
+
+    # A non-approver's click: an ephemeral refusal, nothing changes.
+    msg, value = await awaiting("prep.stop")
+    await send(click("approve", msg, value, MALLORY))
+    await until(
+        lambda: any("not an approver" in json.dumps(e) for e in double.ephemerals), what="refusal"
+    )
+    assert await step_status("prep.stop") == "awaiting"
+
+    # The same request delivered three times (Slack's redelivery): one run.
+    body = click("approve", msg, value, ALICE)
+    await send(body)
+    await send(body, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    await send(body, headers={"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_timeout"})
+
+    # prep.block_traffic: skipped, through the modal.
+    msg, value = await awaiting("prep.block_traffic")
+    await send(click("skip", msg, value, BOB))
+    await until(lambda: double.views, what="skip modal")
+    view = double.views[-1] if isinstance(double.views, list) else list(double.views.values())[-1]
+    meta = view.get("private_metadata") if isinstance(view, dict) else None
+    meta = meta or json.dumps(value)
+    await send(
+        view_submission_body(
+            user_id=BOB,
+            callback_id="skip_reason",
+            private_metadata=meta,
+            state_values={
+                "reason": {
+                    "reason": {"type": "plain_text_input", "value": "no firewall in the sandbox"}
+                }
+            },
+        )
+    )
+
+    approver = {"log.wipe": BOB, "restore.commit": CAROL}
+    restarted = False
+    for sid in [
+        "prep.admin_access",
+        "prep.disable",
+        "prep.start",
+        "log.stop",
+        "log.archive",
+        "log.wipe",
+        "log.init",
+        "log.start",
+        "restore.place",
+        "restore.stage",
+        "restore.review",
+        "restore.commit",
+        "cleanup.revert",
+        "cleanup.restart",
+    ]:
+        msg, value = await awaiting(sid)
+        if sid == "log.wipe":
+            # The requester may not approve a destructive step.
+            await send(click("approve", msg, value, ALICE))
+            await until(
+                lambda: any("other than" in json.dumps(e) for e in double.ephemerals),
+                what="two-person refusal",
+            )
+            assert await step_status("log.wipe") == "awaiting"
+            # Two approvers at the same instant: one run.
+            await asyncio.gather(
+                post(apps[0].url, click("approve", msg, value, BOB)),
+                post(apps[1].url, click("approve", msg, value, CAROL)),
+            )
+            continue
+        if sid == "log.init" and not restarted:
+            # A bot process dies and comes back mid-restore: the thread carries on.
+            await apps[0].stop(signal.SIGKILL)
+            apps[0] = await AppProcess(world["env"]).start()
+            world["apps"].append(apps[0])
+            restarted = True
+        await send(click("approve", msg, value, approver.get(sid, ALICE)))
+
+    rec = None
+    for _ in range(900):
+        rec = await store.load(rid)
+        assert rec is not None
+        if rec.status != "running":
+            break
+        await asyncio.sleep(0.2)
+    assert rec is not None and rec.status == "succeeded", {
+        k: v["status"] for k, v in rec.steps.items()
+    }
+
+    events = await store.events(rid)
+    for sid in rec.meta["plan"]:
+        started = [
+            e for e in events if e.get("step") == sid and e["type"] in ("approved", "started")
+        ]
+        assert len(started) <= 1, (sid, started)
+        results = [e for e in events if e.get("step") == sid and e["type"] == "host_result"]
+        hosts = {e["host"] for e in results}
+        assert len(results) == len(hosts) * max(1, len(results) // max(1, len(hosts))), sid
+    wipe_results = [e for e in events if e.get("step") == "log.wipe" and e["type"] == "host_result"]
+    assert len(wipe_results) == 3
+    # Every approval shows in the thread, naming the person.
+    thread_text = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
+    assert f"<@{BOB}> approved" in thread_text and f"<@{CAROL}> approved" in thread_text
+    assert "skipped" in thread_text and "no firewall in the sandbox" in thread_text
+    await until(
+        lambda: "succeeded" in json.dumps(double.message(CHANNEL, root_ts)),
+        timeout=20,
+        what="root shows succeeded",
+    )
+    assert double.invalid == []
+    assert max(acks) < 3.0, max(acks)
+    states = sandbox.states()
+    assert sorted(states.values()).count("ACTIVE") == 1
+    await redis.aclose()
