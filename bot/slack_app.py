@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -39,7 +40,10 @@ log = logging.getLogger(__name__)
 
 
 def web_client(settings: Settings) -> AsyncWebClient:
-    client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    # One HTTP session for every call (Bolt copies it into its per-request clients):
+    # a new session per call costs more than the call.
+    session = aiohttp.ClientSession()
+    client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url, session=session)
     # 429: wait Retry-After; 5xx: back off and retry. A restore never dies of a Slack blip.
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=5))
@@ -54,9 +58,13 @@ class Bot:
     redis: Any
 
     async def close(self) -> None:
-        await self.front.drain()
+        # Running steps are not waited for: their leases run out and they come back as
+        # `interrupted`, for a person to decide, after the restart.
         await self.engine.close()
         await self.redis.aclose()
+        session = self.front.client.session
+        if session is not None:
+            await session.close()
 
 
 async def _skip_redeliveries(

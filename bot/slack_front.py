@@ -224,8 +224,19 @@ class SlackFront:
             if outputs is None:
                 outputs = await self.engine.store.outputs(rid)
             progress = _progress(outputs, sid, int(rec.steps[sid].get("attempt", 0)))
-            card = blocks.render_step(rec, cluster, sid, progress=progress)
             ts_raw = await self.redis.hget(slack_key(rid), f"card:{sid}")
+            # Rendering a card costs more than comparing what it is made of: skip unchanged ones.
+            made_of = [
+                rec.steps[sid],
+                sorted(progress),
+                rec.data.get(f"preview:{sid}"),
+                rec.data.get("review") if sid == "restore.review" else None,
+                rec.data.get("leader"),
+                rec.data.get("backup"),
+            ]
+            if ts_raw is not None and not await self._changed(rid, f"input:{sid}", made_of):
+                continue
+            card = blocks.render_step(rec, cluster, sid, progress=progress)
             if ts_raw is None:
                 if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
                     continue  # another process posts it

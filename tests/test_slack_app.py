@@ -229,6 +229,9 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         acks.append(took)
         return text
 
+    # Slack is briefly unwell: rate limited, then a server error. Nothing is lost.
+    double.fail_next("chat.postMessage", status=429, retry_after=1, times=1)
+    double.fail_next("chat.update", status=500, times=2)
     await send(slash_command_body(text="sandbox", user_id=ALICE, channel_id=CHANNEL))
     root = await until(
         lambda: [
@@ -381,7 +384,10 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
     assert len(wipe_results) == 3
     # Every approval shows in the thread, naming the person.
     thread_text = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
-    assert f"<@{BOB}> approved" in thread_text and f"<@{CAROL}> approved" in thread_text
+    assert f"<@{ALICE}> approved" in thread_text and f"<@{CAROL}> approved" in thread_text
+    wipe = rec.steps["log.wipe"]
+    assert wipe["approved_by"] in (BOB, CAROL)  # one of the two simultaneous clicks
+    assert f"<@{wipe['approved_by']}> approved" in thread_text
     assert "skipped" in thread_text and "no firewall in the sandbox" in thread_text
     await until(
         lambda: "succeeded" in json.dumps(double.message(CHANNEL, root_ts)),
@@ -389,6 +395,8 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         what="root shows succeeded",
     )
     assert double.invalid == []
+    statuses = [r[1] for r in double.responses]
+    assert statuses.count(429) == 1 and statuses.count(500) == 2  # and yet nothing was lost
     assert max(acks) < 3.0, max(acks)
     states = sandbox.states()
     assert sorted(states.values()).count("ACTIVE") == 1
