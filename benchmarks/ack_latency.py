@@ -6,8 +6,8 @@ and `aurora-restore serve` with 20 clusters (the same sandbox hosts under 20 nam
 Starts 20 restores with signed slash commands and waits until each waits for its first
 approval. Then sends 200 signed `block_actions` clicks, 10 at a time: approvals by a
 user who is not an approver (refused, with an ephemeral message and a thread line: the
-full path after the ack) and, for each restore, one real approval (that runs
-`prep.stop` over SSH while the other clicks arrive). The bare app gets the same 200
+full path after the ack) and, with `--approvals N`, N real approvals that run
+`prep.stop` over SSH while the other clicks arrive. The bare app gets the same 200
 clicks. Prints p50 and p99 of each.
 
     .venv/bin/python benchmarks/ack_latency.py
@@ -40,6 +40,9 @@ SECRET = "benchmark-signing-secret"
 RESTORES = 20
 CLICKS = 200
 CONCURRENCY = 10
+# Real approvals among the clicks: each runs prep.stop over SSH on the sandbox, which
+# shares this machine's two cores with everything else (`--approvals N`, default 0).
+APPROVALS = int(sys.argv[sys.argv.index("--approvals") + 1]) if "--approvals" in sys.argv else 0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -143,7 +146,7 @@ async def main() -> None:
                 bodies = []
                 for i in range(CLICKS):
                     rid = rids[i % len(rids)]
-                    user = "U0ALICE" if i < len(rids) else "U0MALLORY"
+                    user = "U0ALICE" if i < min(APPROVALS, len(rids)) else "U0MALLORY"
                     value = json.dumps({"rid": rid, "sid": "prep.stop"})
                     bodies.append(
                         block_actions_body(
@@ -159,7 +162,8 @@ async def main() -> None:
                 bare_times = await clicks(client, bare_url, bodies)
             await r.aclose()
             print(
-                f"{RESTORES} restores in progress ({len(rids)} waiting at the first click), {CLICKS} clicks, {CONCURRENCY} at a time"
+                f"{RESTORES} restores in progress ({len(rids)} waiting at the first click), {CLICKS} clicks "
+                f"({APPROVALS} real approvals running SSH steps), {CONCURRENCY} at a time"
             )
             print(f"{'app':<28}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
             for name, t in (

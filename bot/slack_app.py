@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.console import connect
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
+from bot.worker import WorkLoop
 from handlers import actions, commands
 from runbook.engine import Engine
 from runbook.store import Store
@@ -56,8 +57,9 @@ class Bot:
     front: SlackFront
     engine: Engine
     redis: Any
+    work: WorkLoop
 
-    async def close(self) -> None:
+    async def _close_work(self) -> None:
         # Running steps are not waited for: their leases run out and they come back as
         # `interrupted`, for a person to decide, after the restart.
         await self.engine.close()
@@ -65,6 +67,11 @@ class Bot:
         session = self.front.client.session
         if session is not None:
             await session.close()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.work.run(self._close_work())
+        self.work.stop()
 
 
 async def _skip_redeliveries(
@@ -77,18 +84,28 @@ async def _skip_redeliveries(
 
 
 def build(settings: Settings, redis_url: str, *, worker: str | None = None) -> Bot:
-    client = web_client(settings)
-    app = AsyncApp(client=client, signing_secret=settings.signing_secret or "unused-in-socket-mode")
+    """The Bolt app on the calling loop; the engine and its clients on a work loop."""
+    work = WorkLoop()
+
+    async def make() -> tuple[AsyncWebClient, Any]:
+        return web_client(settings), aioredis.Redis.from_url(redis_url)
+
+    client, redis = work.submit(make()).result()
+    # The listeners' own client (views.open within the trigger's 3 seconds) stays on the
+    # app's loop, with its own sessions.
+    listener_client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    app = AsyncApp(
+        client=listener_client, signing_secret=settings.signing_secret or "unused-in-socket-mode"
+    )
     app.middleware(_skip_redeliveries)
-    redis = aioredis.Redis.from_url(redis_url)
     approvers = Approvers(client)
     engine = Engine(Store(redis), settings.clusters, connect, may_approve=approvers.may_approve)
     if worker:
         engine.worker = worker
-    front = SlackFront(engine, client, redis)
+    front = SlackFront(engine, client, redis, work)
     commands.register(app, front)
     actions.register(app, front)
-    return Bot(app, front, engine, redis)
+    return Bot(app, front, engine, redis, work)
 
 
 async def resume(bot: Bot) -> None:
@@ -111,7 +128,7 @@ def web_app(bot: Bot) -> web.Application:
 
     async def healthz(_: web.Request) -> web.Response:
         try:
-            await bot.redis.ping()
+            await bot.work.run(bot.redis.ping())
         except Exception:
             return web.json_response({"ok": False, "redis": "unreachable"}, status=503)
         return web.json_response({"ok": True})
@@ -126,7 +143,7 @@ async def serve(
     settings: Settings, redis_url: str, *, host: str = "0.0.0.0", sock: socket.socket | None = None
 ) -> None:
     bot = build(settings, redis_url)
-    await resume(bot)
+    await bot.work.run(resume(bot))
     runner = web.AppRunner(web_app(bot))
     await runner.setup()
     site: web.BaseSite = (
@@ -149,7 +166,7 @@ async def socket_mode(settings: Settings, redis_url: str) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     bot = build(settings, redis_url)
-    await resume(bot)
+    await bot.work.run(resume(bot))
     handler = AsyncSocketModeHandler(bot.app, settings.app_token)
     try:
         await handler.start_async()  # type: ignore[no-untyped-call]

@@ -15,6 +15,7 @@ rate limits, and skipped when nothing changed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -26,6 +27,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
+from bot.worker import WorkLoop
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine
 from runbook.ports import HostResult
@@ -87,33 +89,34 @@ class Approvers:
 
 
 class SlackFront:
-    def __init__(self, engine: Engine, client: AsyncWebClient, redis: Any) -> None:
+    def __init__(
+        self, engine: Engine, client: AsyncWebClient, redis: Any, work: WorkLoop | None = None
+    ) -> None:
+        self.work = work
         self.engine = engine
         self.client = client
         self.redis = redis
-        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[str, concurrent.futures.Future[None]] = {}
         self._last: dict[str, float] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[concurrent.futures.Future[Any]] = set()
         engine.listener = self.on_event
 
     # ------------------------------------------------------------ background work
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """Work after the ack; errors are logged, never lost silently."""
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self.tasks.add(task)
+    def spawn(self, coro: Any) -> concurrent.futures.Future[Any]:
+        """Work after the ack, on the work loop; errors are logged, never lost silently."""
+        future: concurrent.futures.Future[Any] = (
+            self.work.submit(coro) if self.work is not None else _as_future(coro)
+        )
+        self.tasks.add(future)
 
-        def done(t: asyncio.Task[Any]) -> None:
-            self.tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("background work failed", exc_info=t.exception())
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            self.tasks.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                log.error("background work failed", exc_info=f.exception())
 
-        task.add_done_callback(done)
-        return task
-
-    async def drain(self) -> None:
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        future.add_done_callback(done)
+        return future
 
     # ------------------------------------------------------------ the thread
 
@@ -280,3 +283,20 @@ def _progress(outputs: dict[str, dict[str, Any]], sid: str, attempt: int) -> dic
                 o.get("error"),
             )
     return out
+
+
+def _as_future(coro: Any) -> concurrent.futures.Future[Any]:
+    """Without a work loop (tests, console): a task on the running loop, as a Future."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    task = asyncio.ensure_future(coro)
+
+    def copy(t: asyncio.Task[Any]) -> None:
+        if t.cancelled():
+            future.cancel()
+        elif t.exception() is not None:
+            future.set_exception(t.exception())
+        else:
+            future.set_result(t.result())
+
+    task.add_done_callback(copy)
+    return future

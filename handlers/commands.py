@@ -28,9 +28,7 @@ def register(app: AsyncApp, front: SlackFront) -> None:
         if verb in ("status", "abort"):
             await ack(response_type="ephemeral", text=f"`/aurora-restore {verb}`: looking…")
             front.spawn(
-                _status_or_abort(
-                    front, verb, words[1:], user, channel, client, command.get("trigger_id")
-                )
+                _status_or_abort(front, verb, words[1:], user, channel, command.get("trigger_id"))
             )
             return
         if len(words) > 2:
@@ -53,21 +51,22 @@ def register(app: AsyncApp, front: SlackFront) -> None:
                     text=f"`{blocks.esc(backup)[:80]}` is not a backup id (scheduler-backup-yyyy-MM-dd-HH-mm).\nUsage: `{USAGE}`",
                 )
                 return
-        holder = await engine.store.holder(name)
-        if holder:
-            link = await front.permalink(holder)
-            where = f"<{link}|its thread>" if link else f"restore `{holder}`"
-            await ack(
-                response_type="ephemeral",
-                text=f"Cluster `{name}` already has a restore running: see {where}.",
-            )
-            return
         await ack(response_type="ephemeral", text=f"Starting a restore of `{name}`…")
         front.spawn(_start(front, name, backup, user, channel))
 
 
 async def _start(front: SlackFront, name: str, backup: str | None, user: str, channel: str) -> None:
     engine = front.engine
+    holder = await engine.store.holder(name)
+    if holder:
+        link = await front.permalink(holder)
+        where = f"<{link}|its thread>" if link else f"restore `{holder}`"
+        await front.client.chat_postEphemeral(
+            channel=channel,
+            user=user,
+            text=f"Cluster `{name}` already has a restore running: see {where}.",
+        )
+        return
     try:
         rid = await engine.start(name, backup, Actor(user))
     except Refused as exc:
@@ -85,10 +84,10 @@ async def _status_or_abort(
     args: list[str],
     user: str,
     channel: str,
-    client: Any,
     trigger_id: str | None,
 ) -> None:
     engine = front.engine
+    client = front.client  # the work loop's client: this runs there
     names = args[:1] or sorted(engine.clusters)
     running: list[tuple[str, str]] = []
     for n in names:

@@ -243,8 +243,11 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
     )
     root_ts = root[0]["ts"]
     # A second start is refused with a link to the thread.
-    text = await send(slash_command_body(text="sandbox", user_id=BOB, channel_id=CHANNEL))
-    assert "already has a restore running" in json.loads(text)["text"]
+    await send(slash_command_body(text="sandbox", user_id=BOB, channel_id=CHANNEL))
+    await until(
+        lambda: any("already has a restore running" in json.dumps(e) for e in double.ephemerals),
+        what="busy",
+    )
 
     async def awaiting(sid: str) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
