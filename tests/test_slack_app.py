@@ -404,3 +404,118 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
     states = sandbox.states()
     assert sorted(states.values()).count("ACTIVE") == 1
     await redis.aclose()
+
+
+async def test_status_and_abort_with_revert(world: dict[str, Any]) -> None:
+    double: SlackDouble = world["double"]
+    sandbox: RunningSandbox = world["sandbox"]
+    app = await AppProcess(world["env"]).start()
+    world["apps"].append(app)
+    before = {p: p.read_bytes() for p in sandbox.dir.glob("hosts/*/etc/default/aurora-scheduler")}
+    await post(app.url, slash_command_body(text="sandbox", user_id=ALICE, channel_id=CHANNEL))
+    root = await until(lambda: double.messages(channel=CHANNEL), what="root")
+    root_ts = root[0]["ts"]
+    for sid in ("prep.stop", "prep.admin_access", "prep.disable"):
+        found = await until(
+            lambda sid=sid: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == sid],
+            what=sid,
+        )
+        msg, value = found[0]
+        body = block_actions_body(
+            user_id=ALICE,
+            action_id="approve",
+            value=json.dumps(value),
+            channel_id=CHANNEL,
+            message_ts=msg["ts"],
+            thread_ts=root_ts,
+            message=msg,
+        )
+        await post(app.url, body)
+        if sid == "prep.stop":
+            # block_traffic waits next: skip it through the modal.
+            skip = await until(
+                lambda: [
+                    x
+                    for x in buttons(double, root_ts, "skip")
+                    if x[1]["sid"] == "prep.block_traffic"
+                ],
+                what="skip button",
+            )
+            smsg, sval = skip[-1]
+            await post(
+                app.url,
+                block_actions_body(
+                    user_id=BOB,
+                    action_id="skip",
+                    value=json.dumps(sval),
+                    channel_id=CHANNEL,
+                    message_ts=smsg["ts"],
+                    thread_ts=root_ts,
+                    message=smsg,
+                ),
+            )
+            await until(lambda: double.views, what="skip modal")
+            await post(
+                app.url,
+                view_submission_body(
+                    user_id=BOB,
+                    callback_id="skip_reason",
+                    private_metadata=json.dumps(sval),
+                    state_values={
+                        "reason": {"reason": {"type": "plain_text_input", "value": "drill"}}
+                    },
+                ),
+            )
+    await until(
+        lambda: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == "prep.start"],
+        what="prep.start",
+    )
+    assert any(p.read_bytes() != b for p, b in before.items())  # disabled
+
+    status, text, _ = await post(
+        app.url, slash_command_body(text="status", user_id=BOB, channel_id=CHANNEL)
+    )
+    assert status == 200
+    await until(
+        lambda: any(
+            "prep.start" in json.dumps(e) and "sandbox" in json.dumps(e) for e in double.ephemerals
+        ),
+        what="status",
+    )
+
+    views_before = len(double.views)
+    await post(app.url, slash_command_body(text="abort sandbox", user_id=BOB, channel_id=CHANNEL))
+    await until(lambda: len(double.views) > views_before, what="abort modal")
+    view = list(double.views.values())[-1]
+    assert view["callback_id"] == "abort_restore"
+    await post(
+        app.url,
+        view_submission_body(
+            user_id=BOB,
+            callback_id="abort_restore",
+            private_metadata=view["private_metadata"],
+            state_values={
+                "revert": {"revert": {"type": "radio_buttons", "selected_option": {"value": "yes"}}}
+            },
+        ),
+    )
+    redis = aioredis.Redis.from_url(world["redis_url"])
+    store = Store(redis)
+    rid = (await store.restore_ids())[0]
+    for _ in range(300):
+        rec = await store.load(rid)
+        if rec is not None and rec.status == "reverted":
+            break  # "aborted" comes first, while the revert runs
+        await asyncio.sleep(0.2)
+    assert rec is not None and rec.status == "reverted"
+    assert {p: p.read_bytes() for p in before} == before  # every file back, byte for byte
+    await until(
+        lambda: (
+            "aborted the restore and reverted"
+            in json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
+        ),
+        what="line",
+    )
+    assert await store.holder("sandbox") is None
+    assert double.invalid == []
+    await redis.aclose()
