@@ -761,7 +761,8 @@ def help_text() -> str:
             "*/aurora-restore* walks the on-call team through restoring an Aurora scheduler.",
             "• `/aurora-restore &lt;cluster&gt; [backup-id]`: start a restore (newest backup unless one is named)",
             "• `/aurora-restore status`: the restores running now",
-            "• `/aurora-restore abort`: abort the restore of this channel (asks whether to revert)",
+            "• `/aurora-restore abort [cluster]`: abort a restore (asks whether to revert)",
+            "• `/aurora-restore export [restore-id]`: the transcript (Markdown, JSON, HTML) into the restore's thread",
             "• `/aurora-restore help`: this text",
             "Each step is approved with the buttons on its card; destructive steps need a second person.",
         ]

@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from runbook.engine import Refused as RefusedError
 
@@ -126,6 +127,124 @@ def _slack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_store(work: Any) -> int:
+    """Run `work(store)` against REDIS_URL or the embedded store."""
+    import redis.asyncio as aioredis
+
+    from bot.redis_server import redis_url_from_env
+    from runbook.store import Store
+
+    url, server = redis_url_from_env(_data_dir())
+
+    async def main() -> int:
+        client = aioredis.Redis.from_url(url)
+        try:
+            result: int = await work(Store(client))
+            return result
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        if server is not None and not server.reused:
+            server.stop()
+
+
+def render(doc: dict[str, Any], fmt: str) -> str:
+    from runbook import transcript
+
+    if fmt == "json":
+        return transcript.to_json(doc)
+    if fmt == "md":
+        return transcript.to_markdown(doc)
+    from runbook.transcript_html import to_html
+
+    return to_html(doc)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from runbook import transcript
+
+    async def work(store: Any) -> int:
+        rec = await store.load(args.restore_id)
+        if rec is None:
+            print(
+                f"aurora-restore export: no restore {args.restore_id!r} (expired, or another store?)",
+                file=sys.stderr,
+            )
+            return 2
+        doc = transcript.build(
+            rec, await store.events(args.restore_id), await store.outputs(args.restore_id)
+        )
+        text = render(doc, args.format)
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return _with_store(work)
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def work(store: Any) -> int:
+        print(f"{'restore':<14}{'cluster':<16}{'outcome':<11}{'started by':<16}started")
+        for rid in await store.restore_ids(limit=args.limit):
+            rec = await store.load(rid)
+            if rec is None:
+                continue  # expired
+            import datetime as dt
+
+            started = dt.datetime.fromtimestamp(rec.meta.get("started_at", 0) / 1000, dt.UTC)
+            print(
+                f"{rid:<14}{rec.meta['cluster']:<16}{rec.status:<11}{rec.meta.get('started_by_name', ''):<16}"
+                f"{started.isoformat(timespec='seconds')}"
+            )
+        return 0
+
+    return _with_store(work)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from runbook import transcript
+
+    try:
+        doc = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError) as exc:
+        print(f"aurora-restore verify-transcript: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    live: list[str] | None = None
+    if not args.offline:
+
+        async def work(store: Any) -> int:
+            nonlocal live
+            events = await store.events(str(doc.get("restore", "")))
+            live = [e["hash"] for e in events] or None
+            return 0
+
+        try:
+            _with_store(work)
+        except Exception as exc:  # the store is optional here
+            print(f"(not checked against the store: {exc})", file=sys.stderr)
+    problems = transcript.verify(doc, live)
+    if problems:
+        for p in problems:
+            print(f"FAIL {p}")
+        return 1
+    where = (
+        "the export and the event log kept in the store"
+        if live
+        else "the export (the restore is no longer kept)"
+    )
+    print(
+        f"OK: {len(doc.get('log', []))} events, chain digest {doc.get('chain_digest')}, checked against {where}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aurora-restore",
@@ -205,6 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=_slack)
     so = sub.add_parser("socket", help="run the Slack app in Socket Mode (no public URL needed)")
     so.set_defaults(func=_slack)
+
+    ex = sub.add_parser("export", help="write a restore's transcript (Markdown, JSON or HTML)")
+    ex.add_argument("restore_id")
+    ex.add_argument("--format", choices=["md", "json", "html"], default="md")
+    ex.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    ex.set_defaults(func=_export)
+    li = sub.add_parser("list", help="restores, newest first")
+    li.add_argument("--limit", type=int, default=50)
+    li.set_defaults(func=_list)
+    ve = sub.add_parser(
+        "verify-transcript", help="check a JSON transcript against itself and the store"
+    )
+    ve.add_argument("file")
+    ve.add_argument("--offline", action="store_true", help="do not look in the store")
+    ve.set_defaults(func=_verify)
     return parser
 
 

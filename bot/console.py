@@ -26,6 +26,7 @@ from runbook.engine import Actor, Engine, Refused
 from runbook.ports import HostResult, Remote, VarsProbe
 from runbook.procedure import Risk, Step
 from runbook.store import Store
+from runbook.transcript_html import to_html
 
 RULE = "─" * 72
 
@@ -264,6 +265,7 @@ async def write_transcripts(store: Store, rid: str, out_dir: Path) -> dict[str, 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "transcript.json").write_text(transcript.to_json(doc))
     (out_dir / "transcript.md").write_text(transcript.to_markdown(doc))
+    (out_dir / "transcript.html").write_text(to_html(doc))
     return doc
 
 
@@ -286,7 +288,7 @@ async def run_console(
         rec = await engine.record(rid)
         if out_dir is not None:
             await write_transcripts(store, rid, out_dir)
-            console.say(f"transcript: {out_dir / 'transcript.md'}, {out_dir / 'transcript.json'}")
+            console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
         return rid, rec.status
     finally:
         await engine.close()

@@ -28,10 +28,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.worker import WorkLoop
+from runbook import transcript
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine
 from runbook.ports import HostResult
 from runbook.redact import redact
+from runbook.transcript_html import to_html
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,18 @@ class SlackFront:
             thread_ts=where[1],
         )
 
+    async def post_transcript(self, rid: str) -> None:
+        """The transcript as Markdown, JSON and an HTML timeline, into the thread."""
+        rec = await self.engine.record(rid)
+        store = self.engine.store
+        doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+        for ext, content in (
+            ("md", transcript.to_markdown(doc)),
+            ("json", transcript.to_json(doc)),
+            ("html", to_html(doc)),
+        ):
+            await self.upload(rid, f"aurora-restore-{rid}.{ext}", content, f"Transcript ({ext})")
+
     # ------------------------------------------------------------ keeping it in step
 
     VERBS = {
@@ -217,8 +231,12 @@ class SlackFront:
         rec = await self.engine.record(rid)
         cluster = self.engine.cluster_of(rec)
         text, body = blocks.root_message(rec, cluster)
+        if rec.status != "running":
+            body = [*body, export_button(rid)]
         if await self._changed(rid, "root", body):
             await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=body)
+        if rec.status != "running" and await self.redis.hsetnx(slack_key(rid), "transcript", "1"):
+            await self.post_transcript(rid)
         outputs: dict[str, dict[str, Any]] | None = None
         for sid in rec.meta["plan"]:
             status = rec.steps[sid]["status"]
@@ -300,3 +318,18 @@ def _as_future(coro: Any) -> concurrent.futures.Future[Any]:
 
     task.add_done_callback(copy)
     return future
+
+
+def export_button(rid: str) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": "export",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "export",
+                "text": {"type": "plain_text", "text": "Export transcript"},
+                "value": json.dumps({"rid": rid}),
+            }
+        ],
+    }

@@ -51,6 +51,12 @@ def register(app: AsyncApp, front: SlackFront) -> None:
     for verb in VERBS:
         app.action(verb)(on_button(verb))
 
+    @app.action("export")
+    async def on_export(ack: Any, action: dict[str, Any]) -> None:
+        await ack()
+        rid, _ = _ids(action["value"])
+        front.spawn(front.post_transcript(rid))
+
     @app.action("skip")
     async def on_skip(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()

@@ -11,7 +11,9 @@ from bot.slack_front import SlackFront
 from runbook import commands as cmd
 from runbook.engine import Actor, Refused
 
-USAGE = "/aurora-restore <cluster> [backup-id] | status | abort | help"
+USAGE = (
+    "/aurora-restore <cluster> [backup-id] | status | abort [cluster] | export [restore-id] | help"
+)
 
 
 def register(app: AsyncApp, front: SlackFront) -> None:
@@ -25,6 +27,13 @@ def register(app: AsyncApp, front: SlackFront) -> None:
             await ack(response_type="ephemeral", text=blocks.help_text())
             return
         verb = words[0]
+        if verb == "export":
+            await ack(
+                response_type="ephemeral",
+                text="Exporting the transcript into the restore's thread…",
+            )
+            front.spawn(_export(front, words[1:], user, channel))
+            return
         if verb in ("status", "abort"):
             await ack(response_type="ephemeral", text=f"`/aurora-restore {verb}`: looking…")
             front.spawn(
@@ -123,3 +132,23 @@ async def _status_or_abort(
     rid = running[0][1]
     if trigger_id:
         await client.views_open(trigger_id=trigger_id, view=blocks.abort_modal(rid))
+
+
+async def _export(front: SlackFront, args: list[str], user: str, channel: str) -> None:
+    store = front.engine.store
+    rid = args[0] if args else next(iter(await store.restore_ids(limit=1)), None)
+    if rid is None or await store.load(rid) is None:
+        await front.client.chat_postEphemeral(
+            channel=channel,
+            user=user,
+            text=f"No restore {rid or ''} to export (finished restores expire after 90 days).",
+        )
+        return
+    if await front.thread(rid) is None:
+        await front.client.chat_postEphemeral(
+            channel=channel,
+            user=user,
+            text=f"Restore `{rid}` has no Slack thread: use `aurora-restore export {rid}`.",
+        )
+        return
+    await front.post_transcript(rid)

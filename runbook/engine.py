@@ -67,6 +67,8 @@ class Engine:
     timing: Timing = field(default_factory=Timing)
     listener: Listener | None = None
     procedure: tuple[Step, ...] = ONLINE_PROCEDURE
+    # Finished restores expire from Redis after this long (export works until then).
+    retention_seconds: int = 90 * 24 * 3600
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
@@ -302,6 +304,7 @@ class Engine:
                     {"type": "failed", "actor": by.id, "reason": "aborted"},
                 )
         if not revert:
+            await self.store.expire(rid, self.retention_seconds)
             await self._notify("aborted", rid=rid, actor=by.id)
             return "aborted"
         outcome = await self._revert(rec, by)
@@ -317,6 +320,7 @@ class Engine:
             ("aborted",),
             release=True,
         )
+        await self.store.expire(rid, self.retention_seconds)
         await self._notify(final, rid=rid, actor=by.id, summary=outcome.summary)
         if not outcome.ok:
             raise Refused(f"aborted, but the revert failed: {outcome.summary}")
@@ -426,6 +430,7 @@ class Engine:
             release=True,
         )
         if ok:
+            await self.store.expire(rec.rid, self.retention_seconds)
             await self._notify("finished", rid=rec.rid, status=final)
 
     async def _execute(self, rid: str, sid: str) -> Outcome:

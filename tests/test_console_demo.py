@@ -50,6 +50,7 @@ def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
     for s in doc["steps"]:
         if s["status"] == "succeeded" and s["id"] not in ("prep.ack_backup", "cleanup.transcript"):
             assert s["events"], s["id"]
+    assert 'data-step="restore.commit"' in (out / "transcript.html").read_text()
     md = (out / "transcript.md").read_text()
     assert "## restore.commit" in md and "outcome: **succeeded**" in md
 

@@ -24,7 +24,6 @@ from runbook.engine import Actor, Engine, Refused
 from runbook.ports import Remote, VarsProbe
 from runbook.store import Store
 from tests.conftest import ROOT, RunningSandbox
-from tests.redis_servers import redis_url  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -44,7 +43,7 @@ class Counting:
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:  # noqa: F811
+async def store(redis_url: str) -> AsyncIterator[Store]:
     client = aioredis.Redis.from_url(redis_url)
     await client.flushall()
     yield Store(client)
@@ -216,7 +215,7 @@ asyncio.run(main())
 async def test_a_worker_killed_mid_step_leaves_it_interrupted(
     sandbox: RunningSandbox,
     store: Store,
-    redis_url: str,  # noqa: F811
+    redis_url: str,
 ) -> None:
     # Make prep.start hang on one host, so that the worker is surely inside the step.
     stuck = sandbox.cluster.schedulers[0]

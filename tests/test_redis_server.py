@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 
 from bot.redis_server import EmbeddedRedis, _is_valkey, ping, redis_url_from_env
 from tests.conftest import ROOT
-from tests.redis_servers import redis_url  # noqa: F401
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -189,7 +188,7 @@ def test_no_redis_url_starts_the_embedded_server(
         server.stop()
 
 
-async def test_streams_and_lua_on_both_servers(redis_url: str) -> None:  # noqa: F811
+async def test_streams_and_lua_on_both_servers(redis_url: str) -> None:
     r = aioredis.Redis.from_url(redis_url)
     try:
         script = (

@@ -397,6 +397,23 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         timeout=20,
         what="root shows succeeded",
     )
+    # The transcript lands in the thread by itself at the end, and the root offers an export.
+    await until(
+        lambda: len([f for f in double.files if f.thread_ts == root_ts]) >= 3,
+        timeout=30,
+        what="transcripts",
+    )
+    names = sorted(
+        f.name
+        for f in double.files
+        if f.thread_ts == root_ts and f.name.startswith("aurora-restore-")
+    )
+    assert names == [
+        f"aurora-restore-{rid}.html",
+        f"aurora-restore-{rid}.json",
+        f"aurora-restore-{rid}.md",
+    ]
+    assert '"action_id": "export"' in json.dumps(double.message(CHANNEL, root_ts))
     assert double.invalid == []
     statuses = [r[1] for r in double.responses]
     assert statuses.count(429) == 1 and statuses.count(500) == 2  # and yet nothing was lost
