@@ -43,7 +43,7 @@ class AppProcess:
         self.port = free_port()
         self.env = {**env, "PORT": str(self.port)}
         self.proc: asyncio.subprocess.Process | None = None
-        # APP_LOG=FILE keeps the apps' logs, for debugging a failure.
+        # The apps' logs are kept (APP_LOG names the file): tests read them.
         self.log_path = env.get("APP_LOG")
 
     @property
@@ -148,6 +148,7 @@ async def world(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[dict[s
         "SLACK_API_URL": api,
         "REDIS_URL": redis_url,
         "AURORA_RESTORE_CLUSTERS": str(clusters),
+        "APP_LOG": str(tmp_path / "app.log"),
     }
     apps: list[AppProcess] = []
     try:
@@ -229,6 +230,12 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         acks.append(took)
         return text
 
+    # Secrets in command output (file names the preflight lists) must reach no message,
+    # file or log line.
+    for s in sandbox.cluster.schedulers:
+        d = Path(sandbox.cluster.path(s, "backup_dir") or "")
+        (d / "password=hunter2").write_text("")
+        (d / "token=xoxb-1234567890-abcdefghij").write_text("")
     # Slack is briefly unwell: rate limited, then a server error. Nothing is lost.
     double.fail_next("chat.postMessage", status=429, retry_after=1, times=1)
     double.fail_next("chat.update", status=500, times=2)
@@ -415,6 +422,13 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
     ]
     assert '"action_id": "export"' in json.dumps(double.message(CHANNEL, root_ts))
     assert double.invalid == []
+    everything = json.dumps(double.calls) + "".join(
+        f.content.decode(errors="replace") for f in double.files
+    )
+    everything += "".join(Path(a.log_path).read_text() for a in apps if a.log_path)
+    assert "[REDACTED]" in everything
+    for secret in ("hunter2", "xoxb-1234567890-abcdefghij"):
+        assert secret not in everything
     statuses = [r[1] for r in double.responses]
     assert statuses.count(429) == 1 and statuses.count(500) == 2  # and yet nothing was lost
     assert max(acks) < 3.0, max(acks)
