@@ -45,13 +45,30 @@ def lock_key(cluster: str) -> str:
     return f"{PREFIX}lock:cluster:{cluster}"
 
 
+# Shared by the scripts below: the server's clock, and appending an event to the stream
+# chained to the one before it (hash = sha1(previous hash .. body)).
+PRELUDE = r"""
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function append(e, now)
+  e.at = now
+  e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  e.prev = redis.call('HGET', KEYS[1], 'chain') or ''
+  local body = cjson.encode(e)
+  local h = redis.sha1hex(e.prev .. body)
+  redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
+  redis.call('HSET', KEYS[1], 'chain', h)
+end
+"""
+
 # KEYS: restore hash, events stream, cluster lock
 # ARGV: sid, allowed statuses (comma list), step patch JSON, restore patch JSON, event JSON,
 #       lease mode ("" | "take:<owner>:<ms>" | "own:<owner>" | "expired"), rid
-TRANSITION = r"""
+TRANSITION = PRELUDE + r"""
 local sid, allowed, spatch, rpatch, ev, lease, rid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local raw = redis.call('HGET', KEYS[1], 'step:' .. sid)
 if not raw then return {0, 'unknown step'} end
 local st = cjson.decode(raw)
@@ -71,26 +88,18 @@ if string.sub(lease, 1, 5) == 'take:' then
 end
 st.updated_at = now
 local rp = cjson.decode(rpatch)
-local meta = nil
 for k, v in pairs(rp) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('HSET', KEYS[1], 'step:' .. sid, cjson.encode(st))
 local e = cjson.decode(ev)
-e.at = now
 e.step = sid
-e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-e.prev = redis.call('HGET', KEYS[1], 'chain') or ''
-local body = cjson.encode(e)
-local h = redis.sha1hex(e.prev .. body)
-redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
-redis.call('HSET', KEYS[1], 'chain', h)
+append(e, now)
 if redis.call('GET', KEYS[3]) == rid then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
 return {1, cjson.encode(st)}
 """
 
 # Renew a running step's lease, only for its owner. ARGV: sid, owner, ttl ms
-RENEW = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+RENEW = PRELUDE + r"""
+local now = now_ms()
 local raw = redis.call('HGET', KEYS[1], 'step:' .. ARGV[1])
 if not raw then return 0 end
 local st = cjson.decode(raw)
@@ -102,22 +111,14 @@ return 1
 
 # A restore-level event (started, aborted, finished...). KEYS: restore, events, lock.
 # ARGV: restore patch JSON, event JSON, allowed restore statuses, rid, lock ttl, release(0/1)
-RESTORE_EVENT = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+RESTORE_EVENT = PRELUDE + r"""
+local now = now_ms()
 local status = redis.call('HGET', KEYS[1], 'status')
 local ok = false
 for s in string.gmatch(ARGV[3], '[^,]+') do if status == s then ok = true end end
 if not ok then return {0, status or ''} end
 for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
-local e = cjson.decode(ARGV[2])
-e.at = now
-e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-e.prev = redis.call('HGET', KEYS[1], 'chain') or ''
-local body = cjson.encode(e)
-local h = redis.sha1hex(e.prev .. body)
-redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
-redis.call('HSET', KEYS[1], 'chain', h)
+append(cjson.decode(ARGV[2]), now)
 if redis.call('GET', KEYS[3]) == ARGV[4] then
   if ARGV[6] == '1' then redis.call('DEL', KEYS[3]) else redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
 end
@@ -126,25 +127,17 @@ return {1, status}
 
 # Create a restore and take its cluster's lock, or name the restore holding it.
 # KEYS: restore, events, lock, restores zset. ARGV: rid, meta JSON, steps JSON (sid->state), event JSON, ttl
-CREATE = r"""
+CREATE = PRELUDE + r"""
 local holder = redis.call('GET', KEYS[3])
 if holder then return {0, holder} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
 local meta = cjson.decode(ARGV[2])
 meta.started_at = now
 redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta), 'status', 'running', 'current', '', 'seq', 0, 'chain', '')
 for sid, st in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], 'step:' .. sid, cjson.encode(st)) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
-local e = cjson.decode(ARGV[4])
-e.at = now
-e.seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-e.prev = ''
-local body = cjson.encode(e)
-local h = redis.sha1hex(body)
-redis.call('XADD', KEYS[2], '*', 'e', body, 'h', h)
-redis.call('HSET', KEYS[1], 'chain', h)
+append(cjson.decode(ARGV[4]), now)
 return {1, ARGV[1]}
 """
 

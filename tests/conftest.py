@@ -12,15 +12,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from runbook.clusters import Cluster, load_clusters
+from runbook.store import Store
 from sandbox.layout import SandboxInfo
+
+# Every test module gets the `redis_url` fixture (the embedded store and Debian's redis-server).
+pytest_plugins = ["tests.redis_servers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -223,5 +228,10 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-# Every test module gets the `redis_url` fixture (the embedded store and Debian's redis-server).
-from tests.redis_servers import redis_url  # noqa: E402,F401
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    """A `Store` on an empty server, once for each kind of server (see redis_url)."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    yield Store(client)
+    await client.aclose()

@@ -10,12 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from bot.console import connect
 from runbook.actions import Timing
@@ -40,14 +38,6 @@ class Counting:
     def __call__(self, cluster: Cluster) -> tuple[Remote, VarsProbe]:
         self.connects += 1
         return connect(cluster)
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    yield Store(client)
-    await client.aclose()
 
 
 def make_engine(store: Store, cluster: Cluster, **kw: Any) -> Engine:

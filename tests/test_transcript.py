@@ -8,13 +8,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import redis.asyncio as aioredis
 
 from bot.console import connect, run_console
 from runbook import transcript
@@ -28,14 +26,6 @@ pytestmark = pytest.mark.timeout(300)
 SCHEMA = json.loads((ROOT / "runbook/transcript.schema.json").read_text())
 FAST = Timing(leader_wait=30, failover_wait=30, verify_wait=45, poll=0.3, vars_timeout=2)
 SECRETS = ("hunter2", "xoxb-1234567890-abcdefghij")
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    yield Store(client)
-    await client.aclose()
 
 
 async def export(store: Store, rid: str) -> dict[str, Any]:
