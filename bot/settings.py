@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook.clusters import Cluster, ClusterFileError, load_clusters
+from runbook.clusters import Cluster, ClusterFileError, load_clusters, parse_duration
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -79,6 +79,14 @@ def load(env: Mapping[str, str] | None = None, *, socket_mode: bool = False) -> 
     raw_port = env.get("PORT", "").strip() or "3000"
     if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
         raise SettingsError(f"PORT must be a port number, not {raw_port!r}")
+    retention = env.get("AURORA_RESTORE_RETENTION", "").strip()
+    if retention:
+        try:
+            parse_duration(retention)
+        except ValueError:
+            raise SettingsError(
+                f"AURORA_RESTORE_RETENTION must be a duration like 90d, not {retention!r}"
+            ) from None
     redis_url = env.get("REDIS_URL", "").strip() or None
     data = env.get("AURORA_RESTORE_DATA", "").strip()
     state = env.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local/state")

@@ -33,6 +33,19 @@ DONE = ("succeeded", "skipped")
 OUTPUT_CAP = 64 * 1024
 
 
+def retention_from_env() -> int:
+    """AURORA_RESTORE_RETENTION (a duration like 90d, the default), in seconds."""
+    import os
+
+    from runbook.clusters import parse_duration
+
+    raw = os.environ.get("AURORA_RESTORE_RETENTION", "").strip() or "90d"
+    try:
+        return int(parse_duration(raw).total_seconds())
+    except ValueError:
+        raise ValueError(f"AURORA_RESTORE_RETENTION: {raw!r} is not a duration like 90d") from None
+
+
 class Refused(Exception):
     """An operation that is not allowed now; nothing was changed. The message says why."""
 
@@ -68,7 +81,7 @@ class Engine:
     listener: Listener | None = None
     procedure: tuple[Step, ...] = ONLINE_PROCEDURE
     # Finished restores expire from Redis after this long (export works until then).
-    retention_seconds: int = 90 * 24 * 3600
+    retention_seconds: int = field(default_factory=lambda: retention_from_env())
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 

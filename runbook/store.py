@@ -66,7 +66,9 @@ end
 # KEYS: restore hash, events stream, cluster lock
 # ARGV: sid, allowed statuses (comma list), step patch JSON, restore patch JSON, event JSON,
 #       lease mode ("" | "take:<owner>:<ms>" | "own:<owner>" | "expired"), rid
-TRANSITION = PRELUDE + r"""
+TRANSITION = (
+    PRELUDE
+    + r"""
 local sid, allowed, spatch, rpatch, ev, lease, rid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local now = now_ms()
 local raw = redis.call('HGET', KEYS[1], 'step:' .. sid)
@@ -96,9 +98,12 @@ append(e, now)
 if redis.call('GET', KEYS[3]) == rid then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
 return {1, cjson.encode(st)}
 """
+)
 
 # Renew a running step's lease, only for its owner. ARGV: sid, owner, ttl ms
-RENEW = PRELUDE + r"""
+RENEW = (
+    PRELUDE
+    + r"""
 local now = now_ms()
 local raw = redis.call('HGET', KEYS[1], 'step:' .. ARGV[1])
 if not raw then return 0 end
@@ -108,10 +113,13 @@ st.lease_until = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'step:' .. ARGV[1], cjson.encode(st))
 return 1
 """
+)
 
 # A restore-level event (started, aborted, finished...). KEYS: restore, events, lock.
 # ARGV: restore patch JSON, event JSON, allowed restore statuses, rid, lock ttl, release(0/1)
-RESTORE_EVENT = PRELUDE + r"""
+RESTORE_EVENT = (
+    PRELUDE
+    + r"""
 local now = now_ms()
 local status = redis.call('HGET', KEYS[1], 'status')
 local ok = false
@@ -124,10 +132,13 @@ if redis.call('GET', KEYS[3]) == ARGV[4] then
 end
 return {1, status}
 """
+)
 
 # Create a restore and take its cluster's lock, or name the restore holding it.
 # KEYS: restore, events, lock, restores zset. ARGV: rid, meta JSON, steps JSON (sid->state), event JSON, ttl
-CREATE = PRELUDE + r"""
+CREATE = (
+    PRELUDE
+    + r"""
 local holder = redis.call('GET', KEYS[3])
 if holder then return {0, holder} end
 local now = now_ms()
@@ -140,6 +151,7 @@ redis.call('ZADD', KEYS[4], now, ARGV[1])
 append(cjson.decode(ARGV[4]), now)
 return {1, ARGV[1]}
 """
+)
 
 
 @dataclass

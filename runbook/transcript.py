@@ -102,6 +102,16 @@ def build(
         "outcome": rec.status,
         "leader": data.get("leader"),
         "reviewed_tasks": data.get("reviewed_count"),
+        "leader_table": data.get("leader_table"),
+        "review": {k: v for k, v in (data.get("review") or {}).items() if k != "listing"} or None,
+        "backup_age_acknowledged_by": next(
+            (
+                e.get("actor")
+                for e in events
+                if e.get("step") == "prep.ack_backup" and e["type"] == "approved"
+            ),
+            None,
+        ),
         "chain_digest": events[-1]["hash"] if events else None,
         "steps": steps,
         # The event log itself: the exact text each hash covers, so that the export can be

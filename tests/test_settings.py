@@ -50,6 +50,7 @@ def test_defaults(tmp_path: Path) -> None:
         ),
         ({"PORT": "eighty"}, "PORT must be a port number"),
         ({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL must be an http(s) URL"),
+        ({"AURORA_RESTORE_RETENTION": "forever"}, "AURORA_RESTORE_RETENTION must be a duration"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, over: dict[str, str], message: str) -> None:
