@@ -90,6 +90,39 @@ class Approvers:
         return False
 
 
+class TokenBucket:
+    """At most `per_minute` calls a minute, with bursts of `burst`: chat.update is a Tier 3
+    method (about 50 a minute per workspace). Waiting here delays a card's refresh; the
+    next refresh then carries the newest state, so nothing is lost."""
+
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+def update_bucket() -> TokenBucket:
+    """AURORA_RESTORE_UPDATES_PER_MINUTE (default 50) and AURORA_RESTORE_UPDATES_BURST (20)."""
+    import os
+
+    rate = os.environ.get("AURORA_RESTORE_UPDATES_PER_MINUTE", "").strip()
+    burst = os.environ.get("AURORA_RESTORE_UPDATES_BURST", "").strip()
+    return TokenBucket(float(rate) if rate else 50.0, burst=int(burst) if burst else 20)
+
+
 class SlackFront:
     def __init__(
         self, engine: Engine, client: AsyncWebClient, redis: Any, work: WorkLoop | None = None
@@ -101,6 +134,7 @@ class SlackFront:
         self._pending: dict[str, concurrent.futures.Future[None]] = {}
         self._last: dict[str, float] = {}
         self.tasks: set[concurrent.futures.Future[Any]] = set()
+        self.updates = update_bucket()
         engine.listener = self.on_event
 
     # ------------------------------------------------------------ background work
@@ -234,6 +268,7 @@ class SlackFront:
         if rec.status != "running":
             body = [*body, export_button(rid)]
         if await self._changed(rid, "root", body):
+            await self.updates.take()
             await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=body)
         if rec.status != "running" and await self.redis.hsetnx(slack_key(rid), "transcript", "1"):
             await self.post_transcript(rid)
@@ -271,6 +306,7 @@ class SlackFront:
             ):
                 continue
             else:
+                await self.updates.take()
                 await self.client.chat_update(
                     channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
                 )

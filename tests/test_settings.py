@@ -83,3 +83,16 @@ def test_serve_stops_with_one_line(tmp_path: Path) -> None:
         "aurora-restore serve: SLACK_SIGNING_SECRET is not set: the signing secret from the app's Basic Information page"
     ]
     assert "secret-token" not in r.stderr
+
+
+async def test_the_update_bucket_paces_calls() -> None:
+    import time
+
+    from bot.slack_front import TokenBucket
+
+    bucket = TokenBucket(per_minute=600, burst=3)  # 10 a second after a burst of 3
+    t0 = time.monotonic()
+    for _ in range(8):
+        await bucket.take()
+    took = time.monotonic() - t0
+    assert 0.4 <= took < 1.5  # 3 at once, then 5 at 10 a second

@@ -149,6 +149,10 @@ async def world(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[dict[s
         "REDIS_URL": redis_url,
         "AURORA_RESTORE_CLUSTERS": str(clusters),
         "APP_LOG": str(tmp_path / "app.log"),
+        # Each process paces its updates at 3 a second after a burst of 1: two processes
+        # stay under the 10 a second the double allows.
+        "AURORA_RESTORE_UPDATES_PER_MINUTE": "180",
+        "AURORA_RESTORE_UPDATES_BURST": "1",
     }
     apps: list[AppProcess] = []
     try:
@@ -236,6 +240,7 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         d = Path(sandbox.cluster.path(s, "backup_dir") or "")
         (d / "password=hunter2").write_text("")
         (d / "token=xoxb-1234567890-abcdefghij").write_text("")
+    double.rate_limit("chat.update", per_second=10)
     # Slack is briefly unwell: rate limited, then a server error. Nothing is lost.
     double.fail_next("chat.postMessage", status=429, retry_after=1, times=1)
     double.fail_next("chat.update", status=500, times=2)
@@ -431,6 +436,9 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         assert secret not in everything
     statuses = [r[1] for r in double.responses]
     assert statuses.count(429) == 1 and statuses.count(500) == 2  # and yet nothing was lost
+    assert double.throttled == [
+        (m, p) for m, p in double.throttled if m != "chat.update"
+    ]  # updates were paced
     assert max(acks) < 3.0, max(acks)
     states = sandbox.states()
     assert sorted(states.values()).count("ACTIVE") == 1
