@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import redis.asyncio as aioredis
 
+from bot.leader import detector
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
 from runbook import actions, transcript
@@ -281,7 +282,9 @@ async def run_console(
 ) -> tuple[str, str]:
     client = aioredis.Redis.from_url(redis_url)
     store = Store(client)
-    engine = Engine(store, {cluster.name: cluster}, connect, timing=timing or Timing())
+    engine = Engine(
+        store, {cluster.name: cluster}, connect, timing=timing or Timing(), detect=detector
+    )
     try:
         console = Console(engine, cluster, me=me, yes=yes)
         rid = await console.run(backup)

@@ -226,12 +226,17 @@ def classify_log(text: str) -> str:
 
 
 async def _from_logs(
-    cluster: Cluster, remote: Remote, log_path: str, lines: int, timeout: float
+    cluster: Cluster, remote: Remote, log_path: str | None, lines: int, timeout: float
 ) -> tuple[dict[str, str], list[str], bool]:
-    """(cells, leaders, any host readable)."""
-    command = f"tail -n {int(lines)} -- {shlex.quote(log_path)}"
+    """(cells, leaders, any host readable). Without `log_path`, each scheduler's
+    `scheduler_log` from the cluster file."""
+    commands = {
+        s.host: f"tail -n {int(lines)} -- "
+        + shlex.quote(log_path or cluster.path(s, "scheduler_log") or DEFAULT_LOG_PATH)
+        for s in cluster.schedulers
+    }
     try:
-        results = await remote.run({s.host: command for s in cluster.schedulers}, timeout=timeout)
+        results = await remote.run(commands, timeout=timeout)
     except Exception as exc:  # the executor itself failed: no host readable
         cell = f"unreadable: {exc}"
         return {s.host: cell for s in cluster.schedulers}, [], False
@@ -268,7 +273,7 @@ async def detect_leader(
     vars_timeout: float = 2.0,
     zk_timeout: float = 3.0,
     log_lines: int = 200,
-    log_path: str = DEFAULT_LOG_PATH,
+    log_path: str | None = None,
     log_timeout: float = 10.0,
 ) -> LeaderReport:
     """Ask every configured source at once; see the module docstring for the policy."""
@@ -352,3 +357,8 @@ def render_table(report: LeaderReport) -> str:
     out.append(f"leader: {report.leader}" if report.leader else "leader: none agreed")
     out += [f"problem: {p}" for p in report.problems]
     return "\n".join(out)
+
+
+async def detector(cluster: Cluster, probe: VarsProbe, remote: Remote, state: str) -> LeaderReport:
+    """The engine's leader port: every source the cluster file configures."""
+    return await detect_leader(cluster, probe, remote, state=state)

@@ -30,6 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.console import connect
+from bot.leader import detector
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
 from bot.worker import WorkLoop
@@ -99,7 +100,9 @@ def build(settings: Settings, redis_url: str, *, worker: str | None = None) -> B
     )
     app.middleware(_skip_redeliveries)
     approvers = Approvers(client)
-    engine = Engine(Store(redis), settings.clusters, connect, may_approve=approvers.may_approve)
+    engine = Engine(
+        Store(redis), settings.clusters, connect, may_approve=approvers.may_approve, detect=detector
+    )
     if worker:
         engine.worker = worker
     front = SlackFront(engine, client, redis, work)

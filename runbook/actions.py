@@ -21,7 +21,7 @@ from typing import Any
 from runbook import commands as cmd, envfile
 from runbook.clusters import Cluster, Scheduler, parse_duration
 from runbook.listing import ListingError, parse_listing, summarize
-from runbook.ports import HostResult, OnResult, Remote, VarsProbe
+from runbook.ports import HostResult, LeaderDetector, OnResult, Remote, VarsProbe
 from runbook.procedure import Step, Targets
 
 BACKUP_PREFIX = "scheduler-backup-"
@@ -56,6 +56,8 @@ class StepContext:
     learn: Callable[..., Awaitable[None]]
     on_result: OnResult | None = None
     timing: Timing = field(default_factory=Timing)
+    # Leader detection from every configured source (bot.leader); /vars alone without it.
+    detect: LeaderDetector | None = None
     # commands actually sent, for the card and the transcript
     sent: list[dict[str, str]] = field(default_factory=list)
 
@@ -511,15 +513,44 @@ async def _wait_for_leader(
         await asyncio.sleep(ctx.timing.poll)
 
 
+async def _detect(
+    ctx: StepContext, state: str, wait: float
+) -> tuple[str | None, dict[str, Any], list[str]]:
+    """Poll every source until they agree on one leader, or the wait is over."""
+    deadline = time.monotonic() + wait
+    while True:
+        if ctx.detect is not None:
+            report = await ctx.detect(ctx.cluster, ctx.probe, ctx.remote, state)
+            leader, table, problems = report.leader, report.table, list(report.problems)
+            if leader is not None and problems:
+                leader = None
+        else:
+            leader, states = await _wait_for_leader(ctx, state, 0)
+            table = {h: {"vars": s} for h, s in states.items()}
+            problems = [] if leader else [f"not exactly one scheduler in {state}"]
+        if leader is not None or time.monotonic() >= deadline:
+            return leader, table, problems
+        await asyncio.sleep(ctx.timing.poll)
+
+
 async def find_leader(ctx: StepContext) -> Outcome:
-    leader, table = await _wait_for_leader(
+    leader, table, problems = await _detect(
         ctx, "LEADER_AWAITING_REGISTRATION", ctx.timing.leader_wait
     )
-    await ctx.learn(leader_table={h: {"vars": s} for h, s in table.items()})
+    await ctx.learn(leader_table=table, leader_problems=problems)
+    rows = "\n".join(
+        f"  {host}: " + ", ".join(f"{src} {cell}" for src, cell in sorted(row.items()))
+        for host, row in table.items()
+    )
     if leader is None:
-        return Outcome(False, f"not exactly one leader: {table}", {"table": table})
+        return Outcome(
+            False, "no agreed leader: " + "; ".join(problems) + "\n" + rows, {"table": table}
+        )
     await ctx.learn(leader=leader)
-    return Outcome(True, f"leader: {leader}", {"table": table})
+    sources = sorted({src for row in table.values() for src in row})
+    return Outcome(
+        True, f"leader: {leader} (agreed by {', '.join(sources)})\n{rows}", {"table": table}
+    )
 
 
 async def place(ctx: StepContext) -> Outcome:
@@ -634,12 +665,15 @@ async def commit(ctx: StepContext) -> Outcome:
 
 
 async def failover(ctx: StepContext) -> Outcome:
-    leader, table = await _wait_for_leader(
+    leader, table, problems = await _detect(
         ctx, "LEADER_AWAITING_REGISTRATION", ctx.timing.failover_wait
     )
+    await ctx.learn(failover_table=table)
     if leader is None:
-        return Outcome(False, f"no single leader within {ctx.timing.failover_wait:g}s: {table}")
-    await ctx.learn(leader=leader, failover_table=table)
+        return Outcome(
+            False, f"no agreed leader within {ctx.timing.failover_wait:g}s: " + "; ".join(problems)
+        )
+    await ctx.learn(leader=leader)
     return Outcome(True, f"leader again: {leader}")
 
 

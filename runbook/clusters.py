@@ -150,6 +150,7 @@ class Scheduler(_Strict):
     native_log_file_path: RemotePath | None = None
     backup_dir: RemotePath | None = None
     admin_clusters_json: RemotePath | None = None
+    scheduler_log: RemotePath | None = None
 
     @property
     def connect_address(self) -> str:
@@ -164,6 +165,8 @@ class Cluster(_Strict):
     native_log_file_path: RemotePath | None = None
     backup_dir: RemotePath | None = None
     admin_clusters_json: RemotePath = "/etc/aurora/clusters.json"
+    # Added: the scheduler's log, one of the three sources of restore.leader.
+    scheduler_log: RemotePath = "/var/log/aurora/aurora-scheduler.log"
     aurora_admin: Command = "aurora_admin"
     scheduler_user: User = "aurora"
     mesos_log: Command = "mesos-log"

@@ -22,7 +22,7 @@ from typing import Any
 from runbook import actions, commands as cmd
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
-from runbook.ports import HostResult, Remote, VarsProbe
+from runbook.ports import HostResult, LeaderDetector, Remote, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import cap, redact
 from runbook.store import RestoreRecord, Store
@@ -79,6 +79,7 @@ class Engine:
     lease_ms: int = 10_000
     timing: Timing = field(default_factory=Timing)
     listener: Listener | None = None
+    detect: LeaderDetector | None = None
     procedure: tuple[Step, ...] = ONLINE_PROCEDURE
     # Finished restores expire from Redis after this long (export works until then).
     retention_seconds: int = field(default_factory=lambda: retention_from_env())
@@ -175,7 +176,9 @@ class Engine:
             facts.update(values)
             await self.store.set_data(rec.rid, **values)
 
-        return StepContext(cluster, step, facts, remote, probe, learn, on_result, self.timing)
+        return StepContext(
+            cluster, step, facts, remote, probe, learn, on_result, self.timing, self.detect
+        )
 
     async def approve(self, rid: str, sid: str, by: Actor) -> Outcome:
         rec = await self.record(rid)

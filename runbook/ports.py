@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,22 @@ class VarsProbe(Protocol):
     ) -> dict[str, dict[str, str] | str]:
         """Each host's /vars as a dict, or a one-line error string."""
         ...
+
+
+class LeaderReport(Protocol):
+    """What a leader detector found: a table host x source, and one agreed leader or why not."""
+
+    @property
+    def table(self) -> dict[str, dict[str, str]]: ...
+
+    @property
+    def leader(self) -> str | None: ...
+
+    @property
+    def problems(self) -> list[str]: ...
+
+
+class LeaderDetector(Protocol):
+    async def __call__(
+        self, cluster: Any, probe: VarsProbe, remote: Remote, state: str
+    ) -> LeaderReport: ...

@@ -338,6 +338,7 @@ def cluster_toml(info: SandboxInfo) -> str:
             f"native_log_file_path = {_toml_str(str(p.log_dir))}",
             f"backup_dir = {_toml_str(str(p.backup_dir))}",
             f"admin_clusters_json = {_toml_str(str(p.clusters_json))}",
+            f"scheduler_log = {_toml_str(str(p.scheduler_log))}",
         ]
     return "\n".join(out) + "\n"
 

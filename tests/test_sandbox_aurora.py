@@ -158,8 +158,8 @@ def test_an_active_leader_on_an_empty_log_kills_the_clusters_tasks(sandbox: Runn
     reinit_logs(sandbox)
     set_env(sandbox, None, "-reconciliation_initial_delay=1secs")
     on_all(sandbox, "sudo systemctl start aurora-scheduler")
-    wait_for(lambda: len(sandbox.leaders("ACTIVE")) == 1, timeout=30)
-    wait_for(lambda: json.loads(sandbox.info.tasks_file.read_text()) == [], timeout=20)
+    wait_for(lambda: len(sandbox.leaders("ACTIVE")) == 1, timeout=60)
+    wait_for(lambda: json.loads(sandbox.info.tasks_file.read_text()) == [], timeout=60)
     killed = [json.loads(line) for line in sandbox.info.killed_file.read_text().splitlines()]
     assert {k["task_id"] for k in killed} == {t["task_id"] for t in running}
     leader = sandbox.leaders("ACTIVE")[0]
