@@ -4,6 +4,7 @@ the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -132,6 +133,7 @@ async def test_a_restore_with_an_interrupted_step(sandbox: RunningSandbox, store
         lease="take:dead-worker:1",
     )
     assert took.ok
+    await asyncio.sleep(0.05)  # the 1 ms lease is surely over
     found = await engine.recover(rid)
     assert [sid for sid, _ in found] == ["prep.stop"]
     await engine.close()
