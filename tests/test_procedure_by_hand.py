@@ -156,10 +156,14 @@ def test_the_whole_runbook_by_hand(sandbox: RunningSandbox, tmp_path: Path) -> N
     )
     on_all(sandbox, {h: cluster.service.start for h in hosts})
 
-    # restore.leader
-    leaders = wait_for(lambda: sandbox.leaders("LEADER_AWAITING_REGISTRATION"))
-    assert len(leaders) == 1
-    leader = leaders[0]
+    # restore.leader: every scheduler answers, exactly one is the leader.
+    def one_leader_all_up() -> list[str]:
+        states = sandbox.states()
+        up = all(s in ("STORAGE_PREPARED", "LEADER_AWAITING_REGISTRATION") for s in states.values())
+        leaders = [h for h, s in states.items() if s == "LEADER_AWAITING_REGISTRATION"]
+        return leaders if up and len(leaders) == 1 else []
+
+    leader = wait_for(one_leader_all_up)[0]
     others = [h for h in hosts if h != leader]
     assert all(
         sandbox.vars(h)["scheduler_lifecycle_LEADER_AWAITING_REGISTRATION"] == "0" for h in others
