@@ -310,6 +310,16 @@ class SlackFront:
                 await self.client.chat_update(
                     channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
                 )
+            if sid == "restore.review" and status == "awaiting":
+                listing = (rec.data.get("review") or {}).get("listing")
+                attempt = rec.steps[sid].get("attempt", 0)
+                if listing and await self.redis.hsetnx(slack_key(rid), f"listing:{attempt}", "1"):
+                    await self.upload(
+                        rid,
+                        f"staged-tasks-{rid}.tsv",
+                        "Role\tJob\tShard\tStatus\tTask ID\n" + listing + "\n",
+                        "The staged recovery's tasks (the whole listing)",
+                    )
             if status in ("succeeded", "failed") and card.needs_file:
                 key = f"file:{sid}:{rec.steps[sid].get('attempt', 0)}"
                 if await self.redis.hsetnx(slack_key(rid), key, "1"):

@@ -40,7 +40,7 @@ class Timing:
     """Bounded waits; tests and the sandbox shorten them."""
 
     leader_wait: float = 90.0
-    failover_wait: float = 120.0
+    failover_wait: float = 600.0  # capped by the cluster's failover_wait
     verify_wait: float = 150.0
     poll: float = 1.0
     vars_timeout: float = 3.0
@@ -649,7 +649,8 @@ async def commit(ctx: StepContext) -> Outcome:
     r = await ctx.run(render_for(ctx, ctx.step.commands[0]))
     res = r[old]
     # The commit shuts the scheduler down: a transport error is expected. Judge by what follows.
-    deadline = time.monotonic() + ctx.timing.failover_wait
+    wait = min(ctx.timing.failover_wait, parse_duration(ctx.cluster.failover_wait).total_seconds())
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         state = lifecycle((await ctx.vars())[old])
         if state != "LEADER_AWAITING_REGISTRATION":
@@ -665,14 +666,11 @@ async def commit(ctx: StepContext) -> Outcome:
 
 
 async def failover(ctx: StepContext) -> Outcome:
-    leader, table, problems = await _detect(
-        ctx, "LEADER_AWAITING_REGISTRATION", ctx.timing.failover_wait
-    )
+    wait = min(ctx.timing.failover_wait, parse_duration(ctx.cluster.failover_wait).total_seconds())
+    leader, table, problems = await _detect(ctx, "LEADER_AWAITING_REGISTRATION", wait)
     await ctx.learn(failover_table=table)
     if leader is None:
-        return Outcome(
-            False, f"no agreed leader within {ctx.timing.failover_wait:g}s: " + "; ".join(problems)
-        )
+        return Outcome(False, f"no agreed leader within {wait:g}s: " + "; ".join(problems))
     await ctx.learn(leader=leader)
     return Outcome(True, f"leader again: {leader}")
 

@@ -171,6 +171,8 @@ class Cluster(_Strict):
     scheduler_user: User = "aurora"
     mesos_log: Command = "mesos-log"
     max_backup_age: Duration = "4h"
+    # Added: how long restore.failover waits for a leader after the commit.
+    failover_wait: Duration = "5m"
     zk_endpoints: str | None = None
     serverset_path: RemotePath = "/aurora/scheduler"
     two_person_rule: bool = True

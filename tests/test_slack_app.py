@@ -415,6 +415,10 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         timeout=30,
         what="transcripts",
     )
+    listing = [
+        f for f in double.files if f.thread_ts == root_ts and f.name == f"staged-tasks-{rid}.tsv"
+    ]
+    assert len(listing) == 1 and listing[0].text.count("\n") == rec.data["review"]["count"] + 1
     names = sorted(
         f.name
         for f in double.files
