@@ -272,19 +272,16 @@ class SlackFront:
             await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=body)
         if rec.status != "running" and await self.redis.hsetnx(slack_key(rid), "transcript", "1"):
             await self.post_transcript(rid)
-        outputs: dict[str, dict[str, Any]] | None = None
+        hosts = [sch.host for sch in cluster.schedulers]
         for sid in rec.meta["plan"]:
             status = rec.steps[sid]["status"]
             if status == "pending":
                 continue
-            if outputs is None:
-                outputs = await self.engine.store.outputs(rid)
-            progress = _progress(outputs, sid, int(rec.steps[sid].get("attempt", 0)))
             ts_raw = await self.redis.hget(slack_key(rid), f"card:{sid}")
-            # Rendering a card costs more than comparing what it is made of: skip unchanged ones.
+            # A step's state changes (`updated_at`) with every host result: when it did not,
+            # neither did its card, and nothing is read or rendered for it.
             made_of = [
                 rec.steps[sid],
-                sorted(progress),
                 rec.data.get(f"preview:{sid}"),
                 rec.data.get("review") if sid == "restore.review" else None,
                 rec.data.get("leader"),
@@ -292,6 +289,8 @@ class SlackFront:
             ]
             if ts_raw is not None and not await self._changed(rid, f"input:{sid}", made_of):
                 continue
+            attempt = int(rec.steps[sid].get("attempt", 0))
+            progress = _progress(await self.engine.store.step_outputs(rid, sid, attempt, hosts))
             card = blocks.render_step(rec, cluster, sid, progress=progress)
             if ts_raw is None:
                 if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
@@ -331,21 +330,18 @@ class SlackFront:
                     )
 
 
-def _progress(outputs: dict[str, dict[str, Any]], sid: str, attempt: int) -> dict[str, HostResult]:
+def _progress(outputs: dict[str, dict[str, Any]]) -> dict[str, HostResult]:
     """The stored (capped, redacted) results of one attempt of a step, per host."""
     out = {}
-    prefix = f"{sid}:{attempt}:"
-    for key, o in outputs.items():
-        if key.startswith(prefix):
-            host = key[len(prefix) :]
-            out[host] = HostResult(
-                host,
-                o.get("exit_status"),
-                o.get("stdout", ""),
-                o.get("stderr", ""),
-                float(o.get("duration") or 0),
-                o.get("error"),
-            )
+    for host, o in outputs.items():
+        out[host] = HostResult(
+            host,
+            o.get("exit_status"),
+            o.get("stdout", ""),
+            o.get("stderr", ""),
+            float(o.get("duration") or 0),
+            o.get("error"),
+        )
     return out
 
 

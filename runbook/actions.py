@@ -206,7 +206,9 @@ async def _read_all(ctx: StepContext, field_: str) -> dict[str, bytes | str]:
         try:
             return await ctx.remote.read_file(h, path)
         except Exception as exc:  # one clear line per host
-            return f"cannot read {path}: {exc}"
+            # bot.ssh.SshError already names host and path: keep only its reason.
+            why = getattr(exc, "reason", None) or str(exc)
+            return f"cannot read {path}: {why}"
 
     hosts = ctx.hosts
     return dict(zip(hosts, await asyncio.gather(*(one(h) for h in hosts)), strict=True))
@@ -460,10 +462,15 @@ async def archive(ctx: StepContext) -> Outcome:
     return await _run_then(ctx, ctx.step.commands[0], check_archived)
 
 
+async def _on_every_host(ctx: StepContext, template: str, ok: str, bad: str) -> Outcome:
+    """A read-only check: `template` exits 0 on every target."""
+    res = await ctx.run(render_for(ctx, template), record=False)
+    failing = [h for h, r in res.items() if not r.ok]
+    return Outcome(not failing, ok if not failing else f"{bad} on {', '.join(failing)}")
+
+
 async def check_archived(ctx: StepContext) -> Outcome:
-    res = await ctx.run(render_for(ctx, "test -s {archive}"), record=False)
-    bad = [h for h, r in res.items() if not r.ok]
-    return Outcome(not bad, "tarball exists, size > 0" if not bad else f"no tarball on {bad}")
+    return await _on_every_host(ctx, "test -s {archive}", "tarball exists, size > 0", "no tarball")
 
 
 async def wipe_preview(ctx: StepContext) -> dict[str, Any]:
@@ -490,9 +497,9 @@ async def wipe(ctx: StepContext) -> Outcome:
 
 
 async def check_wiped(ctx: StepContext) -> Outcome:
-    res = await ctx.run(render_for(ctx, 'test -z "$(sudo ls -A {log_dir})"'), record=False)
-    bad = [h for h, r in res.items() if not r.ok]
-    return Outcome(not bad, "directory empty everywhere" if not bad else f"not empty on {bad}")
+    return await _on_every_host(
+        ctx, 'test -z "$(sudo ls -A {log_dir})"', "directory empty everywhere", "not empty"
+    )
 
 
 async def init_log(ctx: StepContext) -> Outcome:
@@ -743,6 +750,7 @@ async def nothing(ctx: StepContext) -> Outcome:
 
 
 async def block_traffic(ctx: StepContext) -> Outcome:
+    # Unreachable while block_configured refuses every approval.
     return Outcome(False, "no block_traffic command is configured for this cluster: skip this step")
 
 
@@ -798,12 +806,14 @@ async def all_stopped(ctx: StepContext) -> str | None:
 
 
 async def block_configured(ctx: StepContext) -> str | None:
-    return "no block_traffic command is configured for this cluster"
+    # The cluster file has no traffic-block command yet: the step can only be skipped.
+    return "no block_traffic command is configured for this cluster: skip this step"
 
 
 PRECONDITION: dict[str, Callable[[StepContext], Awaitable[str | None]]] = {
     "all_stopped": all_stopped,
     "staged_on_same_leader": staged_on_same_leader,
+    "block_configured": block_configured,
 }
 
 

@@ -118,14 +118,15 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         title="Block external traffic to the schedulers (optional)",
         explain=(
             "Optional: block outside traffic to the schedulers' HTTP port, except from the bot, "
-            "so nobody changes state that the restore would erase. Needs `block_traffic` in "
-            "the cluster file; the default plan suggests skipping it."
+            "so nobody changes state that the restore would erase. This version has no "
+            "firewall command to run it with, so it can only be skipped (the plan suggests so)."
         ),
         targets=Targets.ALL,
         risk=Risk.MUTATING,
         commands=("{!block_traffic}",),
         check="rule present",
         suggest_skip=True,
+        precondition="block_configured",
     ),
     Step(
         id="prep.admin_access",
@@ -385,8 +386,6 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         check="file posted",
     ),
 )
-
-PROCEDURES = {"online": ONLINE_PROCEDURE}
 
 
 def step_ids(procedure: tuple[Step, ...] = ONLINE_PROCEDURE) -> list[str]:

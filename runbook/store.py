@@ -309,6 +309,14 @@ class Store:
     async def save_output(self, rid: str, key: str, value: dict[str, Any]) -> None:
         await self.redis.hset(output_key(rid), key, json.dumps(value))
 
+    async def step_outputs(
+        self, rid: str, sid: str, attempt: int, hosts: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """One attempt of one step, per host: only those fields, not the whole hash."""
+        keys = [f"{sid}:{attempt}:{h}" for h in hosts]
+        values = await self.redis.hmget(output_key(rid), keys)
+        return {h: json.loads(v) for h, v in zip(hosts, values, strict=True) if v is not None}
+
     async def outputs(self, rid: str) -> dict[str, dict[str, Any]]:
         raw = await self.redis.hgetall(output_key(rid))
         return {_s(k): json.loads(v) for k, v in raw.items()}

@@ -57,17 +57,6 @@ async def status(engine: Engine, rid: str, sid: str) -> str:
     return st
 
 
-def file_sums(sb: RunningSandbox) -> dict[str, str]:
-    cluster = sb.cluster
-    out = {}
-    for s in cluster.schedulers:
-        for field in ("env_file", "admin_clusters_json"):
-            out[f"{s.host}:{field}"] = hashlib.sha256(
-                Path(cluster.path(s, field) or "").read_bytes()
-            ).hexdigest()
-    return out
-
-
 async def test_bad_input_is_refused_before_any_command(
     sandbox: RunningSandbox, store: Store
 ) -> None:
@@ -113,6 +102,9 @@ async def test_rules_of_approval(sandbox: RunningSandbox, store: Store) -> None:
     out = await engine.approve(rid, "prep.stop", ALICE)
     assert out.ok, out.summary
     assert sandbox.states() == {h: "DOWN" for h in ["scheduler-1", "scheduler-2", "scheduler-3"]}
+    assert await status(engine, rid, "prep.block_traffic") == "awaiting"
+    with pytest.raises(Refused, match="no block_traffic command is configured"):
+        await engine.approve(rid, "prep.block_traffic", BOB)
     assert await status(engine, rid, "prep.block_traffic") == "awaiting"
     await engine.skip(rid, "prep.block_traffic", BOB, "no firewall in the sandbox")
     await engine.approve(rid, "prep.admin_access", BOB)
