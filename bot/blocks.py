@@ -22,6 +22,7 @@ from typing import Any
 
 from runbook import actions
 from runbook.clusters import Cluster
+from runbook.engine import backup_choice_open
 from runbook.ports import HostResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, Targets
 from runbook.store import RestoreRecord
@@ -70,6 +71,9 @@ VERB_EMOJI = {
     "aborted": "🛑",
     "started": "🚀",
     "finished": "🏁",
+    "chose the backup": "📦",
+    "deleted staged tasks": "🗑️",
+    "went back": "↩️",
 }
 USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,40}$")
 _PARTIAL_ENTITY_RE = re.compile(r"&[a-z]{0,3}$")
@@ -426,7 +430,25 @@ def preview_lines(step: Step, facts: Mapping[str, Any], cluster: Cluster) -> lis
                 parts = [f"`{etext(k, 60)}` {_num(n)}" for k, n in top[:TOP_N]]
                 more = f" (+{len(top) - TOP_N} more)" if len(top) > TOP_N else ""
                 out.append(f"*{label}:* " + ", ".join(parts) + more)
-            out.append("_The full listing is attached to the thread._")
+            for d in review.get("deletions") or []:
+                if not isinstance(d, Mapping):
+                    continue
+                line = (
+                    f"🗑️ *Deleted:* {len(d.get('removed') or [])} of {len(d.get('ids') or [])} "
+                    f"tasks ({_num(d.get('before'))} → {_num(d.get('after'))})"
+                )
+                still = d.get("still_there") or []
+                if still:
+                    line += f"; ⚠️ still listed: {etext(', '.join(map(str, still[:5])), 400)}"
+                if not d.get("ok", True):
+                    line += "; ⚠️ the delete command failed"
+                out.append(line)
+            if review.get("reprint_error"):
+                out.append(f"⚠️ *Re-print failed:* {etext(review['reprint_error'], 500)}")
+            if review.get("listing"):
+                out.append("_The full listing is attached to the thread._")
+            else:
+                out.append("_No tasks are staged: restoring this backup leaves no task running._")
     elif step.id == "prep.ack_backup":
         out.append(backup_line(facts, cluster))
     return out
@@ -504,8 +526,29 @@ def _action_blocks(
         btns.append(button("Approve", "approve", value, style="primary", confirm=confirm))
         if step.skippable:
             btns.append(button("Skip…", "skip", value))
+        review = rec.data.get("review")
+        if step.id == "restore.review" and isinstance(review, Mapping) and review.get("count"):
+            btns.append(button("Delete tasks…", "delete_tasks", value))
     elif status == "failed":
-        btns.append(button("Retry", "retry", value, style="primary"))
+        if state.get("rewind"):
+            target = str(state["rewind"])
+            btns.append(
+                button(
+                    "Back to restore.stage",
+                    "rewind",
+                    value,
+                    style="primary",
+                    confirm=_confirm(
+                        "Stage the backup again?",
+                        f"Goes back to {target}: the leader is found again, the backup placed "
+                        f"on it and staged, the tasks reviewed, and {step.id} approved again. "
+                        "Each step needs its approval.",
+                        "Go back",
+                    ),
+                )
+            )
+        retry = "Re-check" if step.risk is Risk.READ_ONLY else "Retry"
+        btns.append(button(retry, "retry", value, style=None if state.get("rewind") else "primary"))
         if step.skippable:
             btns.append(button("Skip…", "skip", value))
         btns.append(abort)
@@ -613,6 +656,10 @@ def render_step(
                 needs_file = True
 
     actions_blocks = _action_blocks(rec, cluster, step, status, state)
+    if sid == "prep.preflight" and backup_choice_open(rec):
+        picker = backup_picker(rec)
+        if picker is not None:
+            actions_blocks.insert(0, picker)
     if status in ("succeeded", "failed", "interrupted") and results:
         # Tails of output, failed hosts first, while the message budget lasts.
         reserved = _size(actions_blocks) + 400
@@ -710,6 +757,69 @@ def skip_modal(rid: str, sid: str) -> dict[str, Any]:
                     "min_length": 3,
                     "max_length": 500,
                     "placeholder": _plain("e.g. the traffic block is not configured here", 150),
+                },
+            },
+        ],
+    }
+
+
+MAX_OPTIONS = 100
+OPTION_VALUE = 150
+
+
+def backup_picker(rec: RestoreRecord) -> dict[str, Any] | None:
+    """A select menu of the backups found, newest first, set to the chosen one."""
+    backups = rec.data.get("backups")
+    if not isinstance(backups, Mapping) or not backups:
+        return None
+    chosen = rec.data.get("backup")
+    options = []
+    initial = None
+    for name in sorted(backups, reverse=True)[:MAX_OPTIONS]:
+        age = actions.backup_age(str(name))
+        holders = backups[name] if isinstance(backups[name], list) else []
+        text = f"{name} · " + (f"{age / 3600:.1f} h" if age is not None else "age ?")
+        text += f" · {len(holders)} host" + ("s" if len(holders) != 1 else "")
+        option = {"text": _plain(text, 75), "value": str(name)[:OPTION_VALUE]}
+        options.append(option)
+        if name == chosen:
+            initial = option
+    select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "choose_backup",
+        "placeholder": _plain("Choose the backup", 150),
+        "options": options,
+    }
+    if initial is not None:
+        select["initial_option"] = initial
+    return {"type": "actions", "block_id": f"backup.{str(rec.rid)[:200]}", "elements": [select]}
+
+
+def delete_modal(rid: str, count: int) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": "delete_tasks",
+        "private_metadata": _value(rid, "restore.review"),
+        "title": _plain("Delete staged tasks", MODAL_TITLE),
+        "submit": _plain("Delete", MODAL_TITLE),
+        "close": _plain("Cancel", MODAL_TITLE),
+        "blocks": [
+            section(
+                f"Delete tasks from the staged recovery of restore `{etext(rid, 200)}` "
+                f"({count} tasks staged). They are not restored; the listing is printed "
+                "again afterwards.",
+                "delete.what",
+            ),
+            {
+                "type": "input",
+                "block_id": "ids",
+                "label": _plain("Task ids, one a line or comma-separated", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "ids",
+                    "multiline": True,
+                    "max_length": 3000,
+                    "placeholder": _plain("www-data-prod-hello-0-6c0f…", 150),
                 },
             },
         ],

@@ -24,6 +24,7 @@ from runbook import actions, transcript
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
+from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, Remote, VarsProbe
 from runbook.procedure import Risk, Step
 from runbook.store import Store
@@ -193,6 +194,8 @@ class Console:
             return
         while True:
             choices = "[a]pprove, [s]kip, a[b]ort" if step.skippable else "[a]pprove, a[b]ort"
+            if step.id == "restore.review":
+                choices += ", [d]elete tasks"
             if step.risk is Risk.DESTRUCTIVE and self.cluster.two_person_rule:
                 self.say(
                     f"destructive: someone other than {started_by} approves ('a NAME' approves as NAME)"
@@ -211,7 +214,15 @@ class Console:
                     await self.engine.approve(rid, step.id, who)
                 except Refused as exc:
                     self.say(f"refused: {exc}")
+                return  # the loop reads the step's state again
+            if answer in ("d", "delete") and step.id == "restore.review":
+                known = set(listing_ids((facts.get("review") or {}).get("listing", "")))
+                ids, error = check_task_ids(self.ask("task ids (comma-separated): "), known)
+                if error:
+                    self.say(error)
                     continue
+                out = await self.engine.delete_tasks(rid, ids, self.me)
+                self.say(out.summary)
                 return
             if answer in ("s", "skip") and step.skippable:
                 await self.engine.skip(
@@ -242,8 +253,13 @@ class Console:
         options = "[r]etry, [s]kip, a[b]ort" + (
             ", [d]one (it finished)" if state["status"] == "interrupted" else ""
         )
+        if state.get("rewind"):
+            options = "[g]o back to restore.stage, " + options
         answer = self.ask(f"{step.id}: {options}? ").strip().lower()
-        if answer in ("r", "retry"):
+        if answer in ("g", "back") and state.get("rewind"):
+            target = await self.engine.rewind(rid, step.id, self.me)
+            self.say(f"back to {target}")
+        elif answer in ("r", "retry"):
             await self.engine.retry(rid, step.id, self.me)
         elif answer in ("s", "skip"):
             await self.engine.skip(rid, step.id, self.me, self.ask("reason: ") or "no reason given")

@@ -51,7 +51,8 @@ SOURCE_NAMES = {"vars": "/vars", "zookeeper": "ZooKeeper", "logs": "the logs"}
 # (the sandbox's host root), which is how the tests point at the sandbox's logs.
 DEFAULT_LOG_PATH = "/var/log/aurora/aurora-scheduler.log"
 
-CANDIDATE_RE = re.compile(r"^_c_[0-9a-fA-F-]{36}-lock-(\d+)$")
+# Curator's lock nodes (0.16+), or the legacy client's (-zk_use_curator=false, up to 0.18).
+CANDIDATE_RE = re.compile(r"^(?:_c_[0-9a-fA-F-]{36}-lock-|singleton_candidate_)(\d+)$")
 MEMBER_RE = re.compile(r"^member_(\d+)$")
 
 ELECTED = "Elected as leading scheduler"

@@ -30,7 +30,7 @@ from bot import blocks
 from bot.worker import WorkLoop
 from runbook import transcript
 from runbook.clusters import Cluster
-from runbook.engine import Actor, Engine
+from runbook.engine import Actor, Engine, backup_choice_open
 from runbook.ports import HostResult
 from runbook.redact import redact
 from runbook.transcript_html import to_html
@@ -154,6 +154,13 @@ class SlackFront:
         future.add_done_callback(done)
         return future
 
+    async def call(self, coro: Any) -> Any:
+        """Run `coro` on the work loop (where the store's connections live) and wait for
+        its result from this loop: for the few reads that must happen before an ack."""
+        if self.work is None:
+            return await coro
+        return await self.work.run(coro)
+
     # ------------------------------------------------------------ the thread
 
     async def thread(self, rid: str) -> tuple[str, str] | None:
@@ -223,6 +230,9 @@ class SlackFront:
         "skipped": "skipped",
         "aborted": "aborted the restore",
         "reverted": "aborted the restore and reverted every change",
+        "rewound": "went back",
+        "backup_chosen": "chose the backup",
+        "tasks_deleted": "deleted staged tasks",
     }
 
     def on_event(self, kind: str, info: dict[str, Any]) -> None:
@@ -286,6 +296,7 @@ class SlackFront:
                 rec.data.get("review") if sid == "restore.review" else None,
                 rec.data.get("leader"),
                 rec.data.get("backup"),
+                backup_choice_open(rec) if sid == "prep.preflight" else None,
             ]
             if ts_raw is not None and not await self._changed(rid, f"input:{sid}", made_of):
                 continue
@@ -312,7 +323,9 @@ class SlackFront:
             if sid == "restore.review" and status == "awaiting":
                 listing = (rec.data.get("review") or {}).get("listing")
                 attempt = rec.steps[sid].get("attempt", 0)
-                if listing and await self.redis.hsetnx(slack_key(rid), f"listing:{attempt}", "1"):
+                printed = len((rec.data.get("review") or {}).get("deletions") or [])
+                key = f"listing:{attempt}:{printed}"
+                if listing and await self.redis.hsetnx(slack_key(rid), key, "1"):
                     await self.upload(
                         rid,
                         f"staged-tasks-{rid}.tsv",

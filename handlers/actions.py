@@ -10,8 +10,14 @@ from slack_bolt.async_app import AsyncApp
 from bot import blocks
 from bot.slack_front import SlackFront
 from runbook.engine import Actor, Refused
+from runbook.listing import check_task_ids, listing_ids
 
-VERBS = {"approve": "approved", "retry": "retried", "mark_done": "marked done"}
+VERBS = {
+    "approve": "approved",
+    "retry": "retried",
+    "mark_done": "marked done",
+    "rewind": "went back",
+}
 
 
 def _ids(value: str) -> tuple[str, str]:
@@ -34,6 +40,8 @@ def register(app: AsyncApp, front: SlackFront) -> None:
                 await engine.approve(rid, sid, Actor(user))
             elif verb == "retry":
                 await engine.retry(rid, sid, Actor(user))
+            elif verb == "rewind":
+                await engine.rewind(rid, sid, Actor(user))
             else:
                 await engine.mark_done(rid, sid, Actor(user))
         except Refused as exc:
@@ -56,6 +64,59 @@ def register(app: AsyncApp, front: SlackFront) -> None:
         await ack()
         rid, _ = _ids(action["value"])
         front.spawn(front.post_transcript(rid))
+
+    @app.action("choose_backup")
+    async def on_choose_backup(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        rid = str(action.get("block_id", "")).removeprefix("backup.")
+        backup = str((action.get("selected_option") or {}).get("value", ""))
+        user, channel = body["user"]["id"], body["container"]["channel_id"]
+
+        async def work() -> None:
+            try:
+                await engine.choose_backup(rid, backup, Actor(user))
+            except Refused as exc:
+                await refuse(rid, user, channel, "prep.preflight", exc)
+                front.schedule_refresh(rid)  # the menu shows the chosen backup again
+
+        front.spawn(work())
+
+    @app.action("delete_tasks")
+    async def on_delete(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any
+    ) -> None:
+        await ack()
+        rid, _ = _ids(action["value"])
+        rec = await front.call(engine.store.load(rid))
+        count = int(((rec.data.get("review") or {}) if rec else {}).get("count") or 0)
+        await client.views_open(trigger_id=body["trigger_id"], view=blocks.delete_modal(rid, count))
+
+    @app.view("delete_tasks")
+    async def on_delete_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        # Checked against the staged listing before the ack: errors show in the modal.
+        meta = json.loads(view["private_metadata"])
+        rid, user = str(meta["rid"]), body["user"]["id"]
+        rec = await front.call(engine.store.load(rid))
+        review = (rec.data.get("review") or {}) if rec else {}
+        waiting = (
+            rec is not None and rec.steps.get("restore.review", {}).get("status") == "awaiting"
+        )
+        ids, error = check_task_ids(_first_value(view), set(listing_ids(review.get("listing", ""))))
+        if not waiting:
+            error = "restore.review is not waiting for approval any more."
+        if error:
+            await ack(response_action="errors", errors={_first_block(view): error[:1900]})
+            return
+        await ack()
+
+        async def work() -> None:
+            channel = (await front.thread(rid) or ("", ""))[0]
+            try:
+                await engine.delete_tasks(rid, ids, Actor(user))
+            except Refused as exc:
+                await refuse(rid, user, channel, "restore.review", exc)
+
+        front.spawn(work())
 
     @app.action("skip")
     async def on_skip(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from runbook import commands as cmd, envfile
 from runbook.clusters import Cluster, Scheduler, parse_duration
-from runbook.listing import ListingError, parse_listing, summarize
+from runbook.listing import ListingError, listing_ids, parse_listing, summarize
 from runbook.ports import HostResult, LeaderDetector, OnResult, Remote, VarsProbe
 from runbook.procedure import Step, Targets
 
@@ -271,34 +271,85 @@ async def preflight(ctx: StepContext) -> Outcome:
         for name in r.stdout.split():
             if backup_age(name) is not None:
                 holders.setdefault(name, []).append(h)
+    states = {h: lifecycle(v) for h, v in (await ctx.vars()).items()}
+    leaders = [h for h, s in states.items() if s in ("ACTIVE", "LEADER_AWAITING_REGISTRATION")]
+    leader = leaders[0] if len(leaders) == 1 else None
+    # Where a scheduler runs, it lists its own backup_dir too (aurora_admin asks the one
+    # its clusters.json leads to: the leader).
+    admin_note = ""
+    asked = leader or next((h for h, s in states.items() if s != "DOWN"), None)
+    if asked is not None:
+        listed_by = await ctx.run(render_for(ctx, LIST_BACKUPS, [asked]))
+        if listed_by[asked].ok:
+            listed = parse_backup_list(listed_by[asked].stdout)
+            for name in listed:
+                if asked not in holders.setdefault(name, []):
+                    holders[name].append(asked)
+            admin_note = f"; aurora_admin on {asked} lists {len(listed)}"
+        else:
+            why = "; ".join(_failures(listed_by))
+            admin_note = f"; aurora_admin on {asked} could not list them ({why})"
     wanted = ctx.facts.get("requested_backup")
     if wanted:
         if wanted not in holders:
             return Outcome(False, f"Backup {wanted} does not exist on any scheduler.")
         backup = wanted
     else:
-        backup = max(holders, key=lambda n: n) if holders else None
-    age = backup_age(backup) if backup else None
-    too_old = backup is None or (
-        age is not None and age > ctx.cluster.max_backup_age_delta.total_seconds()
-    )
-    states = {h: lifecycle(v) for h, v in (await ctx.vars()).items()}
-    leaders = [h for h, s in states.items() if s in ("ACTIVE", "LEADER_AWAITING_REGISTRATION")]
+        backup = max(holders) if holders else None
+    table: dict[str, Any] = {}
+    disagreements: list[str] = []
+    if ctx.detect is not None:
+        report = await ctx.detect(ctx.cluster, ctx.probe, ctx.remote, "ACTIVE")
+        table, disagreements = dict(report.table), list(report.problems)
     await ctx.learn(
         backups={n: sorted(hs) for n, hs in sorted(holders.items(), reverse=True)},
-        backup=backup,
-        backup_age=age,
-        backup_too_old=too_old,
+        **backup_facts(backup, ctx.cluster),
         preflight_states=states,
-        preflight_leader=leaders[0] if len(leaders) == 1 else None,
+        preflight_leader=leader,
+        preflight_table=table,
+        preflight_problems=disagreements,
         archive_stamp=time.strftime("%Y%m%d-%H%M%S"),
     )
     ctx.facts.update(backup=backup)
+    age = ctx.facts.get("backup_age")
     age_text = f"{age / 3600:.1f}h old" if age is not None else "no backup found"
     return Outcome(
         True,
-        f"{len(ctx.hosts)} hosts reached; backup {backup or '-'} ({age_text}); "
-        f"leader now: {leaders[0] if len(leaders) == 1 else 'none or several'}",
+        f"{len(ctx.hosts)} hosts reached; {len(holders)} backups{admin_note}; "
+        f"backup {backup or '-'} ({age_text}); "
+        f"leader now: {leader or 'none or several'}"
+        + ("\n" + table_rows(table) if table else "")
+        + ("\n(for information: " + "; ".join(disagreements) + ")" if disagreements else ""),
+    )
+
+
+LIST_BACKUPS = "{!aurora_admin} scheduler_list_backups --bypass-leader-redirect {cluster}"
+
+
+def parse_backup_list(stdout: str) -> list[str]:
+    """`N available backups:` then one name a line, unordered, with temp_ and other files."""
+    names = []
+    for line in stdout.splitlines():
+        word = line.strip()
+        if word.startswith(BACKUP_PREFIX) and backup_age(word) is not None:
+            names.append(word)
+    return names
+
+
+def backup_facts(backup: str | None, cluster: Cluster) -> dict[str, Any]:
+    """What the plan needs to know of the chosen backup: its age, and whether too old."""
+    age = backup_age(backup) if backup else None
+    too_old = backup is None or (
+        age is not None and age > cluster.max_backup_age_delta.total_seconds()
+    )
+    return {"backup": backup, "backup_age": age, "backup_too_old": too_old}
+
+
+def table_rows(table: Mapping[str, Mapping[str, Any]]) -> str:
+    """The leader table as text, one host a line: "  host: logs leader, vars ACTIVE…"."""
+    return "\n".join(
+        f"  {host}: " + ", ".join(f"{src} {cell}" for src, cell in sorted(row.items()))
+        for host, row in table.items()
     )
 
 
@@ -545,10 +596,7 @@ async def find_leader(ctx: StepContext) -> Outcome:
         ctx, "LEADER_AWAITING_REGISTRATION", ctx.timing.leader_wait
     )
     await ctx.learn(leader_table=table, leader_problems=problems)
-    rows = "\n".join(
-        f"  {host}: " + ", ".join(f"{src} {cell}" for src, cell in sorted(row.items()))
-        for host, row in table.items()
-    )
+    rows = table_rows(table)
     if leader is None:
         return Outcome(
             False, "no agreed leader: " + "; ".join(problems) + "\n" + rows, {"table": table}
@@ -628,6 +676,54 @@ async def review_preview(ctx: StepContext) -> dict[str, Any]:
     return {"count": len(tasks), "summary": summary, "listing": listing}
 
 
+DELETE_TASKS = (
+    "{!aurora_admin} scheduler_delete_recovery_tasks --bypass-leader-redirect {cluster} {task_ids}"
+)
+
+
+async def delete_tasks(ctx: StepContext, ids: list[str]) -> Outcome:
+    """Delete staged tasks on the leader, then print the listing again and say what changed."""
+    before = ctx.facts.get("review") or {}
+    known = set(listing_ids(before.get("listing", "")))
+    for i in ids:
+        cmd.task_id(i)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        return Outcome(False, f"not in the staged listing: {', '.join(unknown[:5])}")
+    values = {
+        **host_values(ctx.cluster, ctx.sched(ctx.leader), ctx.facts),
+        "task_ids": ",".join(ids),
+    }
+    r = await ctx.run({ctx.leader: cmd.render(DELETE_TASKS, values, verbatim(ctx.cluster))})
+    failures = _failures(r)
+    after = await review_preview(ctx)
+    if "error" in after:
+        after = {**before, "reprint_error": after["error"]}
+        after_ids = known
+    else:
+        after_ids = set(listing_ids(after.get("listing", "")))
+    removed = sorted(known - after_ids)
+    change: dict[str, Any] = {
+        "ids": ids,
+        "before": len(known),
+        "after": len(after_ids),
+        "removed": removed,
+        "still_there": sorted(set(ids) & after_ids),
+        "appeared": sorted(after_ids - known),
+        "ok": not failures,
+    }
+    after["deletions"] = [*before.get("deletions", []), change]
+    await ctx.learn(review=after)
+    if failures:
+        return Outcome(False, "delete failed: " + "; ".join(failures), change)
+    text = f"{len(removed)} of {len(ids)} tasks deleted; the listing now has {len(after_ids)}"
+    if change["still_there"]:
+        text += f"; still listed: {', '.join(change['still_there'][:5])}"
+    if change["appeared"]:
+        text += f"; {len(change['appeared'])} tasks appeared that were not there before"
+    return Outcome(not change["still_there"], text, change)
+
+
 async def review(ctx: StepContext) -> Outcome:
     preview = ctx.facts.get("review") or await review_preview(ctx)
     if "error" in preview:
@@ -676,10 +772,13 @@ async def failover(ctx: StepContext) -> Outcome:
     wait = min(ctx.timing.failover_wait, parse_duration(ctx.cluster.failover_wait).total_seconds())
     leader, table, problems = await _detect(ctx, "LEADER_AWAITING_REGISTRATION", wait)
     await ctx.learn(failover_table=table)
+    rows = table_rows(table)
     if leader is None:
-        return Outcome(False, f"no agreed leader within {wait:g}s: " + "; ".join(problems))
+        return Outcome(
+            False, f"no agreed leader within {wait:g}s: " + "; ".join(problems) + "\n" + rows
+        )
     await ctx.learn(leader=leader)
-    return Outcome(True, f"leader again: {leader}")
+    return Outcome(True, f"leader again: {leader}\n{rows}")
 
 
 async def revert(ctx: StepContext) -> Outcome:

@@ -22,6 +22,7 @@ from typing import Any
 from runbook import actions, commands as cmd
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
+from runbook.listing import listing_ids
 from runbook.ports import HostResult, LeaderDetector, Remote, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import cap, redact
@@ -63,6 +64,18 @@ class Actor:
 Connect = Callable[[Cluster], tuple[Remote, VarsProbe]]
 MayApprove = Callable[[Cluster, Actor], Awaitable[bool]]
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+
+def backup_choice_open(rec: RestoreRecord) -> bool:
+    """The backup may change while nothing has: preflight done, nothing past it approved."""
+    if rec.status != "running" or rec.steps.get("prep.preflight", {}).get("status") != "succeeded":
+        return False
+    early = ("prep.preflight", "prep.ack_backup")
+    return all(
+        st.get("status") in ("pending", "awaiting")
+        for sid, st in rec.steps.items()
+        if sid not in early and sid in rec.meta["plan"]
+    )
 
 
 async def console_approvers(cluster: Cluster, actor: Actor) -> bool:
@@ -199,14 +212,7 @@ class Engine:
             raise Refused(
                 f"{sid} is destructive: it needs an approver other than {by.label}, who started the restore"
             )
-        if step.precondition:
-            ctx = await self._context(rec, step)
-            why = await actions.PRECONDITION[step.precondition](ctx)
-            if why:
-                await self.store.transition(
-                    rid, sid, ("awaiting",), {}, {"type": "refused", "actor": by.id, "reason": why}
-                )
-                raise Refused(f"{sid} cannot be approved now: {why}")
+        await self._precondition(rec, step, by, "awaiting")
         won = await self.store.transition(
             rid,
             sid,
@@ -225,6 +231,183 @@ class Engine:
         await self._notify("approved", rid=rid, step=sid, actor=by.id)
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
+        return outcome
+
+    async def _precondition(self, rec: RestoreRecord, step: Step, by: Actor, status: str) -> None:
+        """Refuse to run a step whose precondition fails, saying why. A step that can go
+        back (`rewind_to`) fails instead, so that its card offers the way back."""
+        if not step.precondition:
+            return
+        why = await actions.PRECONDITION[step.precondition](await self._context(rec, step))
+        if not why:
+            return
+        if step.rewind_to and status == "awaiting":
+            res = await self.store.transition(
+                rec.rid,
+                step.id,
+                (status,),
+                {"status": "failed", "summary": why, "rewind": step.rewind_to},
+                {"type": "failed", "actor": by.id, "reason": why},
+            )
+            if res.ok:
+                await self._notify(
+                    "finished_step", rid=rec.rid, step=step.id, ok=False, summary=why
+                )
+            raise Refused(
+                f"{step.id} did not run: {why}. Go back with “Back to restore.stage”, or abort."
+            )
+        await self.store.transition(
+            rec.rid, step.id, (status,), {}, {"type": "refused", "actor": by.id, "reason": why}
+        )
+        back = ". Go back with “Back to restore.stage”, or abort" if step.rewind_to else ""
+        raise Refused(f"{step.id} cannot run now: {why}{back}")
+
+    async def rewind(self, rid: str, sid: str, by: Actor) -> str:
+        """Go back from a failed step to its `rewind_to`: every step from there runs again."""
+        rec = await self.record(rid)
+        step = self.step(sid)
+        self._require_running(rec)
+        await self._check_approver(self.cluster_of(rec), by)
+        target = step.rewind_to
+        if target is None:
+            raise Refused(f"{sid} has no earlier step to go back to")
+        if rec.steps.get(sid, {}).get("status") != "failed":
+            raise Refused(f"{sid} can go back only after it failed")
+        plan = rec.meta["plan"]
+        again = plan[plan.index(target) : plan.index(sid) + 1]
+        reset = {"status": "pending", "summary": "", "approved_by": None, "rewind": None}
+        # The first step's transition decides who goes back: a second click is refused.
+        first = await self.store.transition(
+            rid,
+            target,
+            (*DONE, "failed"),
+            reset,
+            {"type": "rewound", "actor": by.id, "reason": f"back from {sid}"},
+        )
+        if not first.ok:
+            raise Refused(f"already going back to {target}")
+        for other in again[1:]:
+            await self.store.transition(
+                rid,
+                other,
+                (*DONE, "failed", "awaiting"),
+                reset,
+                {"type": "reset", "actor": by.id, "reason": f"back to {target} from {sid}"},
+            )
+        await self.store.set_data(rid, staged_on=None, reviewed_count=None, review=None)
+        await self._notify("rewound", rid=rid, step=sid, actor=by.id, reason=f"back to {target}")
+        await self.advance(rid)
+        return target
+
+    async def choose_backup(self, rid: str, backup: str, by: Actor) -> None:
+        """Another backup than the one preflight chose, before anything was changed."""
+        rec = await self.record(rid)
+        self._require_running(rec)
+        cluster = self.cluster_of(rec)
+        await self._check_approver(cluster, by)
+        try:
+            cmd.backup_id(backup)
+        except cmd.InvalidValue as exc:
+            raise Refused(str(exc)) from None
+        if backup not in (rec.data.get("backups") or {}):
+            raise Refused(f"{backup} is not on any scheduler")
+        if not backup_choice_open(rec):
+            raise Refused("the backup can be changed only until prep.stop is approved")
+        if backup == rec.data.get("backup"):
+            raise Refused(f"{backup} is already the chosen backup")
+        waiting = [s for s in rec.meta["plan"] if rec.steps[s]["status"] == "awaiting"]
+        event = {
+            "type": "backup_chosen",
+            "actor": by.id,
+            "backup": backup,
+            "reason": f"{rec.data.get('backup')} → {backup}",
+        }
+        # The waiting step goes back to pending: an approval racing with this loses, or wins.
+        for sid in waiting:
+            res = await self.store.transition(rid, sid, ("awaiting",), {"status": "pending"}, event)
+            if not res.ok:
+                raise Refused(f"{sid} was approved meanwhile: the backup stays")
+        await self.store.set_data(rid, **actions.backup_facts(backup, cluster))
+        # prep.ack_backup is decided again, for the new backup's age.
+        plan = [
+            s.id for s in self.procedure if s.id in rec.meta["plan"] or s.id == "prep.ack_backup"
+        ]
+        if plan != rec.meta["plan"]:
+            await self.store.set_meta(rid, {**rec.meta, "plan": plan})
+        await self.store.transition(
+            rid,
+            "prep.ack_backup",
+            ("skipped", "succeeded", "awaiting"),
+            {"status": "pending", "reason": "", "approved_by": None},
+            {"type": "reset", "actor": by.id, "reason": f"backup changed to {backup}"},
+        )
+        await self._notify("backup_chosen", rid=rid, actor=by.id, reason=event["reason"])
+        await self.advance(rid)
+
+    async def delete_tasks(self, rid: str, ids: list[str], by: Actor) -> Outcome:
+        """scheduler_delete_recovery_tasks on the leader while restore.review waits, then
+        a re-print; the step waits again, with the new listing, for its approval."""
+        sid = "restore.review"
+        rec = await self.record(rid)
+        self._require_running(rec)
+        await self._check_approver(self.cluster_of(rec), by)
+        known = set(listing_ids((rec.data.get("review") or {}).get("listing", "")))
+        try:
+            for i in ids:
+                cmd.task_id(i)
+        except cmd.InvalidValue as exc:
+            raise Refused(str(exc)) from None
+        unknown = [i for i in ids if i not in known]
+        if not ids or unknown:
+            raise Refused(f"not in the staged listing: {', '.join(unknown[:5]) or 'no ids'}")
+        state = rec.steps.get(sid, {})
+        # Holding the step (running, with a lease) keeps it from being approved meanwhile.
+        won = await self.store.transition(
+            rid,
+            sid,
+            ("awaiting",),
+            {"status": "running", "attempt": int(state.get("attempt", 0)) + 1},
+            {"type": "deleting_tasks", "actor": by.id, "ids": ids[:500]},
+            restore_patch={"current": sid},
+            lease=f"take:{self.worker}:{self.lease_ms}",
+        )
+        if not won.ok:
+            raise Refused(f"{sid} is not waiting for approval (it is {won.step.get('status')})")
+        attempt = int(won.step.get("attempt", 1))
+
+        async def on_result(r: HostResult) -> None:
+            await self._host_result(rid, sid, attempt, r)
+
+        ctx = await self._context(rec, self.step(sid), on_result)
+        await self._notify("running", rid=rid, step=sid)
+        renew = asyncio.create_task(self._renew(rid, sid))
+        try:
+            outcome = await actions.delete_tasks(ctx, ids)
+        except Exception as exc:
+            log.exception("deleting staged tasks failed")
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        finally:
+            renew.cancel()
+        summary = redact(outcome.summary)[:2000]
+        commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
+        await self.store.transition(
+            rid,
+            sid,
+            ("running",),
+            {"status": "awaiting", "summary": summary, "commands": commands_sent},
+            {
+                "type": "tasks_deleted",
+                "actor": by.id,
+                "summary": summary,
+                "commands": commands_sent,
+                "before": outcome.details.get("before"),
+                "after": outcome.details.get("after"),
+            },
+            lease=f"own:{self.worker}",
+        )
+        await self._notify(
+            "tasks_deleted", rid=rid, step=sid, actor=by.id, ok=outcome.ok, summary=summary
+        )
         return outcome
 
     async def skip(self, rid: str, sid: str, by: Actor, reason: str) -> None:
@@ -256,6 +439,8 @@ class Engine:
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         state = rec.steps.get(sid, {})
+        if state.get("status") in ("failed", "interrupted"):
+            await self._precondition(rec, self.step(sid), by, str(state["status"]))
         won = await self.store.transition(
             rid,
             sid,

@@ -56,3 +56,39 @@ def summarize(tasks: list[StagedTask]) -> dict[str, dict[str, int]]:
         "job": dict(Counter(f"{t.role}/{t.job}" for t in tasks).most_common()),
         "status": dict(Counter(t.status for t in tasks).most_common()),
     }
+
+
+MAX_DELETE = 500
+
+
+def listing_ids(listing: str) -> list[str]:
+    """The task ids of a listing as the bot keeps it (tab-separated, task id last)."""
+    return [line.rsplit("\t", 1)[-1] for line in listing.splitlines() if line.strip()]
+
+
+def check_task_ids(text: str, known: set[str]) -> tuple[list[str], str | None]:
+    """Task ids typed by a person (one a line, or comma-separated), checked against the
+    listing. Returns the ids in the order given, without repeats, or an error saying
+    which ones are not task ids or not in the staged listing."""
+    from runbook.commands import TASK_ID_RE
+
+    ids: list[str] = []
+    for word in re.split(r"[\s,]+", text):
+        if word and word not in ids:
+            ids.append(word)
+    if not ids:
+        return [], "Give at least one task id."
+    if len(ids) > MAX_DELETE:
+        return [], f"At most {MAX_DELETE} task ids at once ({len(ids)} given)."
+    malformed = [i for i in ids if not TASK_ID_RE.fullmatch(i)]
+    if malformed:
+        return [], "Not task ids: " + _some(malformed)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        return [], "Not in the staged listing: " + _some(unknown)
+    return ids, None
+
+
+def _some(values: list[str], limit: int = 5) -> str:
+    shown = ", ".join(v[:80] for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

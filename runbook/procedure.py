@@ -48,6 +48,9 @@ class Step:
     precondition: str | None = None
     # Marked "added" in the runbook: not in Aurora's page, done by careful operators.
     added: bool = False
+    # When the precondition fails, the step fails and offers to go back to this earlier
+    # step (every step from there on runs again, each with its approval).
+    rewind_to: str | None = None
 
 
 PREPARATION = "Preparation"
@@ -323,6 +326,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         check="the old leader restarted and the recovery is no longer staged",
         skippable=False,
         precondition="staged_on_same_leader",
+        # A new leader has no staged recovery: find it, place the backup there, stage again.
+        rewind_to="restore.leader",
     ),
     Step(
         id="restore.failover",

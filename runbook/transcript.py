@@ -30,6 +30,28 @@ def _secs(start: Any, end: Any) -> float | None:
     return None
 
 
+# Events whose text belongs in the record: what was chosen, deleted, refused, gone back.
+DETAIL = {
+    "backup_chosen": "reason",
+    "deleting_tasks": "ids",
+    "tasks_deleted": "summary",
+    "rewound": "reason",
+    "reset": "reason",
+    "refused": "reason",
+    "skipped": "reason",
+}
+
+
+def _has_detail(e: dict[str, Any]) -> bool:
+    key = DETAIL.get(e["type"])
+    return key is not None and bool(e.get(key))
+
+
+def _detail(e: dict[str, Any]) -> str:
+    value = e[DETAIL[e["type"]]]
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def build(
     rec: RestoreRecord, events: list[dict[str, Any]], outputs: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
@@ -78,7 +100,12 @@ def build(
                     {e["actor"] for e in evs if e.get("actor") and e["actor"] != "bot"}
                 ),
                 "events": [
-                    {"type": e["type"], "at": _ts(e.get("at")), "actor": e.get("actor")}
+                    {
+                        "type": e["type"],
+                        "at": _ts(e.get("at")),
+                        "actor": e.get("actor"),
+                        **({"detail": _detail(e)} if _has_detail(e) else {}),
+                    }
                     for e in evs
                 ],
                 "hosts": hosts,
@@ -103,6 +130,8 @@ def build(
         "leader": data.get("leader"),
         "reviewed_tasks": data.get("reviewed_count"),
         "leader_table": data.get("leader_table"),
+        "preflight_leader_table": data.get("preflight_table"),
+        "failover_leader_table": data.get("failover_table"),
         "review": {k: v for k, v in (data.get("review") or {}).items() if k != "listing"} or None,
         "backup_age_acknowledged_by": next(
             (
@@ -155,6 +184,13 @@ def to_markdown(doc: dict[str, Any]) -> str:
             lines.append("; ".join(who))
         if s["summary"]:
             lines += ["", s["summary"]]
+        notes = [e for e in s["events"] if e.get("detail")]
+        if notes:
+            lines.append("")
+            lines += [
+                f"- {e['at']} {e.get('actor') or 'bot'} {e['type'].replace('_', ' ')}: {e['detail']}"
+                for e in notes
+            ]
         for batch in s["commands"]:
             lines += ["", "```sh"] + [f"[{h}] $ {c}" for h, c in batch.items()] + ["```"]
         for host, out in sorted(s["hosts"].items()):

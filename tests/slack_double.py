@@ -52,6 +52,10 @@ MAX_ACTION_ID = 255
 MAX_BLOCK_ID = 255
 MAX_CONTEXT_ELEMENTS = 10
 MAX_ACTIONS_ELEMENTS = 25
+MAX_SELECT_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+MAX_PLACEHOLDER = 150
 MAX_CONFIRM = {"title": 100, "text": 300, "confirm": 30, "deny": 30}
 MAX_VIEW_TEXT = 24  # modal title / submit / close
 MAX_PRIVATE_METADATA = 3000
@@ -90,6 +94,25 @@ def _check_element(el: Any, where: str, errors: list[str]) -> None:
             errors.append(f"{where}: button url longer than {MAX_BUTTON_URL} characters")
         if "style" in el and el["style"] not in ("primary", "danger"):
             errors.append(f"{where}: button style must be primary or danger")
+    if el.get("type") == "static_select":
+        options = el.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= MAX_SELECT_OPTIONS:
+            errors.append(f"{where}: static_select needs 1 to {MAX_SELECT_OPTIONS} options")
+            options = []
+        for i, o in enumerate(options):
+            text = o.get("text") if isinstance(o, dict) else None
+            if not isinstance(text, dict) or text.get("type") != "plain_text":
+                errors.append(f"{where}.options[{i}]: text must be a plain_text object")
+            if len(_text_of(text)) > MAX_OPTION_TEXT:
+                errors.append(f"{where}.options[{i}]: text longer than {MAX_OPTION_TEXT}")
+            value = o.get("value") if isinstance(o, dict) else None
+            if not isinstance(value, str) or not 1 <= len(value) <= MAX_OPTION_VALUE:
+                errors.append(f"{where}.options[{i}]: value must be 1 to {MAX_OPTION_VALUE} chars")
+        initial = el.get("initial_option")
+        if initial is not None and initial not in options:
+            errors.append(f"{where}: initial_option must be one of the options")
+        if len(_text_of(el.get("placeholder"))) > MAX_PLACEHOLDER:
+            errors.append(f"{where}: placeholder longer than {MAX_PLACEHOLDER} characters")
     confirm = el.get("confirm")
     if confirm is not None:
         if not isinstance(confirm, dict):
@@ -886,6 +909,7 @@ def block_actions_body(
     action_type: str = "button",
     is_ephemeral: bool = False,
     state_values: dict[str, Any] | None = None,
+    selected_option: dict[str, Any] | None = None,
 ) -> bytes:
     """A block_actions payload for a click in a message (``payload=<json>``, form-encoded).
 
@@ -917,6 +941,8 @@ def block_actions_body(
         action["text"] = {"type": "plain_text", "text": "Button", "emoji": True}
     if value is not None:
         action["value"] = value
+    if selected_option is not None:  # a select menu: what was picked, and what was there
+        action["selected_option"] = selected_option
     payload = {
         "type": "block_actions",
         "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},

@@ -1,9 +1,11 @@
 """restore.leader: leader detection against the real sandbox, a real ZooKeeper and
-loopback fakes (a second leader, a black hole, a closed ZooKeeper port)."""
+loopback fakes (a second leader, a black hole, a closed ZooKeeper port, election candidates
+without a member_ node)."""
 
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,11 +13,12 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp import web
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from bot.leader import classify_log, detect_leader, render_table
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
-from runbook.clusters import Cluster
+from runbook.clusters import Cluster, Scheduler
 from tests.conftest import RunningSandbox, free_port, wait_for
 
 SANDBOX_LOG = "var/log/aurora/aurora-scheduler.log"
@@ -207,3 +210,166 @@ async def test_zookeeper_down_is_reported_without_hanging(
     assert report.table["sched-1"]["zookeeper"].startswith("unavailable:")
     assert report.problems[0].startswith("ZooKeeper unavailable:")
     assert "unavailable" in render_table(report)
+
+
+def _sequence(node: str) -> int:
+    return int(node.rsplit("-", 1)[1])
+
+
+@pytest.mark.zookeeper
+async def test_disabled_sandbox_leader_from_candidates_only(
+    make_sandbox: Callable[..., RunningSandbox], zookeeper: str, probe: HttpVarsProbe
+) -> None:
+    """Disabled schedulers never register, so never write `member_`: ZooKeeper's leader
+    is the candidate with the lowest sequence (aurora.md §4.2)."""
+    sb = make_sandbox("--zk", zookeeper)
+    cluster = sb.cluster
+    # As prep.disable leaves the env file: a Mesos master nobody runs, no deadline near.
+    disable = (
+        "sed -i -e 's|^MESOS_MASTER=.*|MESOS_MASTER=\"zk://localhost:1111/mesos/master\"|' "
+        "-e 's|^EXTRA_SCHEDULER_ARGS=.*|EXTRA_SCHEDULER_ARGS=\""
+        "-max_registration_delay=360mins -reconciliation_initial_delay=365days\"|' -- "
+    )
+    zk = KazooClient(hosts=zookeeper, timeout=5)
+    zk.start(timeout=5)
+    try:
+
+        def children() -> list[str]:
+            try:
+                return list(zk.get_children(cluster.serverset_path))
+            except NoNodeError:  # no scheduler has campaigned yet
+                return []
+
+        async with SshExecutor(cluster) as ssh:
+
+            async def on_all(command: Callable[[Scheduler], str]) -> None:
+                results = await ssh.run({s.host: command(s) for s in cluster.schedulers})
+                assert all(r.ok for r in results.values()), results
+
+            await on_all(lambda _: "sudo systemctl stop aurora-scheduler")
+            await asyncio.to_thread(wait_for, lambda: children() == [], 20)
+            await on_all(lambda s: disable + shlex.quote(cluster.path(s, "env_file") or ""))
+            await on_all(lambda _: "sudo systemctl start aurora-scheduler")
+
+            def settled() -> bool:
+                # A follower shows STORAGE_PREPARED a moment before its candidate exists.
+                states = sorted(sb.states().values())
+                return len([n for n in children() if "-lock-" in n]) == 3 and states == [
+                    "LEADER_AWAITING_REGISTRATION",
+                    *["STORAGE_PREPARED"] * 2,
+                ]
+
+            await asyncio.to_thread(wait_for, settled, 30)
+            nodes = children()
+            assert not [n for n in nodes if n.startswith("member_")], nodes
+            lock_nodes = [n for n in nodes if "-lock-" in n]
+            lowest = min(lock_nodes, key=_sequence)
+            leader = zk.get(f"{cluster.serverset_path}/{lowest}")[0].decode()
+            assert sb.leaders("LEADER_AWAITING_REGISTRATION") == [leader]
+
+            report = await detect_leader(cluster, probe, ssh, log_path=SANDBOX_LOG)
+        text = render_table(report)
+        assert report.problems == [], text
+        assert report.leader == leader
+        assert report.by_source == {"vars": leader, "zookeeper": leader, "logs": leader}
+        assert report.table[leader] == {"vars": "leader", "zookeeper": "leader", "logs": "leader"}
+        for host in (h for h in report.table if h != leader):
+            assert report.table[host] == {
+                "vars": "follower (STORAGE_PREPARED)",
+                "zookeeper": "candidate",
+                "logs": "follower",
+            }
+        assert "member_" not in text
+    finally:
+        zk.stop()
+        zk.close()
+
+
+@pytest.mark.zookeeper
+async def test_lowest_sequence_leads_whatever_the_names(
+    fakes: Fakes, probe: HttpVarsProbe, zookeeper: str
+) -> None:
+    """Candidate names sort by their uuid, not their sequence: only the sequence counts."""
+    ports = {
+        "sched-1": await fakes.vars_server("STORAGE_PREPARED"),
+        "sched-2": await fakes.vars_server("LEADER_AWAITING_REGISTRATION"),
+        "sched-3": await fakes.vars_server("STORAGE_PREPARED"),
+    }
+    path = f"/leader-candidates/{uuid.uuid4()}"
+    cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
+    zk = KazooClient(hosts=zookeeper, timeout=5)
+    zk.start(timeout=5)
+    try:
+        # Created in this order (sequences 0, 1, 2): by name, sched-1's node comes first,
+        # sched-2's (the lowest sequence) last.
+        created: dict[str, str] = {}
+        for host, digit in (("sched-2", "f"), ("sched-1", "0"), ("sched-3", "8")):
+            fake_uuid = "-".join(digit * n for n in (8, 4, 4, 4, 12))
+            node = zk.create(
+                f"{path}/_c_{fake_uuid}-lock-",
+                host.encode(),
+                ephemeral=True,
+                sequence=True,
+                makepath=True,
+            )
+            created[host] = node.rsplit("/", 1)[1]
+        names = sorted(zk.get_children(path))
+        assert names == [created["sched-1"], created["sched-3"], created["sched-2"]]
+        assert min(names, key=_sequence) == created["sched-2"]
+
+        report = await detect_leader(cluster, probe)
+        text = render_table(report)
+        assert report.problems == [], text
+        assert report.leader == "sched-2"
+        assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
+        assert {h: row["zookeeper"] for h, row in report.table.items()} == {
+            "sched-1": "candidate",
+            "sched-2": "leader",
+            "sched-3": "candidate",
+        }
+
+        # The leader's session ends: the next sequence (sched-1's) leads in ZooKeeper,
+        # while /vars still names sched-2, so no leader is agreed.
+        zk.delete(f"{path}/{created['sched-2']}")
+        report = await detect_leader(cluster, probe)
+        assert report.leader is None
+        assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-1"}
+        assert report.table["sched-2"]["zookeeper"] == "not in election"
+        assert report.problems == ["/vars names sched-2, ZooKeeper names sched-1"]
+    finally:
+        zk.delete(path, recursive=True)
+        zk.stop()
+        zk.close()
+
+
+@pytest.mark.zookeeper
+async def test_legacy_singleton_candidates_are_read_too(
+    fakes: Fakes, probe: HttpVarsProbe, zookeeper: str
+) -> None:
+    """The pre-Curator client (-zk_use_curator=false, up to 0.18) names its candidates
+    `singleton_candidate_<seq>`: the lowest sequence leads there too."""
+    ports = {
+        "sched-1": await fakes.vars_server("STORAGE_PREPARED"),
+        "sched-2": await fakes.vars_server("LEADER_AWAITING_REGISTRATION"),
+    }
+    path = f"/legacy-candidates/{uuid.uuid4()}"
+    cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
+    zk = KazooClient(hosts=zookeeper, timeout=5)
+    zk.start(timeout=5)
+    try:
+        for host in ("sched-2", "sched-1"):
+            zk.create(
+                f"{path}/singleton_candidate_",
+                host.encode(),
+                ephemeral=True,
+                sequence=True,
+                makepath=True,
+            )
+        report = await detect_leader(cluster, probe)
+        assert report.problems == [], render_table(report)
+        assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
+        assert report.table["sched-1"]["zookeeper"] == "candidate"
+    finally:
+        zk.delete(path, recursive=True)
+        zk.stop()
+        zk.close()

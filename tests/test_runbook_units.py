@@ -3,17 +3,29 @@ file edits, the task listing parser, redaction."""
 
 from __future__ import annotations
 
+import json
+import random
 import re
 import shlex
+import uuid
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from bot.blocks import MESSAGE_BUDGET, TOP_N, render_step
 from runbook import envfile
+from runbook.actions import PREVIEW, StepContext
+from runbook.clusters import parse_clusters
 from runbook.commands import InvalidValue, backup_id, placeholders, render, task_id
 from runbook.listing import ListingError, parse_listing, summarize
-from runbook.procedure import ONLINE_PROCEDURE, Risk, step_ids
+from runbook.ports import HostResult, OnResult
+from runbook.procedure import ONLINE_PROCEDURE, Risk, get_step, step_ids
 from runbook.redact import MASK, cap, redact
+from runbook.store import RestoreRecord
+from tests.slack_double import MAX_BLOCKS_MESSAGE, MAX_SECTION_TEXT, validate_blocks
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "shared/docs/runbook.md"
 
@@ -150,6 +162,142 @@ def test_listing_parser() -> None:
     assert parse_listing(LISTING.splitlines()[0] + "\n" + LISTING.splitlines()[1]) == []
     with pytest.raises(ListingError):
         parse_listing(" INFO] Response from scheduler: ERROR (message: No backup loaded.)")
+
+
+# aurora.md §5.2: the statuses scheduler_print_recovery_tasks asks for.
+ACTIVE_STATES = (
+    "ASSIGNED",
+    "DRAINING",
+    "KILLING",
+    "PENDING",
+    "PREEMPTING",
+    "RESTARTING",
+    "RUNNING",
+    "STARTING",
+    "PARTITIONED",
+    "THROTTLED",
+)
+
+
+def staged_tasks(n: int, seed: int = 7) -> list[tuple[str, str, int, str, str]]:
+    """`n` (role, job, shard, status, task id) rows, unevenly spread over roles and jobs."""
+    rng = random.Random(seed)
+    roles = [f"team-{i:02d}" if i % 3 else f"www-data-{i}" for i in range(40)]
+    jobs = {r: [f"svc.{j}_{r[-2:]}" for j in range(1 + i % 7)] for i, r in enumerate(roles)}
+    shards: Counter[tuple[str, str]] = Counter()
+    rows = []
+    for _ in range(n):
+        role = rng.choices(roles, weights=range(1, len(roles) + 1))[0]
+        job = rng.choice(jobs[role])
+        status = rng.choices(ACTIVE_STATES, weights=(1, 1, 1, 5, 1, 1, 40, 3, 1, 1))[0]
+        shard = shards[role, job]
+        shards[role, job] += 1
+        uid = uuid.UUID(int=rng.getrandbits(128), version=4)
+        rows.append((role, job, shard, status, f"{role}-prod-{job}-{shard}-{uid}"))
+    return rows
+
+
+class ListingRemote:
+    """The leader's side of `aurora_admin scheduler_print_recovery_tasks`: its stderr."""
+
+    def __init__(self, stderr: str) -> None:
+        self.stderr = stderr
+        self.sent: list[dict[str, str]] = []
+
+    async def run(
+        self,
+        commands: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        stdin: Mapping[str, bytes] | None = None,
+        on_result: OnResult | None = None,
+    ) -> dict[str, HostResult]:
+        self.sent.append(dict(commands))
+        return {h: HostResult(h, 0, "", self.stderr, 0.5) for h in commands}
+
+    async def read_file(self, host: str, path: str, timeout: float | None = None) -> bytes:
+        raise AssertionError(f"the review reads no file ({host}:{path})")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_listing_of_ten_thousand_tasks_parses_and_fits_the_review_card() -> None:
+    rows = staged_tasks(10_000)
+    output = "\n".join(
+        [
+            " INFO] Response from scheduler: OK (message: )",
+            " INFO] Role\tJob\tShard\tStatus\tTask ID",
+            *(f" INFO] {r}\t{j}\t{s}\t{st}\t{t}" for r, j, s, st, t in rows),
+        ]
+    )
+    tasks = parse_listing(output)
+    assert [(t.role, t.job, t.shard, t.status, t.task_id) for t in tasks] == rows
+
+    summary = summarize(tasks)
+    assert summary == {
+        "role": Counter(r[0] for r in rows),
+        "job": Counter(f"{r[0]}/{r[1]}" for r in rows),
+        "status": Counter(r[3] for r in rows),
+    }
+    for dimension, counts in summary.items():
+        assert sum(counts.values()) == 10_000, dimension
+        assert list(counts.values()) == sorted(counts.values(), reverse=True), dimension
+    assert len(summary["role"]) == 40 and len(summary["status"]) == len(ACTIVE_STATES)
+    assert len(summary["job"]) > TOP_N
+
+    # The preview the engine stores as the `review` fact, from the leader's output.
+    cluster = parse_clusters(
+        {"clusters": {"west": {"schedulers": [{"host": f"sched{i}"} for i in (1, 2, 3)]}}}, "t"
+    )["west"]
+    remote = ListingRemote(output)
+
+    async def learn(**_: Any) -> None:
+        raise AssertionError("a preview learns nothing")
+
+    ctx = StepContext(
+        cluster=cluster,
+        step=get_step("restore.review"),
+        facts={"leader": "sched2"},
+        remote=remote,
+        probe=cast(Any, None),
+        learn=learn,
+    )
+    review = await PREVIEW["restore.review"](ctx)
+    assert [list(c) for c in remote.sent] == [["sched2"]]
+    assert "scheduler_print_recovery_tasks" in remote.sent[0]["sched2"]
+    assert {"count", "summary", "listing"} <= set(review)
+    assert review["count"] == 10_000 and review["summary"] == summary
+
+    rec = RestoreRecord(
+        rid="r10k",
+        meta={"cluster": "west", "started_by": "U0123ABC", "plan": step_ids()},
+        status="running",
+        current="restore.review",
+        steps={"restore.review": {"status": "awaiting", "attempt": 1}},
+        data={"leader": "sched2", "review": review},
+    )
+    card = render_step(rec, cluster, "restore.review")
+    assert validate_blocks(card.blocks) == []
+    assert len(card.blocks) <= MAX_BLOCKS_MESSAGE
+    sections = [b["text"]["text"] for b in card.blocks if b["type"] == "section"]
+    assert all(len(t) <= MAX_SECTION_TEXT for t in sections)
+    assert len(json.dumps(card.blocks, ensure_ascii=False)) <= MESSAGE_BUDGET
+    preview = next(b["text"]["text"] for b in card.blocks if b["block_id"] == "card.preview")
+    assert "*Staged tasks:* 10000" in preview
+    top_status, top_count = next(iter(summary["status"].items()))
+    assert f"`{top_status}` {top_count}" in preview
+    assert f"(+{40 - TOP_N} more)" in preview  # roles beyond the top ten
+    assert rows[-1][4] not in json.dumps(card.blocks)  # the ids go in the file, not the card
+
+    # The file the bot attaches to the thread (bot.slack_front): a header, one task a line,
+    # redacted on the way out (which must leave task ids alone).
+    attached = "Role\tJob\tShard\tStatus\tTask ID\n" + review["listing"] + "\n"
+    assert redact(attached) == attached
+    lines = attached.splitlines()
+    assert len(lines) == 1 + 10_000
+    assert [line.split("\t")[-1] for line in lines[1:]] == [r[4] for r in rows]
+    assert parse_listing(attached) == tasks
 
 
 def test_redaction() -> None:
