@@ -453,3 +453,41 @@ def test_escape_and_clip() -> None:
     assert B.clip_tail("abcdef", 4) == "…def"
     assert B.clip_tail("x&amp;yz", 5) == "…yz"
     assert B.mention("U12345") == "<@U12345>" and B.mention("bob<") == "bob&lt;"
+
+
+def test_failed_leader_offers_recheck_and_a_commit_whose_leader_changed_goes_back() -> None:
+    rec = record(SMALL, {"restore.leader": "failed"})
+    card = B.render_step(rec, SMALL, "restore.leader")
+    check_blocks(card.blocks, card.text)
+    texts = {e["action_id"]: e["text"]["text"] for e in _elements(card.blocks)}
+    assert texts["retry"] == "Re-check"
+
+    rec = record(
+        SMALL,
+        {"restore.commit": "failed"},
+        step_extra={"summary": "the leader changed", "rewind": "restore.leader"},
+    )
+    card = B.render_step(rec, SMALL, "restore.commit")
+    check_blocks(card.blocks, card.text)
+    by_id = {e["action_id"]: e for e in _elements(card.blocks)}
+    assert set(by_id) == {"rewind", "retry", "abort"}
+    assert by_id["rewind"]["text"]["text"] == "Back to restore.stage"
+    assert by_id["rewind"]["style"] == "primary" and "style" not in by_id["retry"]
+    assert "restore.leader" in by_id["rewind"]["confirm"]["text"]["text"]
+    # Without the way back (any other failure), Retry is the first choice.
+    rec.steps["restore.commit"].pop("rewind")
+    card = B.render_step(rec, SMALL, "restore.commit")
+    assert {e["action_id"] for e in _elements(card.blocks)} == {"retry", "abort"}
+
+
+def test_review_with_nothing_staged_promises_no_file() -> None:
+    rec = record(SMALL, {"restore.review": "awaiting"})
+    rec.data["review"] = {
+        "count": 0,
+        "summary": {"role": {}, "job": {}, "status": {}},
+        "listing": "",
+    }
+    card = B.render_step(rec, SMALL, "restore.review")
+    text = json.dumps(card.blocks, ensure_ascii=False)
+    assert "No tasks are staged" in text and "attached" not in text
+    assert "delete_tasks" not in {e["action_id"] for e in _elements(card.blocks)}

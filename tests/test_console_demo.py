@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,17 @@ def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "restore succeeded" in r.stdout
+    # The leader table (host by source) and the staged task summary, as the team sees them.
+    table = re.search(
+        r"✓ restore\.leader: leader: (\S+) \(agreed by logs, vars\)\n"
+        r"((?:  scheduler-\d: .*\n){3})",
+        r.stdout,
+    )
+    assert table, r.stdout[-3000:]
+    assert f"  {table.group(1)}: logs leader, vars leader" in table.group(2)
+    assert re.search(r"✓ prep\.preflight: .*aurora_admin on scheduler-\d lists \d+", r.stdout)
+    staged = re.search(r"  staged tasks: (\d+)\n((?:    \S.*\n)+)", r.stdout)
+    assert staged and int(staged.group(1)) > 0 and "RUNNING" in staged.group(2)
     doc = json.loads((out / "transcript.json").read_text())
     assert [s["id"] for s in doc["steps"]] == step_ids()
     statuses = {s["id"]: s["status"] for s in doc["steps"]}
