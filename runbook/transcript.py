@@ -268,6 +268,10 @@ _FINAL = {
     "skipped": "skipped",
     "marked_done": "succeeded",
     "interrupted": "interrupted",
+    # Back to pending: going back (rewound, reset) or another backup chosen.
+    "rewound": "pending",
+    "reset": "pending",
+    "backup_chosen": "pending",
 }
 _OUTCOMES = {
     "restore_succeeded": "succeeded",

@@ -253,6 +253,15 @@ def _detail(step: dict[str, Any]) -> str:
         parts.append(f'<div class="meta">{" · ".join(times)}</div>')
     if step.get("summary"):
         parts.append(f"<p>{_e(step['summary'])}</p>")
+    notes = [e for e in step.get("events") or [] if isinstance(e, dict) and e.get("detail")]
+    if notes:
+        items = "".join(
+            f'<li data-event="{_e(e.get("type"))}">{_e(e.get("at"))} '
+            f"{_e(e.get('actor') or 'bot')} {_e(str(e.get('type')).replace('_', ' '))}: "
+            f"{_e(e['detail'])}</li>"
+            for e in notes
+        )
+        parts.append(f'<ul class="notes">{items}</ul>')
     for batch in step.get("commands") or []:
         if isinstance(batch, dict):
             text = "\n".join(f"[{h}] $ {c}" for h, c in batch.items())

@@ -19,17 +19,22 @@ One restore, start to finish:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import jsonschema
 import pytest
 
 from bot.leader import detector
+from runbook import transcript
 from runbook.actions import backup_age, parse_backup_list
 from runbook.engine import Actor, Refused
 from runbook.listing import check_task_ids, listing_ids
 from runbook.store import Store
+from runbook.transcript_html import to_html
 from tests.conftest import RunningSandbox
 from tests.test_engine import make_engine, status
+from tests.test_transcript import SCHEMA
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -93,7 +98,10 @@ async def test_choose_backup_delete_tasks_and_go_back_after_a_leader_change(
     assert rec.data["preflight_table"][leader_now]["vars"] == "leader"
     backups = rec.data["backups"]
     newest = rec.data["backup"]
-    assert newest == max(backups) and leader_now in backups[newest]
+    assert newest == max(backups)
+    # aurora_admin lists the backup_dir of the scheduler it reaches: the leader's.
+    listed = int(summary.split(f"aurora_admin on {leader_now} lists ")[1].split(";")[0])
+    assert listed == len([b for b, hosts in backups.items() if leader_now in hosts]) > 0
     old = next(b for b in sorted(backups) if (backup_age(b) or 0) > MAX_AGE)
     fresh = next(b for b in sorted(backups, reverse=True) if b != newest)
     assert (backup_age(fresh) or MAX_AGE) < MAX_AGE
@@ -233,4 +241,25 @@ async def test_choose_backup_delete_tasks_and_go_back_after_a_leader_change(
     assert rec.data["active_tasks"] == second == rec.data["reviewed_count"]
     assert "leader again" in rec.steps["restore.failover"]["summary"]
     assert "vars leader" in rec.steps["restore.failover"]["summary"]
+
+    # The transcript keeps all of it, and still verifies against its own chain.
+    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    jsonschema.validate(doc, SCHEMA)
+    assert transcript.verify(json.loads(transcript.to_json(doc))) == []
+    steps = {s["id"]: s for s in doc["steps"]}
+    details = [
+        (e["type"], e.get("detail", "")) for s in doc["steps"] for e in s["events"] if "detail" in e
+    ]
+    assert ("backup_chosen", f"{newest} → {old}") in details
+    assert ("deleting_tasks", ", ".join(ids[:2])) in details
+    assert ("rewound", "back from restore.commit") in details
+    assert [e["type"] for e in steps["restore.commit"]["events"]].count("reset") == 1
+    assert doc["preflight_leader_table"][leader_now]["vars"] == "leader"
+    assert doc["failover_leader_table"]
+    md = transcript.to_markdown(doc)
+    assert f"bob tasks deleted: 2 of 2 tasks deleted; the listing now has {len(ids) - 2}" in md
+    (went_back,) = [e for e in await store.events(rid) if e["type"] == "rewound"]
+    assert f"{went_back['actor']} rewound: back from restore.commit" in md  # one of the two
+    html = to_html(doc)
+    assert '<li data-event="tasks_deleted">' in html and "back from restore.commit" in html
     await engine.close()
