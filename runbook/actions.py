@@ -318,7 +318,8 @@ async def preflight(ctx: StepContext) -> Outcome:
         f"{len(ctx.hosts)} hosts reached; {len(holders)} backups{admin_note}; "
         f"backup {backup or '-'} ({age_text}); "
         f"leader now: {leader or 'none or several'}"
-        + ("\n" + table_rows(table) if table else "")
+        + ("\nbackups, newest first:\n" + backup_rows(holders) if holders else "")
+        + ("\nthe leader, by source:\n" + table_rows(table) if table else "")
         + ("\n(for information: " + "; ".join(disagreements) + ")" if disagreements else ""),
     )
 
@@ -343,6 +344,19 @@ def backup_facts(backup: str | None, cluster: Cluster) -> dict[str, Any]:
         age is not None and age > cluster.max_backup_age_delta.total_seconds()
     )
     return {"backup": backup, "backup_age": age, "backup_too_old": too_old}
+
+
+def backup_rows(holders: Mapping[str, list[str]], limit: int = 5) -> str:
+    """The newest backups, one a line: name, age, the hosts holding it."""
+    names = sorted(holders, reverse=True)
+    rows = []
+    for name in names[:limit]:
+        age = backup_age(name)
+        when = f"{age / 3600:.1f}h" if age is not None else "age ?"
+        rows.append(f"  {name} · {when} · on {', '.join(sorted(holders[name]))}")
+    if len(names) > limit:
+        rows.append(f"  … and {len(names) - limit} older")
+    return "\n".join(rows)
 
 
 def table_rows(table: Mapping[str, Mapping[str, Any]]) -> str:

@@ -42,6 +42,9 @@ def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
     assert table, r.stdout[-3000:]
     assert f"  {table.group(1)}: logs leader, vars leader" in table.group(2)
     assert re.search(r"✓ prep\.preflight: .*aurora_admin on scheduler-\d lists \d+", r.stdout)
+    backups = re.search(r"\nbackups, newest first:\n((?:  scheduler-backup-.*\n)+)", r.stdout)
+    assert backups and " · 0." in backups.group(1).splitlines()[0]  # newest: minutes old
+    assert "\nthe leader, by source:\n  scheduler-1: " in r.stdout
     staged = re.search(r"  staged tasks: (\d+)\n((?:    \S.*\n)+)", r.stdout)
     assert staged and int(staged.group(1)) > 0 and "RUNNING" in staged.group(2)
     doc = json.loads((out / "transcript.json").read_text())
