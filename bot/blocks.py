@@ -443,8 +443,6 @@ def preview_lines(step: Step, facts: Mapping[str, Any], cluster: Cluster) -> lis
                 if not d.get("ok", True):
                     line += "; ⚠️ the delete command failed"
                 out.append(line)
-            if review.get("reprint_error"):
-                out.append(f"⚠️ *Re-print failed:* {etext(review['reprint_error'], 500)}")
             if review.get("listing"):
                 out.append("_The full listing is attached to the thread._")
             else:

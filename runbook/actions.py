@@ -704,6 +704,9 @@ async def delete_tasks(ctx: StepContext, ids: list[str]) -> Outcome:
     unknown = [i for i in ids if i not in known]
     if unknown:
         return Outcome(False, f"not in the staged listing: {', '.join(unknown[:5])}")
+    # Until the listing is printed again, the one kept is out of date: a retry after the
+    # bot died here prints it afresh rather than trusting it.
+    await ctx.learn(review=None)
     values = {
         **host_values(ctx.cluster, ctx.sched(ctx.leader), ctx.facts),
         "task_ids": ",".join(ids),
@@ -712,10 +715,12 @@ async def delete_tasks(ctx: StepContext, ids: list[str]) -> Outcome:
     failures = _failures(r)
     after = await review_preview(ctx)
     if "error" in after:
-        after = {**before, "reprint_error": after["error"]}
-        after_ids = known
-    else:
-        after_ids = set(listing_ids(after.get("listing", "")))
+        # Nothing to show as the listing: approving prints it again (see review()).
+        why = f"printing the listing again after the delete failed: {after['error']}"
+        await ctx.learn(review={"error": why})
+        sent = "delete failed: " + "; ".join(failures) if failures else "delete sent"
+        return Outcome(False, f"{sent}; {why}", {"ids": ids, "before": len(known)})
+    after_ids = set(listing_ids(after.get("listing", "")))
     removed = sorted(known - after_ids)
     change: dict[str, Any] = {
         "ids": ids,
@@ -739,9 +744,18 @@ async def delete_tasks(ctx: StepContext, ids: list[str]) -> Outcome:
 
 
 async def review(ctx: StepContext) -> Outcome:
-    preview = ctx.facts.get("review") or await review_preview(ctx)
-    if "error" in preview:
-        return Outcome(False, preview["error"])
+    preview = ctx.facts.get("review")
+    if not preview or "error" in preview:
+        # Nobody has seen a listing to approve: print it now, for the card, and let the
+        # team look before approving again (Retry).
+        preview = await review_preview(ctx)
+        await ctx.learn(review=preview)
+        if "error" in preview:
+            return Outcome(False, preview["error"])
+        return Outcome(
+            False,
+            f"the listing ({preview['count']} tasks) was printed again: review it, then Retry",
+        )
     await ctx.learn(reviewed_count=preview["count"])
     return Outcome(True, f"listing of {preview['count']} tasks reviewed")
 

@@ -373,23 +373,10 @@ class Engine:
         )
         if not won.ok:
             raise Refused(f"{sid} is not waiting for approval (it is {won.step.get('status')})")
-        attempt = int(won.step.get("attempt", 1))
-
-        async def on_result(r: HostResult) -> None:
-            await self._host_result(rid, sid, attempt, r)
-
-        ctx = await self._context(rec, self.step(sid), on_result)
-        await self._notify("running", rid=rid, step=sid)
-        renew = asyncio.create_task(self._renew(rid, sid))
-        try:
-            outcome = await actions.delete_tasks(ctx, ids)
-        except Exception as exc:
-            log.exception("deleting staged tasks failed")
-            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
-        finally:
-            renew.cancel()
-        summary = redact(outcome.summary)[:2000]
-        commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
+        rec = await self.record(rid)
+        outcome, summary, commands_sent = await self._hold_and_run(
+            rec, sid, lambda ctx: actions.delete_tasks(ctx, ids)
+        )
         await self.store.transition(
             rid,
             sid,
@@ -634,20 +621,21 @@ class Engine:
             await self.store.expire(rec.rid, self.retention_seconds)
             await self._notify("finished", rid=rec.rid, status=final)
 
-    async def _execute(self, rid: str, sid: str) -> Outcome:
-        """Run a step this worker holds the lease of, and record how it ended."""
-        rec = await self.record(rid)
-        step = self.step(sid)
+    async def _hold_and_run(
+        self, rec: RestoreRecord, sid: str, run: Callable[[StepContext], Awaitable[Outcome]]
+    ) -> tuple[Outcome, str, list[dict[str, str]]]:
+        """Run `run` for a step this worker holds (renewing its lease), recording each
+        host's result; returns the outcome, its redacted summary and the commands sent."""
         attempt = int(rec.steps[sid].get("attempt", 1))
 
         async def on_result(r: HostResult) -> None:
-            await self._host_result(rid, sid, attempt, r)
+            await self._host_result(rec.rid, sid, attempt, r)
 
-        ctx = await self._context(rec, step, on_result)
-        await self._notify("running", rid=rid, step=sid)
-        renew = asyncio.create_task(self._renew(rid, sid))
-        task = asyncio.ensure_future(actions.RUN[sid](ctx))
-        self._tasks[rid] = task
+        ctx = await self._context(rec, self.step(sid), on_result)
+        await self._notify("running", rid=rec.rid, step=sid)
+        renew = asyncio.create_task(self._renew(rec.rid, sid))
+        task = asyncio.ensure_future(run(ctx))
+        self._tasks[rec.rid] = task
         try:
             outcome = await task
         except asyncio.CancelledError:
@@ -657,9 +645,15 @@ class Engine:
             outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
         finally:
             renew.cancel()
-            self._tasks.pop(rid, None)
+            self._tasks.pop(rec.rid, None)
         summary = redact(outcome.summary)[:2000]
         commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
+        return outcome, summary, commands_sent
+
+    async def _execute(self, rid: str, sid: str) -> Outcome:
+        """Run a step this worker holds the lease of, and record how it ended."""
+        rec = await self.record(rid)
+        outcome, summary, commands_sent = await self._hold_and_run(rec, sid, actions.RUN[sid])
         res = await self.store.transition(
             rid,
             sid,

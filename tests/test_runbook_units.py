@@ -17,7 +17,7 @@ import pytest
 
 from bot.blocks import MESSAGE_BUDGET, TOP_N, render_step
 from runbook import envfile
-from runbook.actions import PREVIEW, StepContext
+from runbook.actions import PREVIEW, RUN, StepContext
 from runbook.clusters import parse_clusters
 from runbook.commands import InvalidValue, backup_id, placeholders, render, task_id
 from runbook.listing import ListingError, parse_listing, summarize
@@ -318,3 +318,34 @@ def test_cap_keeps_the_tail() -> None:
     out, cut = cap(text, 10)
     assert cut and out.endswith("xxxxxxxEND") and len(out.encode()) <= 10 + 20
     assert cap("short", 10) == ("short", False)
+
+
+async def test_review_approved_without_a_listing_prints_it_first() -> None:
+    """An approval may only record a listing someone could see: without one (the preview
+    failed, or the bot died while deleting tasks), the step prints it and asks again."""
+    cluster = parse_clusters(
+        {"clusters": {"west": {"schedulers": [{"host": f"sched{i}"} for i in (1, 2)]}}}, "t"
+    )["west"]
+    output = " INFO] Role\tJob\tShard\tStatus\tTask ID\n INFO] www\thello\t0\tRUNNING\tt-0\n"
+    remote = ListingRemote(output)
+    facts: dict[str, Any] = {"leader": "sched2", "review": {"error": "no connection"}}
+
+    async def learn(**values: Any) -> None:
+        facts.update(values)
+
+    ctx = StepContext(
+        cluster=cluster,
+        step=get_step("restore.review"),
+        facts=facts,
+        remote=remote,
+        probe=cast(Any, None),
+        learn=learn,
+    )
+    out = await RUN["restore.review"](ctx)
+    assert not out.ok and out.summary == (
+        "the listing (1 tasks) was printed again: review it, then Retry"
+    )
+    assert facts["review"]["count"] == 1 and "reviewed_count" not in facts
+    out = await RUN["restore.review"](ctx)  # the Retry, once the card showed it
+    assert out.ok and facts["reviewed_count"] == 1
+    assert len(remote.sent) == 1  # printed once
