@@ -104,6 +104,10 @@ def register(app: AsyncApp, front: SlackFront) -> None:
         ids, error = check_task_ids(_first_value(view), set(listing_ids(review.get("listing", ""))))
         if not waiting:
             error = "restore.review is not waiting for approval any more."
+        elif rec is not None and not await front.call(
+            engine.may_approve(engine.cluster_of(rec), Actor(user))
+        ):
+            error = f"You are not an approver for {rec.meta['cluster']}: nothing was deleted."
         if error:
             await ack(response_action="errors", errors={_first_block(view): error[:1900]})
             return

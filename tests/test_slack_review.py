@@ -28,6 +28,7 @@ from tests.test_slack_app import (  # noqa: F401  (world is a fixture)
     ALICE,
     BOB,
     CHANNEL,
+    MALLORY,
     AppProcess,
     buttons,
     post,
@@ -182,6 +183,17 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
         "response_action": "errors",
         "errors": {"ids": "Not in the staged listing: not-a-staged-task"},
     }
+    reply = json.loads(
+        await send(
+            view_submission_body(
+                user_id=MALLORY,
+                callback_id="delete_tasks",
+                private_metadata=modal["private_metadata"],
+                state_values={"ids": {"ids": {"type": "plain_text_input", "value": ids[0]}}},
+            )
+        )
+    )
+    assert reply["errors"]["ids"] == "You are not an approver for sandbox: nothing was deleted."
     reply = json.loads(await send(submit("x; rm -rf /")))
     assert reply["errors"]["ids"].startswith("Not task ids: x;")
     assert await store.events(rid) == events_before  # nothing changed
