@@ -761,7 +761,9 @@ def skip_modal(rid: str, sid: str) -> dict[str, Any]:
     }
 
 
-MAX_OPTIONS = 100
+# Slack allows 100 options; 50 keep the card within MESSAGE_BUDGET, and hold every
+# backup a scheduler keeps by default (-max_saved_backups=48) on one host.
+MAX_OPTIONS = 50
 OPTION_VALUE = 150
 
 
@@ -773,7 +775,10 @@ def backup_picker(rec: RestoreRecord) -> dict[str, Any] | None:
     chosen = rec.data.get("backup")
     options = []
     initial = None
-    for name in sorted(backups, reverse=True)[:MAX_OPTIONS]:
+    names = sorted(backups, reverse=True)[:MAX_OPTIONS]
+    if chosen in backups and chosen not in names:
+        names = [*names[: MAX_OPTIONS - 1], chosen]  # the chosen one is always offered
+    for name in names:
         age = actions.backup_age(str(name))
         holders = backups[name] if isinstance(backups[name], list) else []
         text = f"{name} · " + (f"{age / 3600:.1f} h" if age is not None else "age ?")

@@ -491,3 +491,25 @@ def test_review_with_nothing_staged_promises_no_file() -> None:
     text = json.dumps(card.blocks, ensure_ascii=False)
     assert "No tasks are staged" in text and "attached" not in text
     assert "delete_tasks" not in {e["action_id"] for e in _elements(card.blocks)}
+
+
+def test_backup_menu_caps_at_the_newest_fifty_and_shows_only_while_nothing_changed() -> None:
+    rec = record(SMALL, {"prep.preflight": "succeeded", "prep.stop": "awaiting"})
+    names = [f"scheduler-backup-2026-01-{d:02d}-{h:02d}-00" for d in range(1, 29) for h in range(6)]
+    rec.data["backups"] = {n: ["scheduler-1", "scheduler-2"] for n in names}
+    rec.data["backup"] = max(names)
+    card = B.render_step(rec, SMALL, "prep.preflight")
+    check_blocks(card.blocks, card.text)
+    (menu,) = [e for e in _elements(card.blocks) if e["action_id"] == "choose_backup"]
+    assert len(menu["options"]) == 50 == B.MAX_OPTIONS < len(names)
+    assert [o["value"] for o in menu["options"]] == sorted(names, reverse=True)[:50]
+    assert menu["initial_option"] == menu["options"][0]
+    assert menu["options"][0]["text"]["text"].endswith(" · 2 hosts")
+    rec.data["backup"] = min(names)  # named in the slash command: offered, and chosen
+    card = B.render_step(rec, SMALL, "prep.preflight")
+    (menu,) = [e for e in _elements(card.blocks) if e["action_id"] == "choose_backup"]
+    assert len(menu["options"]) == 50 and menu["initial_option"]["value"] == min(names)
+    # Once prep.stop ran, the backup is fixed: no menu.
+    rec.steps["prep.stop"] = {"status": "succeeded", "attempt": 1}
+    card = B.render_step(rec, SMALL, "prep.preflight")
+    assert "choose_backup" not in {e["action_id"] for e in _elements(card.blocks)}
