@@ -26,7 +26,7 @@ from runbook.listing import listing_ids
 from runbook.ports import HostResult, LeaderDetector, Remote, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import cap, redact
-from runbook.store import RestoreRecord, Store
+from runbook.store import RestoreRecord, Store, output_digest
 
 log = logging.getLogger(__name__)
 
@@ -683,18 +683,15 @@ class Engine:
     async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
         stdout, out_cut = cap(redact(r.stdout), OUTPUT_CAP)
         stderr, err_cut = cap(redact(r.stderr), OUTPUT_CAP)
-        await self.store.save_output(
-            rid,
-            f"{sid}:{attempt}:{r.host}",
-            {
-                "exit_status": r.exit_status,
-                "duration": round(r.duration, 3),
-                "error": r.error,
-                "stdout": stdout,
-                "stderr": stderr,
-                "truncated": out_cut or err_cut,
-            },
-        )
+        output = {
+            "exit_status": r.exit_status,
+            "duration": round(r.duration, 3),
+            "error": r.error,
+            "stdout": stdout,
+            "stderr": stderr,
+            "truncated": out_cut or err_cut,
+        }
+        await self.store.save_output(rid, f"{sid}:{attempt}:{r.host}", output)
         await self.store.transition(
             rid,
             sid,
@@ -703,9 +700,11 @@ class Engine:
             {
                 "type": "host_result",
                 "host": r.host,
+                "attempt": attempt,
                 "exit_status": r.exit_status,
                 "duration": round(r.duration, 3),
                 "error": r.error,
+                "output_sha256": output_digest(output),
             },
             lease=f"own:{self.worker}",
         )

@@ -20,6 +20,7 @@ on leases. Each event carries the SHA-1 of the one before it (a hash chain).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,6 +170,13 @@ class RestoreRecord:
     current: str
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+
+
+def output_digest(output: dict[str, Any]) -> str:
+    """SHA-256 of one host's stored result (exit status, duration, error, stdout, stderr):
+    the `host_result` event carries it, so the chain vouches for the output too."""
+    fields = {k: output.get(k) for k in ("exit_status", "duration", "error", "stdout", "stderr")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def _s(value: Any) -> str:

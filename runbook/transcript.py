@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook.procedure import ONLINE_PROCEDURE, get_step
-from runbook.store import RestoreRecord
+from runbook.store import RestoreRecord, output_digest
 
 SCHEMA = "aurora-restore/transcript/1"
 
@@ -245,6 +245,19 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
         skipped = [b.get("actor") for b in evs if b.get("type") == "skipped"]
         if step.get("skipped_by") and step["skipped_by"] not in skipped:
             problems.append(f"{step['id']}: skipped_by {step['skipped_by']!r} is not in the log")
+        for host, out in (step.get("hosts") or {}).items():
+            recorded = next(
+                (
+                    b.get("output_sha256")
+                    for b in reversed(evs)  # a host's last command is the output kept
+                    if b.get("type") == "host_result"
+                    and b.get("host") == host
+                    and b.get("attempt") == out.get("attempt")
+                ),
+                None,
+            )
+            if recorded is not None and recorded != output_digest(out):
+                problems.append(f"{step['id']} on {host}: the output is not the one the log holds")
         last = next((b["type"] for b in reversed(evs) if b.get("type") in _FINAL), None)
         if (
             step.get("status") in _FINAL.values()

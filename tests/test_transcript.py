@@ -95,6 +95,21 @@ async def test_a_complete_restore(
     edited = json.loads(json.dumps(doc))
     edited["outcome"] = "failed"
     assert transcript.verify(edited) != []
+    # ...and an edited output: each host_result event carries its output's digest.
+    edited = json.loads(json.dumps(doc))
+    wipe = next(s for s in edited["steps"] if s["id"] == "log.wipe")
+    host = sorted(wipe["hosts"])[0]
+    wipe["hosts"][host]["exit_status"] = 0 if wipe["hosts"][host]["exit_status"] else 1
+    assert transcript.verify(edited) == [
+        f"log.wipe on {host}: the output is not the one the log holds"
+    ]
+    edited = json.loads(json.dumps(doc))
+    pre = next(s for s in edited["steps"] if s["id"] == "prep.preflight")
+    host = sorted(pre["hosts"])[-1]
+    pre["hosts"][host]["stdout"] += "scheduler-backup-2099-01-01-00-00\n"
+    assert transcript.verify(edited) == [
+        f"prep.preflight on {host}: the output is not the one the log holds"
+    ]
 
     # Retention: the finished restore expires (90 days by default), export works until then.
     ttl = await store.redis.ttl(restore_key(rid))
