@@ -25,6 +25,7 @@ from runbook.ports import HostResult, OnResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, get_step, step_ids
 from runbook.redact import MASK, cap, redact
 from runbook.store import RestoreRecord
+from sandbox.backups import ACTIVE_STATES  # aurora.md §5.2: what print_recovery_tasks lists
 from tests.slack_double import MAX_BLOCKS_MESSAGE, MAX_SECTION_TEXT, validate_blocks
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "shared/docs/runbook.md"
@@ -162,21 +163,6 @@ def test_listing_parser() -> None:
     assert parse_listing(LISTING.splitlines()[0] + "\n" + LISTING.splitlines()[1]) == []
     with pytest.raises(ListingError):
         parse_listing(" INFO] Response from scheduler: ERROR (message: No backup loaded.)")
-
-
-# aurora.md §5.2: the statuses scheduler_print_recovery_tasks asks for.
-ACTIVE_STATES = (
-    "ASSIGNED",
-    "DRAINING",
-    "KILLING",
-    "PENDING",
-    "PREEMPTING",
-    "RESTARTING",
-    "RUNNING",
-    "STARTING",
-    "PARTITIONED",
-    "THROTTLED",
-)
 
 
 def staged_tasks(n: int, seed: int = 7) -> list[tuple[str, str, int, str, str]]:
