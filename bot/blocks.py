@@ -532,7 +532,7 @@ def _action_blocks(
             target = str(state["rewind"])
             btns.append(
                 button(
-                    "Back to restore.stage",
+                    step.rewind_label or f"Back to {target}",
                     "rewind",
                     value,
                     style="primary",

@@ -254,7 +254,7 @@ class Console:
             ", [d]one (it finished)" if state["status"] == "interrupted" else ""
         )
         if state.get("rewind"):
-            options = "[g]o back to restore.stage, " + options
+            options = f"[g] {step.rewind_label or 'go back'}, " + options
         answer = self.ask(f"{step.id}: {options}? ").strip().lower()
         if answer in ("g", "back") and state.get("rewind"):
             target = await self.engine.rewind(rid, step.id, self.me)

@@ -323,9 +323,8 @@ class SlackFront:
             if sid == "restore.review" and status == "awaiting":
                 listing = (rec.data.get("review") or {}).get("listing")
                 attempt = rec.steps[sid].get("attempt", 0)
-                printed = len((rec.data.get("review") or {}).get("deletions") or [])
-                key = f"listing:{attempt}:{printed}"
-                if listing and await self.redis.hsetnx(slack_key(rid), key, "1"):
+                # Deleting tasks is an attempt of its own: its re-print is uploaded too.
+                if listing and await self.redis.hsetnx(slack_key(rid), f"listing:{attempt}", "1"):
                     await self.upload(
                         rid,
                         f"staged-tasks-{rid}.tsv",

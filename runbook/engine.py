@@ -22,7 +22,7 @@ from typing import Any
 from runbook import actions, commands as cmd
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
-from runbook.listing import listing_ids
+from runbook.listing import check_ids, listing_ids
 from runbook.ports import HostResult, LeaderDetector, Remote, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import cap, redact
@@ -254,12 +254,12 @@ class Engine:
                     "finished_step", rid=rec.rid, step=step.id, ok=False, summary=why
                 )
             raise Refused(
-                f"{step.id} did not run: {why}. Go back with “Back to restore.stage”, or abort."
+                f"{step.id} did not run: {why}. Go back with “{step.rewind_label}”, or abort."
             )
         await self.store.transition(
             rec.rid, step.id, (status,), {}, {"type": "refused", "actor": by.id, "reason": why}
         )
-        back = ". Go back with “Back to restore.stage”, or abort" if step.rewind_to else ""
+        back = f". Go back with “{step.rewind_label}”, or abort" if step.rewind_to else ""
         raise Refused(f"{step.id} cannot run now: {why}{back}")
 
     async def rewind(self, rid: str, sid: str, by: Actor) -> str:
@@ -352,14 +352,9 @@ class Engine:
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         known = set(listing_ids((rec.data.get("review") or {}).get("listing", "")))
-        try:
-            for i in ids:
-                cmd.task_id(i)
-        except cmd.InvalidValue as exc:
-            raise Refused(str(exc)) from None
-        unknown = [i for i in ids if i not in known]
-        if not ids or unknown:
-            raise Refused(f"not in the staged listing: {', '.join(unknown[:5]) or 'no ids'}")
+        ids, error = check_ids(ids, known)
+        if error:
+            raise Refused(error)
         state = rec.steps.get(sid, {})
         # Holding the step (running, with a lease) keeps it from being approved meanwhile.
         won = await self.store.transition(

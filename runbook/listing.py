@@ -68,14 +68,19 @@ def listing_ids(listing: str) -> list[str]:
 
 def check_task_ids(text: str, known: set[str]) -> tuple[list[str], str | None]:
     """Task ids typed by a person (one a line, or comma-separated), checked against the
-    listing. Returns the ids in the order given, without repeats, or an error saying
-    which ones are not task ids or not in the staged listing."""
-    from runbook.commands import TASK_ID_RE
-
+    listing: see `check_ids`."""
     ids: list[str] = []
     for word in re.split(r"[\s,]+", text):
         if word and word not in ids:
             ids.append(word)
+    return check_ids(ids, known)
+
+
+def check_ids(ids: list[str], known: set[str]) -> tuple[list[str], str | None]:
+    """The ids, or an error saying which ones are not task ids or not in the listing."""
+    from runbook.commands import TASK_ID_RE
+
+    ids = list(dict.fromkeys(ids))
     if not ids:
         return [], "Give at least one task id."
     if len(ids) > MAX_DELETE:

@@ -51,6 +51,8 @@ class Step:
     # When the precondition fails, the step fails and offers to go back to this earlier
     # step (every step from there on runs again, each with its approval).
     rewind_to: str | None = None
+    # What the way back is called on the card, in refusals and in the console.
+    rewind_label: str = ""
 
 
 PREPARATION = "Preparation"
@@ -328,6 +330,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         precondition="staged_on_same_leader",
         # A new leader has no staged recovery: find it, place the backup there, stage again.
         rewind_to="restore.leader",
+        rewind_label="Back to restore.stage",
     ),
     Step(
         id="restore.failover",

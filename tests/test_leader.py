@@ -5,10 +5,11 @@ without a member_ node)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from aiohttp import web
@@ -285,6 +286,28 @@ async def test_disabled_sandbox_leader_from_candidates_only(
         zk.close()
 
 
+@contextlib.contextmanager
+def election(zookeeper: str) -> Iterator[tuple[KazooClient, str]]:
+    """A fresh serverset path in the real ZooKeeper, and a client to write candidates."""
+    path = f"/candidates/{uuid.uuid4()}"
+    zk = KazooClient(hosts=zookeeper, timeout=5)
+    zk.start(timeout=5)
+    try:
+        yield zk, path
+    finally:
+        zk.delete(path, recursive=True)
+        zk.stop()
+        zk.close()
+
+
+def candidate(zk: KazooClient, path: str, prefix: str, host: str) -> str:
+    """An ephemeral sequential candidate node holding `host`; returns its name."""
+    node: str = zk.create(
+        f"{path}/{prefix}", host.encode(), ephemeral=True, sequence=True, makepath=True
+    )
+    return node.rsplit("/", 1)[1]
+
+
 @pytest.mark.zookeeper
 async def test_lowest_sequence_leads_whatever_the_names(
     fakes: Fakes, probe: HttpVarsProbe, zookeeper: str
@@ -295,24 +318,14 @@ async def test_lowest_sequence_leads_whatever_the_names(
         "sched-2": await fakes.vars_server("LEADER_AWAITING_REGISTRATION"),
         "sched-3": await fakes.vars_server("STORAGE_PREPARED"),
     }
-    path = f"/leader-candidates/{uuid.uuid4()}"
-    cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
-    zk = KazooClient(hosts=zookeeper, timeout=5)
-    zk.start(timeout=5)
-    try:
+    with election(zookeeper) as (zk, path):
+        cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
         # Created in this order (sequences 0, 1, 2): by name, sched-1's node comes first,
         # sched-2's (the lowest sequence) last.
         created: dict[str, str] = {}
         for host, digit in (("sched-2", "f"), ("sched-1", "0"), ("sched-3", "8")):
             fake_uuid = "-".join(digit * n for n in (8, 4, 4, 4, 12))
-            node = zk.create(
-                f"{path}/_c_{fake_uuid}-lock-",
-                host.encode(),
-                ephemeral=True,
-                sequence=True,
-                makepath=True,
-            )
-            created[host] = node.rsplit("/", 1)[1]
+            created[host] = candidate(zk, path, f"_c_{fake_uuid}-lock-", host)
         names = sorted(zk.get_children(path))
         assert names == [created["sched-1"], created["sched-3"], created["sched-2"]]
         assert min(names, key=_sequence) == created["sched-2"]
@@ -336,10 +349,6 @@ async def test_lowest_sequence_leads_whatever_the_names(
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-1"}
         assert report.table["sched-2"]["zookeeper"] == "not in election"
         assert report.problems == ["/vars names sched-2, ZooKeeper names sched-1"]
-    finally:
-        zk.delete(path, recursive=True)
-        zk.stop()
-        zk.close()
 
 
 @pytest.mark.zookeeper
@@ -352,24 +361,11 @@ async def test_legacy_singleton_candidates_are_read_too(
         "sched-1": await fakes.vars_server("STORAGE_PREPARED"),
         "sched-2": await fakes.vars_server("LEADER_AWAITING_REGISTRATION"),
     }
-    path = f"/legacy-candidates/{uuid.uuid4()}"
-    cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
-    zk = KazooClient(hosts=zookeeper, timeout=5)
-    zk.start(timeout=5)
-    try:
+    with election(zookeeper) as (zk, path):
+        cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
         for host in ("sched-2", "sched-1"):
-            zk.create(
-                f"{path}/singleton_candidate_",
-                host.encode(),
-                ephemeral=True,
-                sequence=True,
-                makepath=True,
-            )
+            candidate(zk, path, "singleton_candidate_", host)
         report = await detect_leader(cluster, probe)
         assert report.problems == [], render_table(report)
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
         assert report.table["sched-1"]["zookeeper"] == "candidate"
-    finally:
-        zk.delete(path, recursive=True)
-        zk.stop()
-        zk.close()

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,75 @@ def buttons(
                     if e.get("action_id") == action_id:
                         found.append((m, json.loads(e["value"])))
     return found
+
+
+class Thread:
+    """One restore's thread in the double, and what a person does in it: clicks on the
+    cards and the skip modal, sent through `send` (to one app, or to several in turn)."""
+
+    def __init__(
+        self,
+        double: SlackDouble,
+        root_ts: str,
+        send: Callable[[bytes], Awaitable[Any]],
+        describe: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        self.double = double
+        self.root_ts = root_ts
+        self.send = send
+        self.describe = describe  # what to say when a card does not come
+
+    def click(
+        self, action: str, message: dict[str, Any], value: dict[str, Any] | str, user: str
+    ) -> bytes:
+        return block_actions_body(
+            user_id=user,
+            action_id=action,
+            value=value if isinstance(value, str) else json.dumps(value),
+            channel_id=CHANNEL,
+            message_ts=message["ts"],
+            thread_ts=self.root_ts,
+            message=message,
+        )
+
+    async def card(
+        self, sid: str, action: str = "approve", timeout: float = 90
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The card of `sid` once it offers `action`, and that button's value."""
+        try:
+            found = await until(
+                lambda: [
+                    x for x in buttons(self.double, self.root_ts, action) if x[1]["sid"] == sid
+                ],
+                timeout=timeout,
+                what=f"{sid} card with {action}",
+            )
+        except AssertionError:
+            more = await self.describe() if self.describe else ""
+            raise AssertionError(
+                f"no {action} on the {sid} card: {more}; invalid {self.double.invalid}"
+            ) from None
+        return found[0]
+
+    async def approve(self, sid: str, user: str) -> None:
+        msg, value = await self.card(sid)
+        await self.send(self.click("approve", msg, value, user))
+
+    async def skip(self, sid: str, user: str, reason: str) -> None:
+        msg, value = await self.card(sid, "skip")
+        views = len(self.double.views)
+        await self.send(self.click("skip", msg, value, user))
+        await until(lambda: len(self.double.views) > views, what="skip modal")
+        view = list(self.double.views.values())[-1]
+        assert view["callback_id"] == "skip_reason"
+        await self.send(
+            view_submission_body(
+                user_id=user,
+                callback_id="skip_reason",
+                private_metadata=view["private_metadata"],
+                state_values={"reason": {"reason": {"type": "plain_text_input", "value": reason}}},
+            )
+        )
 
 
 @pytest.fixture
@@ -261,36 +330,6 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         what="busy",
     )
 
-    async def awaiting(sid: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        try:
-            found = await until(
-                lambda: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == sid],
-                timeout=90,
-                what=f"{sid} card",
-            )
-        except AssertionError:
-            rec = await store.load(rid)
-            states = (
-                {k: (v["status"], v.get("summary", "")) for k, v in rec.steps.items()}
-                if rec
-                else None
-            )
-            raise AssertionError(
-                f"no card for {sid}: steps {states}; invalid {double.invalid}"
-            ) from None
-        return found[0]
-
-    def click(action: str, message: dict[str, Any], value: dict[str, Any], user: str) -> bytes:
-        return block_actions_body(
-            user_id=user,
-            action_id=action,
-            value=json.dumps(value),
-            channel_id=CHANNEL,
-            message_ts=message["ts"],
-            thread_ts=root_ts,
-            message=message,
-        )
-
     redis = aioredis.Redis.from_url(world["redis_url"])
     store = Store(redis)
     rid = (await store.restore_ids())[0]
@@ -299,6 +338,15 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
         rec = await store.load(rid)
         assert rec is not None
         return str(rec.steps[sid]["status"])
+
+    async def steps() -> str:
+        rec = await store.load(rid)
+        return str(
+            {k: (v["status"], v.get("summary", "")) for k, v in rec.steps.items()} if rec else None
+        )
+
+    thread = Thread(double, root_ts, send, describe=steps)
+    awaiting, click = thread.card, thread.click
 
     # A non-approver's click: an ephemeral refusal, nothing changes.
     msg, value = await awaiting("prep.stop")
@@ -315,24 +363,7 @@ async def test_a_whole_restore_driven_only_by_slack(world: dict[str, Any]) -> No
     await send(body, headers={"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_timeout"})
 
     # prep.block_traffic: skipped, through the modal.
-    msg, value = await awaiting("prep.block_traffic")
-    await send(click("skip", msg, value, BOB))
-    await until(lambda: double.views, what="skip modal")
-    view = double.views[-1] if isinstance(double.views, list) else list(double.views.values())[-1]
-    meta = view.get("private_metadata") if isinstance(view, dict) else None
-    meta = meta or json.dumps(value)
-    await send(
-        view_submission_body(
-            user_id=BOB,
-            callback_id="skip_reason",
-            private_metadata=meta,
-            state_values={
-                "reason": {
-                    "reason": {"type": "plain_text_input", "value": "no firewall in the sandbox"}
-                }
-            },
-        )
-    )
+    await thread.skip("prep.block_traffic", BOB, "no firewall in the sandbox")
 
     approver = {"log.wipe": BOB, "restore.commit": CAROL}
     restarted = False
@@ -468,57 +499,15 @@ async def test_status_and_abort_with_revert(world: dict[str, Any]) -> None:
     await post(app.url, slash_command_body(text="sandbox", user_id=ALICE, channel_id=CHANNEL))
     root = await until(lambda: double.messages(channel=CHANNEL), what="root")
     root_ts = root[0]["ts"]
-    for sid in ("prep.stop", "prep.admin_access", "prep.disable"):
-        found = await until(
-            lambda sid=sid: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == sid],
-            what=sid,
-        )
-        msg, value = found[0]
-        body = block_actions_body(
-            user_id=ALICE,
-            action_id="approve",
-            value=json.dumps(value),
-            channel_id=CHANNEL,
-            message_ts=msg["ts"],
-            thread_ts=root_ts,
-            message=msg,
-        )
+
+    async def send(body: bytes) -> None:
         await post(app.url, body)
-        if sid == "prep.stop":
-            # block_traffic waits next: skip it through the modal.
-            skip = await until(
-                lambda: [
-                    x
-                    for x in buttons(double, root_ts, "skip")
-                    if x[1]["sid"] == "prep.block_traffic"
-                ],
-                what="skip button",
-            )
-            smsg, sval = skip[-1]
-            await post(
-                app.url,
-                block_actions_body(
-                    user_id=BOB,
-                    action_id="skip",
-                    value=json.dumps(sval),
-                    channel_id=CHANNEL,
-                    message_ts=smsg["ts"],
-                    thread_ts=root_ts,
-                    message=smsg,
-                ),
-            )
-            await until(lambda: double.views, what="skip modal")
-            await post(
-                app.url,
-                view_submission_body(
-                    user_id=BOB,
-                    callback_id="skip_reason",
-                    private_metadata=json.dumps(sval),
-                    state_values={
-                        "reason": {"reason": {"type": "plain_text_input", "value": "drill"}}
-                    },
-                ),
-            )
+
+    thread = Thread(double, root_ts, send)
+    await thread.approve("prep.stop", ALICE)
+    await thread.skip("prep.block_traffic", BOB, "drill")
+    for sid in ("prep.admin_access", "prep.disable"):
+        await thread.approve(sid, ALICE)
     await until(
         lambda: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == "prep.start"],
         what="prep.start",

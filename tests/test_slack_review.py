@@ -22,7 +22,12 @@ import redis.asyncio as aioredis
 from runbook.listing import listing_ids
 from runbook.store import Store
 from tests.conftest import RunningSandbox
-from tests.slack_double import SlackDouble, block_actions_body, view_submission_body
+from tests.slack_double import (
+    SlackDouble,
+    block_actions_body,
+    slash_command_body,
+    view_submission_body,
+)
 from tests.test_backup_and_review import MAX_AGE, wait_for_leader
 from tests.test_slack_app import (  # noqa: F401  (world is a fixture)
     ALICE,
@@ -30,6 +35,7 @@ from tests.test_slack_app import (  # noqa: F401  (world is a fixture)
     CHANNEL,
     MALLORY,
     AppProcess,
+    Thread,
     buttons,
     post,
     until,
@@ -62,8 +68,6 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
         return text
 
     await wait_for_leader(sandbox, state="ACTIVE")
-    from tests.slack_double import slash_command_body
-
     await send(slash_command_body(text="sandbox", user_id=ALICE, channel_id=CHANNEL))
     root = await until(lambda: double.messages(channel=CHANNEL), what="root")
     root_ts = root[0]["ts"]
@@ -78,25 +82,11 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
                     return m, e
         return None
 
-    def click(action: str, message: dict[str, Any], value: str, user: str) -> bytes:
-        return block_actions_body(
-            user_id=user,
-            action_id=action,
-            value=value,
-            channel_id=CHANNEL,
-            message_ts=message["ts"],
-            thread_ts=root_ts,
-            message=message,
-        )
+    thread = Thread(double, root_ts, send)
+    click = thread.click
 
     async def approve(sid: str, user: str = ALICE) -> None:
-        found = await until(
-            lambda: [x for x in buttons(double, root_ts, "approve") if x[1]["sid"] == sid],
-            timeout=90,
-            what=f"{sid} card",
-        )
-        msg, value = found[0]
-        await send(click("approve", msg, json.dumps(value), user))
+        await thread.approve(sid, user)
 
     # The preflight card: a menu of the backups, the newest chosen.
     msg, menu = await until(lambda: card_of("prep.preflight", "choose_backup"), what="menu")
@@ -129,28 +119,13 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
     rec = await store.load(rid)
     assert rec is not None and rec.data["backup"] == old["value"]
     assert rec.steps["prep.ack_backup"]["approved_by"] == ALICE
-    thread = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
-    assert f"<@{BOB}> chose the backup" in thread
+    said = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
+    assert f"<@{BOB}> chose the backup" in said
 
     await approve("prep.stop")
     # The menu is gone once something changed.
     await until(lambda: card_of("prep.preflight", "choose_backup") is None, what="menu gone")
-    (msg, value), *_ = await until(
-        lambda: [
-            x for x in buttons(double, root_ts, "skip") if x[1]["sid"] == "prep.block_traffic"
-        ],
-        what="block_traffic card",
-    )
-    await send(click("skip", msg, json.dumps(value), BOB))
-    await until(lambda: double.views, what="skip modal")
-    await send(
-        view_submission_body(
-            user_id=BOB,
-            callback_id="skip_reason",
-            private_metadata=json.dumps(value),
-            state_values={"reason": {"reason": {"type": "plain_text_input", "value": "none"}}},
-        )
-    )
+    await thread.skip("prep.block_traffic", BOB, "none")
     for sid in ("prep.admin_access", "prep.disable", "prep.start", "log.stop", "log.archive"):
         await approve(sid)
     await approve("log.wipe", BOB)
@@ -214,8 +189,8 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
         ),
         what="the card shows the deletion",
     )
-    thread = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
-    assert f"<@{BOB}> deleted staged tasks" in thread
+    said = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
+    assert f"<@{BOB}> deleted staged tasks" in said
 
     await approve("restore.review")
     await until(
@@ -244,7 +219,7 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
     rec = await store.load(rid)
     assert rec is not None and rec.data["leader"] != first
     assert rec.steps["restore.commit"]["status"] == "pending"
-    thread = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
-    assert f"<@{ALICE}> went back" in thread
+    said = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
+    assert f"<@{ALICE}> went back" in said
     assert double.invalid == []
     await redis.aclose()
