@@ -66,13 +66,23 @@ def _console(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    cluster = clusters[name]
+    me = args.as_ or (cluster.approvers.console[0] if cluster.approvers.console else None)
+    if me is None or me not in cluster.approvers.console:
+        known = ", ".join(cluster.approvers.console) or "none (set approvers.console)"
+        print(
+            f"aurora-restore console: error: {me or 'nobody'} is not a console approver of "
+            f"{name} (they are: {known})",
+            file=sys.stderr,
+        )
+        return 2
     url, server = redis_url_from_env(_data_dir())
     try:
         _rid, status = asyncio.run(
             run_console(
-                clusters[name],
+                cluster,
                 url,
-                me=args.as_,
+                me=me,
                 yes=args.yes,
                 backup=args.backup,
                 out_dir=Path(args.out) if args.out else None,
@@ -85,6 +95,45 @@ def _console(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     return 0 if status == "succeeded" else 1
+
+
+def _load_one(args: argparse.Namespace, command: str) -> Any:
+    from runbook.clusters import ClusterFileError, load_clusters
+
+    try:
+        clusters = load_clusters(args.cluster)
+    except ClusterFileError as exc:
+        print(f"aurora-restore {command}: error: {exc}", file=sys.stderr)
+        return None
+    name = args.name or (next(iter(clusters)) if len(clusters) == 1 else None)
+    if name not in clusters:
+        print(
+            f"aurora-restore {command}: error: choose a cluster of {args.cluster} with --name "
+            f"(known: {', '.join(clusters)})",
+            file=sys.stderr,
+        )
+        return None
+    return clusters[name]
+
+
+def _put_back(args: argparse.Namespace) -> int:
+    from bot.console import run_put_back
+    from bot.redis_server import redis_url_from_env
+
+    cluster = _load_one(args, "put-back")
+    if cluster is None:
+        return 2
+    url, server = redis_url_from_env(_data_dir())
+    try:
+        result = asyncio.run(run_put_back(cluster, url, args.restore_id, me=args.as_))
+    except RefusedError as exc:
+        print(f"aurora-restore put-back: refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"restore {args.restore_id}: {result}; the old log is back and the schedulers run on it")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -296,15 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument(
         "--as",
         dest="as_",
-        default=os.environ.get("USER", "operator"),
+        default=None,
         metavar="NAME",
-        help="who you are (one of the cluster's console approvers)",
+        help="who you are: one of the cluster's console approvers; default: the first",
     )
     co.add_argument(
         "--yes", action="store_true", help="approve everything as the console approvers"
     )
     co.add_argument("--out", metavar="DIR", help="write transcript.md and transcript.json there")
     co.set_defaults(func=_console)
+
+    pb = sub.add_parser(
+        "put-back",
+        help="after an abort that followed the wipe: put the archived log back and revert",
+        description="Put the log.archive tarballs back on every scheduler (sha256-checked), "
+        "revert the files and start the schedulers with their normal flags on the old log.",
+    )
+    pb.add_argument("restore_id")
+    pb.add_argument("--cluster", required=True, metavar="FILE", help="the cluster file")
+    pb.add_argument("--name", help="which cluster of the file (when it has several)")
+    pb.add_argument("--as", dest="as_", required=True, metavar="NAME", help="an approver")
+    pb.set_defaults(func=_put_back)
 
     de = sub.add_parser(
         "demo",

@@ -70,6 +70,8 @@ class Console:
         elif kind == "finished_step":
             mark = "✓" if info["ok"] else "✗"
             self.say(f"{mark} {info['step']}: {info['summary']}")
+        elif kind in ("aborted", "reverted") and info.get("summary"):
+            self.say(f"■ restore {kind}: {info['summary']}")
         elif kind == "interrupted":
             check = info.get("check")
             seen = f" — check: {check.summary}" if check is not None else ""
@@ -176,6 +178,7 @@ class Console:
                 self.say(f"refused: {exc}")
                 if self.yes:
                     await engine.abort(rid, Actor(self.cluster.approvers.console[0]), revert=True)
+                    await self.after_abort(rid)
 
     async def decide_awaiting(
         self, rid: str, step: Step, facts: dict[str, Any], started_by: str
@@ -249,6 +252,7 @@ class Console:
         if self.yes:
             self.say("unattended run: aborting and reverting")
             await self.engine.abort(rid, self.approver_for(step, started_by), revert=True)
+            await self.after_abort(rid)
             return True
         options = "[r]etry, [s]kip, a[b]ort" + (
             ", [d]one (it finished)" if state["status"] == "interrupted" else ""
@@ -273,6 +277,32 @@ class Console:
         revert = self.ask("revert every change made so far? [Y/n] ").strip().lower() != "n"
         result = await self.engine.abort(rid, self.me, revert=revert)
         self.say(f"restore {result}")
+        await self.after_abort(rid)
+
+    async def after_abort(self, rid: str) -> None:
+        """After an abort that held the schedulers stopped on a wiped log, a person
+        chooses the way on; an unattended run never does."""
+        rec = await self.engine.record(rid)
+        if not rec.data.get("held_after_wipe"):
+            return
+        if self.yes:
+            self.say(
+                "unattended run: the schedulers stay stopped and disabled; a person chooses "
+                f"the way on (aurora-restore put-back {rid} --cluster FILE --as NAME)"
+            )
+            return
+        words = self.ask(
+            "[p]ut the old log back and revert, or [l]eave everything stopped? "
+        ).split()
+        if not words or words[0].lower() not in ("p", "put"):
+            self.say(f"left stopped and disabled; later: aurora-restore put-back {rid}")
+            return
+        who = Actor(words[1]) if len(words) > 1 else self.me
+        try:
+            result = await self.engine.put_back_log(rid, who)
+            self.say(f"restore {result}: the old log is back and the schedulers run on it")
+        except Refused as exc:
+            self.say(f"refused: {exc}")
 
 
 async def write_transcripts(store: Store, rid: str, out_dir: Path) -> dict[str, Any]:
@@ -309,6 +339,18 @@ async def run_console(
             await write_transcripts(store, rid, out_dir)
             console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
         return rid, rec.status
+    finally:
+        await engine.close()
+        await client.aclose()
+
+
+async def run_put_back(cluster: Cluster, redis_url: str, rid: str, *, me: str) -> str:
+    """`aurora-restore put-back`: the way back after an abort that followed the wipe."""
+    client = aioredis.Redis.from_url(redis_url)
+    engine = Engine(Store(client), {cluster.name: cluster}, connect, detect=detector)
+    try:
+        Console(engine, cluster, me=me)
+        return await engine.put_back_log(rid, Actor(me))
     finally:
         await engine.close()
         await client.aclose()

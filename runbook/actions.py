@@ -15,16 +15,17 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 from runbook import commands as cmd, envfile
+from runbook.backups import backup_time, is_backup
 from runbook.clusters import Cluster, Scheduler, parse_duration
+from runbook.hostlog import log_read_command
 from runbook.listing import ListingError, listing_ids, parse_listing, summarize
 from runbook.ports import HostResult, LeaderDetector, OnResult, Remote, VarsProbe
 from runbook.procedure import Step, Targets
 
-BACKUP_PREFIX = "scheduler-backup-"
 INACTIVE = {"inactive", "failed", "unknown"}
 
 
@@ -42,6 +43,7 @@ class Timing:
     leader_wait: float = 90.0
     failover_wait: float = 600.0  # capped by the cluster's failover_wait
     verify_wait: float = 150.0
+    start_wait: float = 180.0  # capped by the cluster's start_wait
     poll: float = 1.0
     vars_timeout: float = 3.0
 
@@ -104,19 +106,27 @@ class StepContext:
 # ---------------------------------------------------------------- values for templates
 
 
+def host_paths(facts: Mapping[str, Any], host: str) -> dict[str, str]:
+    """What preflight learnt of one host's files: env_file, flavour, log_dir, backup_dir."""
+    paths: dict[str, str] = facts.get("paths", {}).get(host, {})
+    return paths
+
+
 def host_values(cluster: Cluster, s: Scheduler, facts: Mapping[str, Any]) -> dict[str, str]:
     """Every quoted value a template may use for one host, validated first."""
-    paths = facts.get("paths", {}).get(s.host, {})
+    paths = host_paths(facts, s.host)
     log_dir = cluster.path(s, "native_log_file_path") or paths.get("log_dir")
     backup_dir = cluster.path(s, "backup_dir") or paths.get("backup_dir")
+    env_file = cluster.path(s, "env_file") or paths.get("env_file")
     values = {
-        "env_file": cmd.path(cluster.path(s, "env_file") or ""),
         "admin_clusters_json": cmd.path(cluster.path(s, "admin_clusters_json") or ""),
         "scheduler_user": cmd.user(cluster.scheduler_user),
         "cluster": cmd.cluster_name(cluster.aurora_name),
         "address": s.connect_address,
         "http_port": cmd.port(cluster.http_port_of(s)),
     }
+    if env_file:
+        values["env_file"] = cmd.path(env_file)
     if log_dir:
         values["log_dir"] = cmd.path(log_dir)
         parent = log_dir.rstrip("/").rsplit("/", 1)[0] or "/"
@@ -132,12 +142,22 @@ def host_values(cluster: Cluster, s: Scheduler, facts: Mapping[str, Any]) -> dic
     return values
 
 
-def verbatim(cluster: Cluster) -> dict[str, str]:
+def aurora_client(cluster: Cluster, facts: Mapping[str, Any], host: str | None) -> str:
+    """The aurora client on a host: the configured one, else what preflight found there."""
+    if cluster.aurora_admin:
+        return cluster.aurora_admin
+    found: str | None = facts.get("clients", {}).get(host) if host else None
+    return found or "aurora_admin"
+
+
+def verbatim(
+    cluster: Cluster, facts: Mapping[str, Any] | None = None, host: str | None = None
+) -> dict[str, str]:
     return {
         "service_stop": cluster.service.stop,
         "service_start": cluster.service.start,
         "is_active": cluster.service.is_active,
-        "aurora_admin": cluster.aurora_admin,
+        "aurora_admin": aurora_client(cluster, facts or {}, host),
         "mesos_log": cluster.mesos_log,
     }
 
@@ -146,7 +166,9 @@ def render_for(ctx: StepContext, template: str, hosts: list[str] | None = None) 
     out = {}
     for h in hosts if hosts is not None else ctx.targets():
         out[h] = cmd.render(
-            template, host_values(ctx.cluster, ctx.sched(h), ctx.facts), verbatim(ctx.cluster)
+            template,
+            host_values(ctx.cluster, ctx.sched(h), ctx.facts),
+            verbatim(ctx.cluster, ctx.facts, h),
         )
     return out
 
@@ -168,7 +190,7 @@ def planned_commands(
         lines = []
         for t in step.commands:
             try:
-                lines.append(cmd.render(t, values, verbatim(cluster)))
+                lines.append(cmd.render(t, values, verbatim(cluster, facts, h)))
             except KeyError:
                 lines.append(t)
         out[h] = lines
@@ -214,12 +236,17 @@ async def _read_all(ctx: StepContext, field_: str) -> dict[str, bytes | str]:
     return dict(zip(hosts, await asyncio.gather(*(one(h) for h in hosts)), strict=True))
 
 
-def backup_age(name: str, now: datetime | None = None) -> float | None:
-    try:
-        taken = datetime.strptime(name[len(BACKUP_PREFIX) :], "%Y-%m-%d-%H-%M")
-    except ValueError:
+def backup_age(
+    name: str, now: datetime | None = None, offset: timezone | None = None
+) -> float | None:
+    """Seconds since the time in a backup's name, read in the zone `offset` of the host
+    that wrote it (the bot's own zone when unknown: less exact, see runbook.backups)."""
+    taken = backup_time(name)
+    if taken is None:
         return None
-    return ((now or datetime.now()) - taken).total_seconds()
+    if offset is None:
+        return ((now or datetime.now()) - taken).total_seconds()
+    return ((now or datetime.now(UTC)) - taken.replace(tzinfo=offset)).total_seconds()
 
 
 def lifecycle(v: dict[str, str] | str) -> str:
@@ -234,116 +261,34 @@ def lifecycle(v: dict[str, str] | str) -> str:
 # ---------------------------------------------------------------- the steps
 
 
-async def preflight(ctx: StepContext) -> Outcome:
-    envs = await _read_all(ctx, "env_file")
-    jsons = await _read_all(ctx, "admin_clusters_json")
-    problems = [f"{h}: {v}" for d in (envs, jsons) for h, v in d.items() if isinstance(v, str)]
-    if problems:
-        return Outcome(False, "not every host reached: " + "; ".join(problems))
-    originals: dict[str, Any] = {}
-    paths: dict[str, dict[str, str]] = {}
-    auth = []
-    for h in ctx.hosts:
-        env, cj = envs[h], jsons[h]
-        assert isinstance(env, bytes) and isinstance(cj, bytes)
-        originals[h] = {
-            "env_file": {"b64": _b64(env), "sha256": _sha(env)},
-            "admin_clusters_json": {"b64": _b64(cj), "sha256": _sha(cj)},
-        }
-        try:
-            values = envfile.parse(env.decode())
-        except (UnicodeDecodeError, envfile.EnvFileError) as exc:
-            return Outcome(False, f"{h}: cannot read the environment file: {exc}")
-        paths[h] = {
-            "log_dir": values.get("LOGDB_FILE_PATH", ""),
-            "backup_dir": values.get("BACKUP_DIR", ""),
-        }
-        if envfile.has_auth_flag(env.decode()):
-            auth.append(h)
-    await ctx.learn(originals=originals, paths=paths, auth_hosts=auth)
-    ctx.facts.update(paths=paths)
-    listing = await ctx.run(render_for(ctx, "ls -1 {backup_dir}"))
-    failures = _failures(listing)
-    if failures:
-        return Outcome(False, "cannot list the backups: " + "; ".join(failures))
-    holders: dict[str, list[str]] = {}
-    for h, r in listing.items():
-        for name in r.stdout.split():
-            if backup_age(name) is not None:
-                holders.setdefault(name, []).append(h)
-    states = {h: lifecycle(v) for h, v in (await ctx.vars()).items()}
-    leaders = [h for h, s in states.items() if s in ("ACTIVE", "LEADER_AWAITING_REGISTRATION")]
-    leader = leaders[0] if len(leaders) == 1 else None
-    # Where a scheduler runs, it lists its own backup_dir too (aurora_admin asks the one
-    # its clusters.json leads to: the leader).
-    admin_note = ""
-    asked = leader or next((h for h, s in states.items() if s != "DOWN"), None)
-    if asked is not None:
-        listed_by = await ctx.run(render_for(ctx, LIST_BACKUPS, [asked]))
-        if listed_by[asked].ok:
-            listed = parse_backup_list(listed_by[asked].stdout)
-            for name in listed:
-                if asked not in holders.setdefault(name, []):
-                    holders[name].append(asked)
-            admin_note = f"; aurora_admin on {asked} lists {len(listed)}"
-        else:
-            why = "; ".join(_failures(listed_by))
-            admin_note = f"; aurora_admin on {asked} could not list them ({why})"
-    wanted = ctx.facts.get("requested_backup")
-    if wanted:
-        if wanted not in holders:
-            return Outcome(False, f"Backup {wanted} does not exist on any scheduler.")
-        backup = wanted
-    else:
-        backup = max(holders) if holders else None
-    table: dict[str, Any] = {}
-    disagreements: list[str] = []
-    if ctx.detect is not None:
-        report = await ctx.detect(ctx.cluster, ctx.probe, ctx.remote, "ACTIVE")
-        table, disagreements = dict(report.table), list(report.problems)
-    await ctx.learn(
-        backups={n: sorted(hs) for n, hs in sorted(holders.items(), reverse=True)},
-        **backup_facts(backup, ctx.cluster),
-        preflight_states=states,
-        preflight_leader=leader,
-        preflight_table=table,
-        preflight_problems=disagreements,
-        archive_stamp=time.strftime("%Y%m%d-%H%M%S"),
-    )
-    ctx.facts.update(backup=backup)
-    age = ctx.facts.get("backup_age")
-    age_text = f"{age / 3600:.1f}h old" if age is not None else "no backup found"
-    return Outcome(
-        True,
-        f"{len(ctx.hosts)} hosts reached; {len(holders)} backups{admin_note}; "
-        f"backup {backup or '-'} ({age_text}); "
-        f"leader now: {leader or 'none or several'}"
-        + ("\nbackups, newest first:\n" + backup_rows(holders) if holders else "")
-        + ("\nthe leader, by source:\n" + table_rows(table) if table else "")
-        + ("\n(for information: " + "; ".join(disagreements) + ")" if disagreements else ""),
-    )
-
-
 LIST_BACKUPS = "{!aurora_admin} scheduler_list_backups --bypass-leader-redirect {cluster}"
 
 
 def parse_backup_list(stdout: str) -> list[str]:
     """`N available backups:` then one name a line, unordered, with temp_ and other files."""
-    names = []
-    for line in stdout.splitlines():
-        word = line.strip()
-        if word.startswith(BACKUP_PREFIX) and backup_age(word) is not None:
-            names.append(word)
-    return names
+    return [word for line in stdout.splitlines() if is_backup(word := line.strip())]
 
 
-def backup_facts(backup: str | None, cluster: Cluster) -> dict[str, Any]:
-    """What the plan needs to know of the chosen backup: its age, and whether too old."""
-    age = backup_age(backup) if backup else None
+def backup_facts(
+    backup: str | None, cluster: Cluster, taken_at: float | None = None
+) -> dict[str, Any]:
+    """What the plan needs to know of the chosen backup: its age, and whether too old.
+
+    `taken_at` is when it was written (seconds since the epoch, read on the host that
+    holds it); without it the age comes from the name in the bot's own zone."""
+    if taken_at is not None:
+        age: float | None = time.time() - taken_at
+    else:
+        age = backup_age(backup) if backup else None
     too_old = backup is None or (
         age is not None and age > cluster.max_backup_age_delta.total_seconds()
     )
-    return {"backup": backup, "backup_age": age, "backup_too_old": too_old}
+    return {
+        "backup": backup,
+        "backup_age": age,
+        "backup_too_old": too_old,
+        "backup_taken_at": taken_at,
+    }
 
 
 def backup_rows(holders: Mapping[str, list[str]], limit: int = 5) -> str:
@@ -404,8 +349,81 @@ async def stop(ctx: StepContext) -> Outcome:
     return await _run_then(ctx, "{!service_stop}", check_stopped)
 
 
+# What a scheduler that came up shows on /vars: disabled (the bogus Mesos master) a
+# replica stays STORAGE_PREPARED and the leader waits for a registration that never comes;
+# with its normal flags the leader goes on to ACTIVE (apache/aurora
+# `src/main/java/org/apache/aurora/scheduler/SchedulerLifecycle.java`).
+UP_DISABLED = ("STORAGE_PREPARED", "LEADER_AWAITING_REGISTRATION")
+UP_NORMAL = (*UP_DISABLED, "ACTIVE")
+LOG_TAIL_LINES = 8
+
+
+async def log_tails(
+    ctx: StepContext, hosts: list[str], lines: int = LOG_TAIL_LINES
+) -> dict[str, str]:
+    """The last lines of each host's scheduler log (journald or `scheduler_log`)."""
+    commands = {h: log_read_command(ctx.cluster, ctx.sched(h), lines) for h in hosts}
+    res = await ctx.run(commands, record=False)
+    out = {}
+    for h, r in res.items():
+        text = (r.stdout or "").strip()
+        out[h] = (
+            text
+            if r.ok and text
+            else f"(log unreadable: {'; '.join(_failures({h: r})) or 'empty'})"
+        )
+    return out
+
+
+async def came_up(ctx: StepContext, hosts: list[str], accept: tuple[str, ...]) -> Outcome:
+    """Every host answers /vars in one of the `accept` lifecycle states within the
+    bounded wait. The packaged unit has no `Type=`, so systemd calls a scheduler active as
+    soon as it forks, also one that exits at once on a bad flag: only /vars tells."""
+    wait = min(ctx.timing.start_wait, parse_duration(ctx.cluster.start_wait).total_seconds())
+    deadline = time.monotonic() + wait
+    while True:
+        got = await ctx.vars()
+        states = {h: lifecycle(got.get(h, "no answer")) for h in hosts}
+        bad = {h: st for h, st in states.items() if st not in accept}
+        if not bad:
+            shown = ", ".join(f"{h} {st}" for h, st in states.items())
+            return Outcome(True, f"every scheduler came up ({shown})", {"states": states})
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(ctx.timing.poll)
+    tails = await log_tails(ctx, sorted(bad))
+    lines = []
+    for h, st in bad.items():
+        seen = "no answer on /vars" if st == "DOWN" else f"/vars says {st}"
+        lines.append(f"{h} did not come up within {wait:g}s ({seen}); its last log lines:")
+        lines += [f"    {line}" for line in tails[h].splitlines()[-LOG_TAIL_LINES:]]
+    return Outcome(False, "\n".join(lines), {"states": states})
+
+
+async def _start(ctx: StepContext, accept: tuple[str, ...]) -> Outcome:
+    results = await ctx.run(render_for(ctx, "{!service_start}"))
+    failures = _failures(results)
+    if failures:
+        return Outcome(False, "; ".join(failures))
+    return await came_up(ctx, ctx.hosts, accept)
+
+
+async def start_disabled(ctx: StepContext) -> Outcome:
+    """prep.start, log.start: the schedulers come up disabled."""
+    return await _start(ctx, UP_DISABLED)
+
+
 async def start(ctx: StepContext) -> Outcome:
-    return await _run_then(ctx, "{!service_start}", check_started)
+    """A start with the normal flags (the revert's): only once the log is a real one."""
+    return await _start(ctx, UP_NORMAL)
+
+
+async def check_came_up_disabled(ctx: StepContext) -> Outcome:
+    return await came_up(ctx, ctx.hosts, UP_DISABLED)
+
+
+async def check_came_up(ctx: StepContext) -> Outcome:
+    return await came_up(ctx, ctx.hosts, UP_NORMAL)
 
 
 def _admin_entry(cluster: Cluster, s: Scheduler) -> dict[str, Any]:
@@ -524,7 +542,18 @@ async def check_disabled(ctx: StepContext) -> Outcome:
 
 
 async def archive(ctx: StepContext) -> Outcome:
-    return await _run_then(ctx, ctx.step.commands[0], check_archived)
+    results = await ctx.run(render_for(ctx, ctx.step.commands[0]))
+    failures = _failures(results)
+    if failures:
+        return Outcome(False, "; ".join(failures))
+    archives = {}
+    for h, r in results.items():
+        words = r.stdout.split()
+        digest = words[0] if words and len(words[0]) == 64 else ""
+        path = host_values(ctx.cluster, ctx.sched(h), ctx.facts)["archive"]
+        archives[h] = {"path": path, "sha256": digest}
+    await ctx.learn(archives=archives)
+    return await check_archived(ctx)
 
 
 async def _on_every_host(ctx: StepContext, template: str, ok: str, bad: str) -> Outcome:
@@ -534,8 +563,83 @@ async def _on_every_host(ctx: StepContext, template: str, ok: str, bad: str) -> 
     return Outcome(not failing, ok if not failing else f"{bad} on {', '.join(failing)}")
 
 
+# The archive is good when tar can read it whole and it holds every file of the log.
+ARCHIVE_MATCHES = (
+    'listed=$(sudo -n tar -tzf {archive} | grep -v "/$" | sort) && '
+    "present=$(sudo -n find {log_dir} -mindepth 1 -type f -printf './%P\\n' | sort) && "
+    '[ -n "$listed" ] && [ "$listed" = "$present" ]'
+)
+
+
 async def check_archived(ctx: StepContext) -> Outcome:
-    return await _on_every_host(ctx, "test -s {archive}", "tarball exists, size > 0", "no tarball")
+    res = await ctx.run(render_for(ctx, ARCHIVE_MATCHES), record=False)
+    bad = [h for h, r in res.items() if not r.ok]
+    if bad:
+        return Outcome(
+            False,
+            "no archive that tar can read and that holds every file of the log on "
+            + ", ".join(bad),
+        )
+    sums = await ctx.run(render_for(ctx, "sudo -n sha256sum {archive}"), record=False)
+    archives = {
+        h: {
+            "path": host_values(ctx.cluster, ctx.sched(h), ctx.facts)["archive"],
+            "sha256": (r.stdout.split() or [""])[0] if r.ok else "",
+        }
+        for h, r in sums.items()
+    }
+    await ctx.learn(archives=archives)
+    return Outcome(True, "the tarball lists every file of the log on every host; sha256 kept")
+
+
+PUT_BACK = "sudo -n find {log_dir} -mindepth 1 -delete && sudo -n tar -xzf {archive} -C {log_dir}"
+
+
+async def put_back_log(ctx: StepContext, archives: Mapping[str, Mapping[str, str]]) -> Outcome:
+    """The way back after the wipe: every scheduler stopped, each archive's sha256 as
+    log.archive recorded it, then the log directory emptied and the archive unpacked
+    into it (as root, so its files keep the owners they had: the scheduler's user)."""
+    stopped = await stop(ctx)
+    if not stopped.ok:
+        return Outcome(False, f"not every scheduler stopped: {stopped.summary}")
+    commands = {}
+    for h in ctx.hosts:
+        path = archives[h]["path"]
+        commands[h] = cmd.render("sudo -n sha256sum {p}", {"p": cmd.path(path)})
+    sums = await ctx.run(commands)
+    bad = []
+    for h, r in sums.items():
+        got = (r.stdout.split() or [""])[0] if r.ok else ""
+        if got != archives[h]["sha256"]:
+            bad.append(
+                f"{h}: {archives[h]['path']} has sha256 {got[:12] or '(unreadable)'}…, log.archive recorded {archives[h]['sha256'][:12]}…"
+            )
+    if bad:
+        return Outcome(
+            False,
+            "the archives are not the ones log.archive wrote; nothing was put back: "
+            + "; ".join(bad),
+        )
+    facts = dict(ctx.facts)
+    put = {}
+    for h in ctx.hosts:
+        values = host_values(ctx.cluster, ctx.sched(h), facts)
+        values["archive"] = cmd.path(archives[h]["path"])
+        put[h] = cmd.render(PUT_BACK, values)
+    results = await ctx.run(put)
+    failures = _failures(results)
+    if failures:
+        return Outcome(False, "putting the log back failed: " + "; ".join(failures))
+    check = {}
+    for h in ctx.hosts:
+        values = host_values(ctx.cluster, ctx.sched(h), facts)
+        values["archive"] = cmd.path(archives[h]["path"])
+        check[h] = cmd.render(ARCHIVE_MATCHES, values)
+    res = await ctx.run(check, record=False)
+    left = [h for h, r in res.items() if not r.ok]
+    if left:
+        return Outcome(False, f"the log directory does not match its archive on {', '.join(left)}")
+    return Outcome(True, "the old log is back on every host (sha256 of each archive checked)")
 
 
 async def wipe_preview(ctx: StepContext) -> dict[str, Any]:
@@ -707,7 +811,9 @@ async def delete_tasks(ctx: StepContext, ids: list[str]) -> Outcome:
         **host_values(ctx.cluster, ctx.sched(ctx.leader), ctx.facts),
         "task_ids": ",".join(ids),
     }
-    r = await ctx.run({ctx.leader: cmd.render(DELETE_TASKS, values, verbatim(ctx.cluster))})
+    r = await ctx.run(
+        {ctx.leader: cmd.render(DELETE_TASKS, values, verbatim(ctx.cluster, ctx.facts, ctx.leader))}
+    )
     failures = _failures(r)
     after = await review_preview(ctx)
     if "error" in after:
@@ -838,7 +944,10 @@ async def restart(ctx: StepContext) -> Outcome:
         r = await ctx.run(render_for(ctx, ctx.step.commands[0], [h]))
         if not r[h].ok:
             return Outcome(False, "; ".join(_failures(r)))
-    return await check_started(ctx)
+        up = await came_up(ctx, [h], UP_NORMAL)
+        if not up.ok:
+            return up
+    return await came_up(ctx, ctx.hosts, UP_NORMAL)
 
 
 async def verify(ctx: StepContext) -> Outcome:
@@ -847,25 +956,54 @@ async def verify(ctx: StepContext) -> Outcome:
         return Outcome(False, f"no ACTIVE leader within {ctx.timing.verify_wait:g}s: {table}")
     v = (await ctx.vars())[leader]
     expected = ctx.facts.get("reviewed_count")
-    active = None
-    if isinstance(v, dict):
-        counts = [
-            int(float(val))
-            for k, val in v.items()
-            if k.startswith("task_store_") and k.removeprefix("task_store_").isupper()
-        ]
-        active = sum(counts) if counts else None
+    active = active_task_count(v) if isinstance(v, dict) else None
     await ctx.learn(verified_leader=leader, active_tasks=active)
-    if expected is not None and active is not None and active != expected:
-        return Outcome(
-            False,
-            f"{leader} is ACTIVE with {active} active tasks, the reviewed listing had {expected}",
-        )
-    return Outcome(
-        True,
-        f"{leader} is ACTIVE"
-        + (f" with {active} active tasks, as reviewed" if active is not None else ""),
+    compared = (
+        f"task_store_<S> summed over the active states ({', '.join(ACTIVE_STATES)})"
+        f" = {active}, the reviewed listing {expected}"
     )
+    if expected is not None and active is not None and active != expected:
+        return Outcome(False, f"{leader} is ACTIVE, but {compared}")
+    if active is None:
+        return Outcome(True, f"{leader} is ACTIVE (its /vars has no task_store_ gauges to compare)")
+    if expected is None:
+        return Outcome(
+            True, f"{leader} is ACTIVE with {active} active tasks (nothing reviewed to compare)"
+        )
+    return Outcome(True, f"{leader} is ACTIVE with {active} active tasks, as reviewed ({compared})")
+
+
+# Aurora's ACTIVE_STATES (`api/src/main/thrift/org/apache/aurora/gen/api.thrift`): the
+# states scheduler_print_recovery_tasks lists. TaskVars exports `task_store_<STATUS>` for
+# every ScheduleStatus, terminal ones too (`scheduler/TaskVars.java`): count only these.
+ACTIVE_STATES = (
+    "ASSIGNED",
+    "DRAINING",
+    "KILLING",
+    "PARTITIONED",
+    "PENDING",
+    "PREEMPTING",
+    "RESTARTING",
+    "RUNNING",
+    "STARTING",
+    "THROTTLED",
+)
+
+
+def active_task_count(v: Mapping[str, str]) -> int | None:
+    """The active tasks a scheduler's /vars counts, or None without task_store_ gauges."""
+    found = False
+    total = 0
+    for status in ACTIVE_STATES:
+        raw = v.get(f"task_store_{status}")
+        if raw is None:
+            continue
+        found = True
+        try:
+            total += int(float(raw))
+        except ValueError:
+            continue
+    return total if found else None
 
 
 async def nothing(ctx: StepContext) -> Outcome:
@@ -877,6 +1015,8 @@ async def block_traffic(ctx: StepContext) -> Outcome:
     return Outcome(False, "no block_traffic command is configured for this cluster: skip this step")
 
 
+from runbook.preflight import preflight  # noqa: E402  (it builds on the helpers above)
+
 RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
     "prep.preflight": preflight,
     "prep.ack_backup": nothing,
@@ -885,12 +1025,12 @@ RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
     "prep.admin_access": admin_access,
     "prep.auth": drop_auth,
     "prep.disable": disable,
-    "prep.start": start,
+    "prep.start": start_disabled,
     "log.stop": stop,
     "log.archive": archive,
     "log.wipe": wipe,
     "log.init": init_log,
-    "log.start": start,
+    "log.start": start_disabled,
     "restore.leader": find_leader,
     "restore.place": place,
     "restore.stage": stage,
@@ -907,9 +1047,9 @@ RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
 CHECK: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
     "prep.stop": check_stopped,
     "log.stop": check_stopped,
-    "prep.start": check_started,
-    "log.start": check_started,
-    "cleanup.restart": check_started,
+    "prep.start": check_came_up_disabled,
+    "log.start": check_came_up_disabled,
+    "cleanup.restart": check_came_up,
     "prep.disable": check_disabled,
     "log.archive": check_archived,
     "log.wipe": check_wiped,

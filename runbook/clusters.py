@@ -37,6 +37,9 @@ DURATION_RE = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 DEFAULT_ENV_FILE = "/etc/default/aurora-scheduler"
+RPM_ENV_FILE = "/etc/sysconfig/aurora-scheduler"
+# Where preflight looks for the environment file when the cluster file names none.
+ENV_FILE_CANDIDATES = (DEFAULT_ENV_FILE, RPM_ENV_FILE)
 DEFAULT_LOG_PATH = "/var/lib/aurora/scheduler/db"
 DEFAULT_BACKUP_DIR = "/var/lib/aurora/scheduler/backups"
 
@@ -161,18 +164,26 @@ class Cluster(_Strict):
     name: Name
     aurora_name: Name
     http_port: Port = 8081
-    env_file: RemotePath = DEFAULT_ENV_FILE
+    # Unset: /etc/default/aurora-scheduler (Debian), else /etc/sysconfig/aurora-scheduler (RPM).
+    env_file: RemotePath | None = None
     native_log_file_path: RemotePath | None = None
     backup_dir: RemotePath | None = None
     admin_clusters_json: RemotePath = "/etc/aurora/clusters.json"
-    # Added: the scheduler's log, one of the three sources of restore.leader.
-    scheduler_log: RemotePath = "/var/log/aurora/aurora-scheduler.log"
-    aurora_admin: Command = "aurora_admin"
+    # Added: the scheduler's log, one of the three sources of restore.leader. Unset:
+    # journald, `journalctl -u <scheduler_unit>` (no package writes a log file).
+    scheduler_log: RemotePath | None = None
+    scheduler_unit: Name = "aurora-scheduler"
+    # The aurora client; unset: found on each host (Debian's `aurora-admin`, the RPM's
+    # `aurora_admin`). A configured name wins.
+    aurora_admin: Command | None = None
     scheduler_user: User = "aurora"
     mesos_log: Command = "mesos-log"
     max_backup_age: Duration = "4h"
     # Added: how long restore.failover waits for a leader after the commit.
     failover_wait: Duration = "5m"
+    # Added: how long a start waits for every scheduler to answer /vars in the state
+    # the step expects (a started unit is not a scheduler that came up).
+    start_wait: Duration = "3m"
     zk_endpoints: str | None = None
     serverset_path: RemotePath = "/aurora/scheduler"
     two_person_rule: bool = True

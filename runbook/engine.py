@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook import actions, commands as cmd
+from runbook import actions, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
@@ -75,6 +75,36 @@ def backup_choice_open(rec: RestoreRecord) -> bool:
         st.get("status") in ("pending", "awaiting")
         for sid, st in rec.steps.items()
         if sid not in early and sid in rec.meta["plan"]
+    )
+
+
+RAN = ("running", "succeeded", "failed", "interrupted")
+
+
+def log_window_open(procedure: tuple[Step, ...], rec: RestoreRecord) -> bool:
+    """From the first run of a step that empties the replicated log (log.wipe) until a step
+    that fills it from the backup (restore.commit) has succeeded, no path may start a
+    scheduler with its normal flags: on an empty log it would register, reconcile and
+    kill every running task (the seed page's own warning)."""
+
+    def state(s: Step) -> dict[str, Any]:
+        st: dict[str, Any] = rec.steps.get(s.id, {})
+        return st
+
+    emptied = any(
+        s.empties_log
+        and (int(state(s).get("attempt", 0) or 0) > 0 or state(s).get("status") in RAN)
+        for s in procedure
+    )
+    filled = all(state(s).get("status") == "succeeded" for s in procedure if s.fills_log)
+    return emptied and not filled
+
+
+def _touches_schedulers(step: Step) -> bool:
+    """A step that stops or starts schedulers or edits their flags: after it, the revert
+    restarts them so that they run with their normal flags again."""
+    return step.risk is not Risk.READ_ONLY and any(
+        "{!service_" in c or "{env_file}" in c for c in step.commands
     )
 
 
@@ -151,6 +181,10 @@ class Engine:
                 cmd.backup_id(backup)
             except cmd.InvalidValue as exc:
                 raise Refused(str(exc)) from None
+        if not await self.may_approve(cluster, by):
+            raise Refused(
+                f"{by.label} is not an approver for {cluster.name}: only an approver may start a restore"
+            )
         rid = uuid.uuid4().hex[:12]
         steps = {s.id: {"status": "pending", "attempt": 0} for s in self.procedure}
         meta = {
@@ -180,6 +214,20 @@ class Engine:
         if not await self.may_approve(cluster, by):
             raise Refused(f"{by.label} is not an approver for {cluster.name}")
 
+    def _two_person(self, rec: RestoreRecord, step: Step, by: Actor, doing: str) -> None:
+        """Every run of a destructive step (a first approval, a retry, a Mark done, the
+        step after an interruption) needs an approver other than the requester, who is
+        an approver too (start checks it): two distinct approvers."""
+        if (
+            step.risk is Risk.DESTRUCTIVE
+            and self.cluster_of(rec).two_person_rule
+            and by.id == rec.meta["started_by"]
+        ):
+            raise Refused(
+                f"{step.id} is destructive: {doing} it needs an approver other than "
+                f"{by.label}, who started the restore"
+            )
+
     async def _context(self, rec: RestoreRecord, step: Step, on_result: Any = None) -> StepContext:
         cluster = self.cluster_of(rec)
         remote, probe = self._ports(cluster)
@@ -204,14 +252,7 @@ class Engine:
         if state.get("status") != "awaiting":
             raise Refused(f"{sid} is not waiting for approval (it is {state.get('status')})")
         await self._check_approver(cluster, by)
-        if (
-            step.risk is Risk.DESTRUCTIVE
-            and cluster.two_person_rule
-            and by.id == rec.meta["started_by"]
-        ):
-            raise Refused(
-                f"{sid} is destructive: it needs an approver other than {by.label}, who started the restore"
-            )
+        self._two_person(rec, step, by, "approving")
         await self._precondition(rec, step, by, "awaiting")
         won = await self.store.transition(
             rid,
@@ -236,6 +277,19 @@ class Engine:
     async def _precondition(self, rec: RestoreRecord, step: Step, by: Actor, status: str) -> None:
         """Refuse to run a step whose precondition fails, saying why. A step that can go
         back (`rewind_to`) fails instead, so that its card offers the way back."""
+        if step.needs_real_log and log_window_open(self.procedure, rec):
+            window = (
+                "the replicated log was wiped and the backup is not committed: starting the "
+                "schedulers with their normal flags now would kill every running task"
+            )
+            await self.store.transition(
+                rec.rid,
+                step.id,
+                (status,),
+                {},
+                {"type": "refused", "actor": by.id, "reason": window},
+            )
+            raise Refused(f"{step.id} cannot run now: {window}")
         if not step.precondition:
             return
         why = await actions.PRECONDITION[step.precondition](await self._context(rec, step))
@@ -327,7 +381,10 @@ class Engine:
             res = await self.store.transition(rid, sid, ("awaiting",), {"status": "pending"}, event)
             if not res.ok:
                 raise Refused(f"{sid} was approved meanwhile: the backup stays")
-        await self.store.set_data(rid, **actions.backup_facts(backup, cluster))
+        holder = sorted(rec.data["backups"][backup])[0]
+        ctx = await self._context(rec, self.step(rec.meta["plan"][0]))
+        taken_at = await preflight.exact_time(ctx, backup, holder)
+        await self.store.set_data(rid, **actions.backup_facts(backup, cluster, taken_at))
         # prep.ack_backup is decided again, for the new backup's age.
         plan = [
             s.id for s in self.procedure if s.id in rec.meta["plan"] or s.id == "prep.ack_backup"
@@ -420,6 +477,7 @@ class Engine:
         self.step(sid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
+        self._two_person(rec, self.step(sid), by, "retrying")
         state = rec.steps.get(sid, {})
         if state.get("status") in ("failed", "interrupted"):
             await self._precondition(rec, self.step(sid), by, str(state["status"]))
@@ -436,6 +494,7 @@ class Engine:
             raise Refused(
                 f"{sid} can be retried only after it failed or was interrupted (it is {won.step.get('status')})"
             )
+        await self._notify("retried", rid=rid, step=sid, actor=by.id)
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
         return outcome
@@ -445,6 +504,7 @@ class Engine:
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
+        self._two_person(rec, self.step(sid), by, "marking done")
         res = await self.store.transition(
             rid,
             sid,
@@ -456,9 +516,14 @@ class Engine:
             raise Refused(
                 f"only an interrupted step can be marked done ({sid} is {res.step.get('status')})"
             )
+        await self._notify("marked_done", rid=rid, step=sid, actor=by.id)
         await self.advance(rid)
 
     async def abort(self, rid: str, by: Actor, revert: bool) -> str:
+        """Stop the restore. Before the log was wiped, `revert` undoes every change and
+        starts the schedulers with their normal flags. After the wipe and before a
+        successful commit, nothing starts: the schedulers are stopped and stay disabled,
+        and a person chooses the way on (`put_back_log`, or leave them stopped)."""
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
@@ -467,7 +532,6 @@ class Engine:
             {"status": "aborted"},
             {"type": "aborted", "actor": by.id, "revert": revert},
             ("running",),
-            release=not revert,
         )
         if not ok:
             raise Refused(f"the restore is {status}, not running")
@@ -486,52 +550,186 @@ class Engine:
                     {"status": "failed", "error": "aborted"},
                     {"type": "failed", "actor": by.id, "reason": "aborted"},
                 )
-        if not revert:
-            await self.store.expire(rid, self.retention_seconds)
-            await self._notify("aborted", rid=rid, actor=by.id)
+        rec = await self.record(rid)
+        if log_window_open(self.procedure, rec):
+            outcome = await self._hold_stopped(rec)
+            await self.store.set_data(rid, held_after_wipe=True)
+            await self._end(rid, "aborted", "held_stopped", by, outcome.summary, ok=outcome.ok)
             return "aborted"
-        outcome = await self._revert(rec, by)
+        if not revert:
+            await self._end(rid, "aborted", "abort_done", by, "nothing was reverted", ok=True)
+            return "aborted"
+        try:
+            outcome = await self._revert(rec)
+        except Exception as exc:  # the revert must end, and say how
+            log.exception("revert of %s failed", rid)
+            outcome = Outcome(False, f"the revert stopped on {type(exc).__name__}: {exc}")
         final = "reverted" if outcome.ok else "aborted"
-        await self.store.restore_event(
+        await self._end(
             rid,
-            {"status": final},
-            {
-                "type": "reverted" if outcome.ok else "revert_failed",
-                "actor": by.id,
-                "summary": outcome.summary,
-            },
-            ("aborted",),
-            release=True,
+            final,
+            "reverted" if outcome.ok else "revert_failed",
+            by,
+            outcome.summary,
+            outcome.ok,
         )
-        await self.store.expire(rid, self.retention_seconds)
-        await self._notify(final, rid=rid, actor=by.id, summary=outcome.summary)
         if not outcome.ok:
             raise Refused(f"aborted, but the revert failed: {outcome.summary}")
         return final
 
-    async def _revert(self, rec: RestoreRecord, by: Actor) -> Outcome:
-        """cleanup.revert's semantics: every file back, and schedulers started if stopped."""
-        ctx = await self._context(rec, self.step("cleanup.revert"))
+    async def _end(
+        self, rid: str, final: str, kind: str, by: Actor, summary: str, ok: bool
+    ) -> None:
+        """Record how an abort ended, free the cluster, and tell the fronts."""
+        summary = redact(summary)[:3000]
+        await self.store.restore_event(
+            rid,
+            {"status": final},
+            {"type": kind, "actor": by.id, "summary": summary},
+            ("aborted",),
+            release=True,
+        )
+        await self.store.set_data(rid, originals=None)
+        await self.store.expire(rid, self.retention_seconds)
+        await self._notify(final, rid=rid, actor=by.id, summary=summary, ok=ok, ending=kind)
+
+    def _held_summary(self, rec: RestoreRecord, stopped: Outcome) -> str:
+        archives = rec.data.get("archives") or {}
+        cluster = self.cluster_of(rec)
+        missing = [
+            s.host for s in cluster.schedulers if not (archives.get(s.host) or {}).get("sha256")
+        ]
+        lines = [
+            "The replicated log was wiped and the backup was not committed: nothing was "
+            "started. The schedulers are stopped and stay disabled (their environment files "
+            "still point at the bogus Mesos master), so no start, not even a reboot's, "
+            "registers on an empty log.",
+            f"Stopping them: {stopped.summary}",
+            "Two ways on:",
+        ]
+        if missing:
+            lines.append(
+                "- Put the old log back: not possible on "
+                + ", ".join(missing)
+                + " (no archive recorded by log.archive)."
+            )
+        else:
+            lines.append(
+                "- Put the old log back from the log.archive tarballs (sha256-checked), then "
+                "revert the files and start the schedulers on it (“Put the old log back”; "
+                "console: `aurora-restore put-back`)."
+            )
+        lines.append(
+            "- Or leave everything as it is and restore by hand; per host: "
+            + "; ".join(f"{h}: archive {a.get('path', '-')}" for h, a in sorted(archives.items()))
+            if archives
+            else "- Or leave everything as it is and restore by hand (no archive exists)."
+        )
+        return "\n".join(lines)
+
+    async def _hold_stopped(self, rec: RestoreRecord) -> Outcome:
+        """Stop every scheduler and keep the files as they are (disabled)."""
+        ctx = await self._context(rec, self.step(self._step_with("empties_log")))
+        try:
+            stopped = await actions.stop(ctx)
+        except Exception as exc:
+            stopped = Outcome(False, f"{type(exc).__name__}: {exc}")
+        return Outcome(stopped.ok, self._held_summary(rec, stopped))
+
+    def _step_with(self, flag: str) -> str:
+        return next(s.id for s in self.procedure if getattr(s, flag))
+
+    async def put_back_log(self, rid: str, by: Actor) -> str:
+        """After an abort that left the schedulers stopped on a wiped log: put the archived
+        log back on every host (its sha256 checked against log.archive's), then revert the
+        files and start the schedulers with their normal flags on the old log."""
+        rec = await self.record(rid)
+        cluster = self.cluster_of(rec)
+        await self._check_approver(cluster, by)
+        if rec.status != "aborted" or not rec.data.get("held_after_wipe"):
+            raise Refused(
+                "only a restore aborted after the wipe, with its schedulers held stopped, can have its old log put back"
+            )
+        if cluster.two_person_rule and by.id == rec.meta["started_by"]:
+            raise Refused(
+                f"putting the old log back needs an approver other than {by.label}, who started the restore"
+            )
+        archives = rec.data.get("archives") or {}
+        missing = [
+            s.host for s in cluster.schedulers if not (archives.get(s.host) or {}).get("sha256")
+        ]
+        if missing:
+            raise Refused(
+                f"no archive recorded by log.archive on {', '.join(missing)}: the old log cannot be put back there"
+            )
+        ok, status = await self.store.restore_event(
+            rid, {"status": "putting_back"}, {"type": "putting_back", "actor": by.id}, ("aborted",)
+        )
+        if not ok:
+            raise Refused(f"the restore is {status}: the old log is already being put back, or was")
+        await self._notify("putting_back", rid=rid, actor=by.id)
+        ctx = await self._context(rec, self.step(self._step_with("empties_log")))
+        try:
+            outcome = await actions.put_back_log(ctx, archives)
+            if outcome.ok:
+                reverted = await self._revert(await self.record(rid), restart_always=True)
+                outcome = Outcome(reverted.ok, outcome.summary + "\n" + reverted.summary)
+        except Exception as exc:
+            log.exception("putting the log back for %s failed", rid)
+            outcome = Outcome(False, f"stopped on {type(exc).__name__}: {exc}")
+        final = "reverted" if outcome.ok else "aborted"
+        summary = redact(outcome.summary)[:3000]
+        await self.store.restore_event(
+            rid,
+            {"status": final},
+            {
+                "type": "log_put_back" if outcome.ok else "put_back_failed",
+                "actor": by.id,
+                "summary": summary,
+            },
+            ("putting_back",),
+            release=True,
+        )
+        if outcome.ok:
+            await self.store.set_data(rid, held_after_wipe=False, originals=None)
+        await self._notify(
+            final, rid=rid, actor=by.id, summary=summary, ok=outcome.ok, ending="log_put_back"
+        )
+        if not outcome.ok:
+            raise Refused(f"putting the old log back failed: {summary}")
+        return final
+
+    async def _revert(self, rec: RestoreRecord, restart_always: bool = False) -> Outcome:
+        """cleanup.revert's semantics: every file back, and the schedulers restarted with
+        their normal flags when the restore stopped or started them. Never in the window
+        between the wipe and the commit (log_window_open)."""
+        if log_window_open(self.procedure, rec) and not restart_always:
+            return Outcome(False, "the log was wiped and nothing committed: not reverting")
+        ctx = await self._context(rec, self.step(self._step_with("needs_real_log")))
         out = await actions.revert(ctx)
         if not out.ok:
-            return out
-        stopped = any(
-            rec.steps.get(s, {}).get("status") == "succeeded" for s in ("prep.stop", "log.stop")
+            return Outcome(False, f"files not reverted: {out.summary}; nothing was started")
+        touched = restart_always or any(
+            int(st.get("attempt", 0) or 0) > 0 and _touches_schedulers(self.step(sid))
+            for sid, st in rec.steps.items()
+            if st.get("status") != "skipped"
         )
-        if stopped:
-            started = await actions.start(ctx)
-            if not started.ok:
-                return Outcome(
-                    False, f"files reverted; starting the schedulers failed: {started.summary}"
-                )
-        wiped = rec.steps.get("log.wipe", {}).get("status") == "succeeded"
-        note = (
-            " The replicated log was wiped: restore it from the log.archive tarball if needed."
-            if wiped
-            else ""
-        )
+        if not touched:
+            return Outcome(True, out.summary + ".")
+        stopped = await actions.stop(ctx)
+        if not stopped.ok:
+            return Outcome(
+                False,
+                f"files reverted; stopping the schedulers to restart them failed: {stopped.summary}",
+            )
+        started = await actions.start(ctx)
+        if not started.ok:
+            return Outcome(
+                False, f"files reverted; the schedulers did not come back: {started.summary}"
+            )
         return Outcome(
-            True, out.summary + (" and schedulers started" if stopped else "") + "." + note
+            True,
+            f"{out.summary}; the schedulers were restarted with their normal flags: {started.summary}",
         )
 
     def _require_running(self, rec: RestoreRecord) -> None:
@@ -613,6 +811,7 @@ class Engine:
             release=True,
         )
         if ok:
+            await self.store.set_data(rec.rid, originals=None)
             await self.store.expire(rec.rid, self.retention_seconds)
             await self._notify("finished", rid=rec.rid, status=final)
 
@@ -673,6 +872,20 @@ class Engine:
                 res.step.get("status"),
             )
         await self._notify("finished_step", rid=rid, step=sid, ok=outcome.ok, summary=summary)
+        if not outcome.ok and self.step(sid).fail_ends_restore and res.ok:
+            # Nothing has changed yet: the restore ends and the cluster is free again; a
+            # new start reads the cluster file afresh.
+            ended, _ = await self.store.restore_event(
+                rid,
+                {"status": "failed", "current": ""},
+                {"type": "restore_failed", "reason": f"{sid} failed; nothing was changed"},
+                ("running",),
+                release=True,
+            )
+            if ended:
+                await self.store.set_data(rid, originals=None)
+                await self.store.expire(rid, self.retention_seconds)
+                await self._notify("finished", rid=rid, status="failed")
         return outcome
 
     async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:

@@ -53,6 +53,14 @@ class Step:
     rewind_to: str | None = None
     # What the way back is called on the card, in refusals and in the console.
     rewind_label: str = ""
+    # The replicated log: a step that empties it opens the window in which no scheduler
+    # may start with its normal flags; a step that fills it from the backup closes it.
+    empties_log: bool = False
+    fills_log: bool = False
+    # Starts schedulers with their normal flags (or leads there): refused in that window.
+    needs_real_log: bool = False
+    # A failure ends the restore at once and frees the cluster (nothing was changed yet).
+    fail_ends_restore: bool = False
 
 
 PREPARATION = "Preparation"
@@ -87,8 +95,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
             "ls -1 {backup_dir}",
             "{!is_active}",
         ),
-        check="every host reached; originals stored",
+        check="every gate passed; originals stored",
         skippable=False,
+        fail_ends_restore=True,
     ),
     Step(
         id="prep.ack_backup",
@@ -188,7 +197,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         targets=Targets.ALL,
         risk=Risk.MUTATING,
         commands=("{!service_start}",),
-        check="service active on every host",
+        check="every scheduler answers /vars, disabled: STORAGE_PREPARED or the leader LEADER_AWAITING_REGISTRATION",
     ),
     Step(
         id="log.stop",
@@ -211,12 +220,14 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         targets=Targets.ALL,
         risk=Risk.MUTATING,
         commands=(
-            "need=$(sudo du -sk {log_dir} | cut -f1); "
+            "need=$(sudo -n du -sk {log_dir} | cut -f1); "
             "free=$(df -Pk {log_parent} | awk 'NR==2 {print $4}'); "
-            'if [ "$free" -le "$need" ]; then echo "not enough room: need ${need}K, ${free}K free" >&2; exit 1; fi; '
-            "sudo tar -czf {archive} -C {log_dir} . && ls -l {archive}",
+            'if [ "$free" -le "$need" ]; then echo "not enough room next to the log: the archive needs about ${need}K, ${free}K are free" >&2; exit 1; fi; '
+            "sudo -n tar -czf {archive} -C {log_dir} . "
+            '|| { sudo -n rm -f {archive}; echo "archiving failed: the partial archive was removed" >&2; exit 1; }; '
+            "sudo -n sha256sum {archive}",
         ),
-        check="tarball exists, size > 0",
+        check="the tarball lists every file of the log directory; its sha256 is kept for the way back",
         added=True,
     ),
     Step(
@@ -232,6 +243,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         commands=("sudo find {log_dir} -mindepth 1 -delete",),
         check="directory empty everywhere",
         precondition="all_stopped",
+        empties_log=True,
     ),
     Step(
         id="log.init",
@@ -255,7 +267,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         targets=Targets.ALL,
         risk=Risk.MUTATING,
         commands=("{!service_start}",),
-        check="active everywhere",
+        check="every scheduler answers /vars, disabled: STORAGE_PREPARED or the leader LEADER_AWAITING_REGISTRATION",
     ),
     Step(
         id="restore.leader",
@@ -328,6 +340,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         check="the old leader restarted and the recovery is no longer staged",
         skippable=False,
         precondition="staged_on_same_leader",
+        fills_log=True,
         # A new leader has no staged recovery: find it, place the backup there, stage again.
         rewind_to="restore.leader",
         rewind_label="Back to restore.stage",
@@ -359,6 +372,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         check="sha256 equals the original on every host",
         skippable=False,
+        needs_real_log=True,
     ),
     Step(
         id="cleanup.restart",
@@ -368,7 +382,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         targets=Targets.ALL,
         risk=Risk.MUTATING,
         commands=("{!service_stop} && {!service_start}",),
-        check="active everywhere",
+        check="each scheduler answers /vars again (the leader ACTIVE or on its way)",
+        needs_real_log=True,
     ),
     Step(
         id="cleanup.verify",

@@ -126,10 +126,17 @@ async def test_rules_of_approval(sandbox: RunningSandbox, store: Store) -> None:
     assert sandbox.ssh("scheduler-2", "sudo systemctl stop aurora-scheduler").returncode == 0
     assert (await engine.approve(rid, "log.wipe", BOB)).ok
 
-    # Abort and revert: every file is back, byte for byte, and the schedulers run again.
+    # An abort after the wipe starts nothing: the schedulers stay stopped and disabled.
     rec = await engine.record(rid)
     originals = rec.data["originals"]
-    assert await engine.abort(rid, BOB, revert=True) == "reverted"
+    assert await engine.abort(rid, BOB, revert=True) == "aborted"
+    assert set(sandbox.states().values()) == {"DOWN"}
+    assert await store.holder("sandbox") is None
+    # Putting the old log back needs someone other than the requester; then every file
+    # is back, byte for byte, and the schedulers run again on the old log.
+    with pytest.raises(Refused, match="needs an approver other than alice"):
+        await engine.put_back_log(rid, ALICE)
+    assert await engine.put_back_log(rid, BOB) == "reverted"
     for s in sandbox.cluster.schedulers:
         for field in ("env_file", "admin_clusters_json"):
             data = Path(sandbox.cluster.path(s, field) or "").read_bytes()

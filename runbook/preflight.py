@@ -1,0 +1,466 @@
+"""prep.preflight: every gate before the first change.
+
+Whatever would make a later step fail for a reason of configuration or environment is
+found here, while nothing has changed: the environment file found, understood and its
+edits computed in memory (and evaluated on the host the way the packaged startup script
+evaluates it), clusters.json editable, the aurora client and `mesos-log` present, the log
+and backup directories there, `sudo -n` allowed for every command the procedure runs
+under sudo, the leader's sources usable, the backups listed with their true age. Each
+problem is one line naming the host and what is wrong; a failed preflight ends the
+restore and frees the cluster (runbook.engine).
+
+Only reads happen here. Evaluating the environment file runs bash's `source` on it as the
+SSH user, which is what the packaged startup script does at every start (as `aurora`):
+its `$(...)` run, nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from runbook import commands as cmd, envfile
+from runbook.actions import (
+    LIST_BACKUPS,
+    Outcome,
+    StepContext,
+    _b64,
+    _failures,
+    _read_all,
+    _sha,
+    aurora_client,
+    backup_facts,
+    backup_rows,
+    direct_clusters_json,
+    host_values,
+    lifecycle,
+    parse_backup_list,
+    render_for,
+    table_rows,
+    unb64,
+)
+from runbook.backups import backup_time, parse_names
+from runbook.clusters import ENV_FILE_CANDIDATES
+from runbook.hostlog import log_read_command, uses_journal
+
+# Everything the procedure runs under sudo, rendered per host (without the `sudo`), so
+# preflight can ask `sudo -n -l` for each. `{!…}` service commands are checked when the
+# operator's template starts with `sudo`.
+SUDO_USES = (
+    "tee {env_file}",
+    "tee {admin_clusters_json}",
+    "du -sk {log_dir}",
+    "tar -czf {archive} -C {log_dir} .",
+    "tar -tzf {archive}",
+    "sha256sum {archive}",
+    "find {log_dir} -mindepth 1 -delete",
+    "ls -A {log_dir}",
+    "rm -f {archive}",
+    "tar -xzf {archive} -C {log_dir}",
+    "test -d {log_dir}",
+)
+# The backup directory's entries, NUL-separated: a name holding a newline stays one name
+# (and is no backup).
+LIST_DIR = "find {backup_dir} -mindepth 1 -maxdepth 1 -printf '%f\\0'"
+SUDO_AS_SCHEDULER_USER = ("{!mesos_log} initialize --path={log_dir}",)
+
+
+def _first_word(command: str) -> str:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command.split()[0] if command.split() else command
+    return words[0] if words else command
+
+
+async def _locate_env_files(ctx: StepContext) -> dict[str, str]:
+    """host → the environment file's path, or "problem: …" when none is found."""
+    out: dict[str, str] = {}
+    todo: dict[str, str] = {}
+    candidates = " ".join(shlex.quote(c) for c in ENV_FILE_CANDIDATES)
+    for s in ctx.cluster.schedulers:
+        configured = ctx.cluster.path(s, "env_file")
+        if configured:
+            out[s.host] = configured
+        else:
+            todo[s.host] = (
+                f'for f in {candidates}; do if [ -f "$f" ]; then echo "$f"; exit 0; fi; done; exit 1'
+            )
+    if todo:
+        found = await ctx.run(todo)
+        for h, r in found.items():
+            path = r.stdout.strip().splitlines()[0] if r.ok and r.stdout.strip() else ""
+            try:
+                out[h] = cmd.path(path)
+            except cmd.InvalidValue:
+                out[h] = f"problem: no environment file at {' or '.join(ENV_FILE_CANDIDATES)}"
+    return out
+
+
+def _edited_env(text: str) -> tuple[str | None, bool, list[str]]:
+    """(the file as prep.auth and prep.disable will leave it, auth flag present, problems)."""
+    try:
+        envfile.flavour(text)
+    except envfile.EnvFileError as exc:
+        return None, False, [str(exc)]
+    problems = envfile.check_editable(text)
+    if problems:
+        return None, False, problems
+    try:
+        auth = envfile.has_auth_flag(text)
+        edited = envfile.disable(envfile.drop_auth(text) if auth else text)
+    except envfile.EnvFileError as exc:
+        return None, False, [str(exc)]
+    left = envfile.check_disabled(edited)
+    return (edited, auth, []) if not left else (None, auth, left)
+
+
+async def _evaluate_argv(
+    ctx: StepContext, files: Mapping[str, tuple[str, str, bytes, bool]]
+) -> dict[str, list[str]]:
+    """On each host, the scheduler's argv before and after the edit, as the packaged
+    startup script would compute it; host → problems (empty: only the intended flags
+    differ, each once)."""
+    before_cmd, after_cmd, stdin = {}, {}, {}
+    for h, (path, flavour, edited, _auth) in files.items():
+        script = envfile.argv_script(flavour)  # type: ignore[arg-type]
+        before_cmd[h] = f"bash -c {shlex.quote(script)} _ {shlex.quote(path)}"
+        after_cmd[h] = f"bash -c {shlex.quote(script)} _ /dev/stdin"
+        stdin[h] = edited
+    before, after = await asyncio.gather(
+        ctx.run(before_cmd, record=False), ctx.run(after_cmd, stdin=stdin, record=False)
+    )
+    out: dict[str, list[str]] = {}
+    for h, (_path, _flavour, _edited, auth) in files.items():
+        b, a = before[h], after[h]
+        if not b.ok or not a.ok:
+            why = "; ".join(_failures({h: b if not b.ok else a}))
+            out[h] = [f"cannot evaluate the environment file as the startup script does: {why}"]
+            continue
+        wanted: dict[str, str | None] = dict(envfile.DISABLED_ARGV)
+        if auth:
+            wanted.update(envfile.NO_AUTH_ARGV)
+        out[h] = envfile.argv_changes(
+            envfile.parse_argv(b.stdout.encode(errors="surrogateescape")),
+            envfile.parse_argv(a.stdout.encode(errors="surrogateescape")),
+            wanted,
+        )
+    return out
+
+
+async def _which(ctx: StepContext, per_host: Mapping[str, str]) -> dict[str, str | None]:
+    """host → the path `command -v` finds for the command given, or None."""
+    res = await ctx.run(
+        {h: f"command -v {shlex.quote(name)}" for h, name in per_host.items()}, record=False
+    )
+    return {h: (r.stdout.strip() or None) if r.ok else None for h, r in res.items()}
+
+
+async def _find_clients(ctx: StepContext) -> tuple[dict[str, str], list[str]]:
+    """The aurora client on each host: the configured one, else `aurora-admin` (Debian)
+    or `aurora_admin` (RPM), whichever is there."""
+    problems: list[str] = []
+    clients: dict[str, str] = {}
+    if ctx.cluster.aurora_admin:
+        name = _first_word(ctx.cluster.aurora_admin)
+        found = await _which(ctx, {h: name for h in ctx.hosts})
+        for h, path in found.items():
+            if path is None:
+                problems.append(
+                    f"{h}: the aurora client {name!r} (aurora_admin in the cluster file) is not on PATH"
+                )
+        return clients, problems
+    debian = await _which(ctx, {h: "aurora-admin" for h in ctx.hosts})
+    rpm = await _which(ctx, {h: "aurora_admin" for h in ctx.hosts})
+    for h in ctx.hosts:
+        if debian[h]:
+            clients[h] = "aurora-admin"
+        elif rpm[h]:
+            clients[h] = "aurora_admin"
+        else:
+            problems.append(
+                f"{h}: no aurora client on PATH (neither aurora-admin, Debian's, nor "
+                "aurora_admin, the RPM's); set aurora_admin in the cluster file"
+            )
+    return clients, problems
+
+
+def _sudo_checks(ctx: StepContext, host: str) -> list[str]:
+    """`sudo -n -l …` for every command the procedure will run on `host` under sudo."""
+    from runbook.actions import verbatim
+
+    values = host_values(ctx.cluster, ctx.sched(host), ctx.facts)
+    words = verbatim(ctx.cluster, ctx.facts, host)
+    checks = []
+    for template in SUDO_USES:
+        try:
+            checks.append("sudo -n -l " + cmd.render(template, values, words))
+        except KeyError:
+            continue  # a value this host lacks is reported by its own gate
+    for template in SUDO_AS_SCHEDULER_USER:
+        with_user = "sudo -n -u {scheduler_user} -l " + template
+        try:
+            checks.append(cmd.render(with_user, values, words))
+        except KeyError:
+            continue
+    for template in (ctx.cluster.service.stop, ctx.cluster.service.start):
+        if template.startswith("sudo "):
+            checks.append("sudo -n -l " + template.removeprefix("sudo ").strip())
+    if uses_journal(ctx.cluster, ctx.sched(host)):
+        checks.append(
+            "sudo -n -l "
+            + log_read_command(ctx.cluster, ctx.sched(host), 1).removeprefix("sudo -n ")
+        )
+    return checks
+
+
+async def _check_sudo(ctx: StepContext) -> list[str]:
+    per_host = {h: _sudo_checks(ctx, h) for h in ctx.hosts}
+    problems: list[str] = []
+    n = max(len(v) for v in per_host.values())
+    for i in range(n):
+        batch = {h: checks[i] for h, checks in per_host.items() if i < len(checks)}
+        res = await ctx.run(batch, record=False)
+        for h, r in res.items():
+            if not r.ok:
+                asked = batch[h].removeprefix("sudo -n ")
+                why = (r.stderr.strip().splitlines() or [r.error or f"exit {r.exit_status}"])[-1]
+                problems.append(f"{h}: sudo does not allow `{asked}` without a password ({why})")
+    return problems
+
+
+async def _check_dirs(ctx: StepContext) -> list[str]:
+    log = await ctx.run(render_for(ctx, "sudo -n test -d {log_dir}"), record=False)
+    backups = await ctx.run(render_for(ctx, "test -d {backup_dir}"), record=False)
+    problems = []
+    for h in ctx.hosts:
+        values = host_values(ctx.cluster, ctx.sched(h), ctx.facts)
+        if not log[h].ok:
+            problems.append(
+                f"{h}: the log directory {values['log_dir']} is not there (or not readable with sudo)"
+            )
+        if not backups[h].ok:
+            problems.append(f"{h}: the backup directory {values['backup_dir']} is not there")
+    return problems
+
+
+async def _zones(ctx: StepContext) -> dict[str, dict[str, str]]:
+    """host → {"offset": "+0200", "zone": "CEST"}: the zone the host's clock is in."""
+    res = await ctx.run({h: "date +%z%n%Z" for h in ctx.hosts}, record=False)
+    out = {}
+    for h, r in res.items():
+        lines = r.stdout.split()
+        if r.ok and len(lines) >= 2:
+            out[h] = {"offset": lines[0], "zone": lines[1]}
+    return out
+
+
+def _offset(text: str) -> timezone | None:
+    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
+        return None
+    sign = 1 if text[0] == "+" else -1
+    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
+
+
+async def exact_time(ctx: StepContext, backup: str, host: str) -> float | None:
+    """When `backup` was written, by the clock of the host holding it (its zone and DST),
+    as seconds since the epoch."""
+    stamp = backup_time(backup)
+    if stamp is None:
+        return None
+    when = stamp.strftime("%Y-%m-%d %H:%M")
+    r = await ctx.run({host: f"date -d {shlex.quote(when)} +%s"}, record=False)
+    text = r[host].stdout.strip()
+    return float(text) if r[host].ok and text.isdigit() else None
+
+
+async def preflight(ctx: StepContext) -> Outcome:
+    problems: list[str] = []
+    # 1. The environment file: where, what, and its edits computed in memory.
+    located = await _locate_env_files(ctx)
+    problems += [
+        f"{h}: {v.removeprefix('problem: ')}"
+        for h, v in located.items()
+        if v.startswith("problem: ")
+    ]
+    if problems:
+        return Outcome(False, _failed(problems))
+    paths: dict[str, dict[str, str]] = {h: {"env_file": p} for h, p in located.items()}
+    ctx.facts.update(paths=paths)
+    await ctx.learn(paths=paths)
+    envs = await _read_all(ctx, "env_file")
+    jsons = await _read_all(ctx, "admin_clusters_json")
+    problems += [f"{h}: {v}" for d in (envs, jsons) for h, v in d.items() if isinstance(v, str)]
+    if problems:
+        return Outcome(False, _failed(problems))
+    originals: dict[str, Any] = {}
+    auth: list[str] = []
+    evaluate: dict[str, tuple[str, str, bytes, bool]] = {}
+    for h in ctx.hosts:
+        env, cj = envs[h], jsons[h]
+        assert isinstance(env, bytes) and isinstance(cj, bytes)
+        originals[h] = {
+            "env_file": {"b64": _b64(env), "sha256": _sha(env)},
+            "admin_clusters_json": {"b64": _b64(cj), "sha256": _sha(cj)},
+        }
+        # The revert writes these bytes back: they must come back as they were read.
+        assert _sha(unb64(originals[h]["env_file"]["b64"])) == _sha(env)
+        path = located[h]
+        try:
+            text = env.decode()
+        except UnicodeDecodeError:
+            problems.append(f"{h}: {path} is not UTF-8 text")
+            continue
+        edited, has_auth, why = _edited_env(text)
+        if edited is None:
+            problems += [f"{h}: {path}: {w}" for w in why]
+            continue
+        settings = envfile.settings(text)
+        flavour = envfile.flavour(text)
+        paths[h].update(
+            flavour=flavour,
+            log_dir=settings.get("log_dir", ""),
+            backup_dir=settings.get("backup_dir", ""),
+            quorum=settings.get("quorum", ""),
+        )
+        if has_auth:
+            auth.append(h)
+        evaluate[h] = (path, flavour, edited.encode(), has_auth)
+        try:
+            direct_clusters_json(cj, ctx.cluster, ctx.sched(h))
+        except ValueError as exc:
+            problems.append(
+                f"{h}: {host_values(ctx.cluster, ctx.sched(h), {})['admin_clusters_json']}: {exc}"
+            )
+        values = host_values(ctx.cluster, ctx.sched(h), {"paths": paths})
+        for need in ("log_dir", "backup_dir"):
+            if need not in values:
+                field = "native_log_file_path" if need == "log_dir" else "backup_dir"
+                problems.append(
+                    f"{h}: {path} does not say where the {'replicated log' if need == 'log_dir' else 'backups'} "
+                    f"live; set {field} in the cluster file"
+                )
+    if problems:
+        return Outcome(False, _failed(problems))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    ctx.facts.update(paths=paths, archive_stamp=stamp)
+    await ctx.learn(originals=originals, paths=paths, auth_hosts=auth, archive_stamp=stamp)
+    for h, found in (await _evaluate_argv(ctx, evaluate)).items():
+        problems += [f"{h}: {located[h]}: {p}" for p in found]
+
+    # 2. The tools, the directories, sudo.
+    clients, missing = await _find_clients(ctx)
+    problems += missing
+    ctx.facts.update(clients=clients)
+    await ctx.learn(clients=clients)
+    mesos_log = _first_word(ctx.cluster.mesos_log)
+    for h, where in (await _which(ctx, {h: mesos_log for h in ctx.hosts})).items():
+        if where is None:
+            problems.append(f"{h}: {mesos_log!r} (mesos_log in the cluster file) is not on PATH")
+    problems += await _check_dirs(ctx)
+    if problems:
+        return Outcome(False, _failed(problems))
+
+    # 3. The backups, their true age, and the backup chosen.
+    listing = await ctx.run(render_for(ctx, LIST_DIR))
+    failures = _failures(listing)
+    if failures:
+        return Outcome(False, _failed(["cannot list the backups: " + "; ".join(failures)]))
+    zones = await _zones(ctx)
+    holders: dict[str, list[str]] = {}
+    ignored: set[str] = set()
+    for h, r in listing.items():
+        offset = _offset(zones.get(h, {}).get("offset", ""))
+        names, others = parse_names(r.stdout.split("\0"), offset)
+        for name in names:
+            holders.setdefault(name, []).append(h)
+        ignored |= set(others)
+    states = {h: lifecycle(v) for h, v in (await ctx.vars()).items()}
+    leaders = [h for h, s in states.items() if s in ("ACTIVE", "LEADER_AWAITING_REGISTRATION")]
+    leader = leaders[0] if len(leaders) == 1 else None
+    # Where a scheduler runs, aurora_admin lists the backup_dir of the one it reaches.
+    admin_note = ""
+    asked = leader or next((h for h, s in states.items() if s != "DOWN"), None)
+    if asked is not None:
+        listed_by = await ctx.run(render_for(ctx, LIST_BACKUPS, [asked]))
+        if listed_by[asked].ok:
+            listed = parse_backup_list(listed_by[asked].stdout + "\n" + listed_by[asked].stderr)
+            for name in listed:
+                if asked not in holders.setdefault(name, []):
+                    holders[name].append(asked)
+            admin_note = (
+                f"; {aurora_client(ctx.cluster, ctx.facts, asked)} on {asked} lists {len(listed)}"
+            )
+        else:
+            failed = "; ".join(_failures(listed_by))
+            admin_note = f"; the aurora client on {asked} could not list them ({failed})"
+    wanted = ctx.facts.get("requested_backup")
+    if wanted and wanted not in holders:
+        known = ", ".join(sorted(holders, reverse=True)[:5]) or "none"
+        return Outcome(
+            False, _failed([f"backup {wanted} is on no scheduler (newest there: {known})"])
+        )
+    backup = wanted or (max(holders) if holders else None)
+    taken_at: float | None = None
+    if backup:
+        taken_at = await exact_time(ctx, backup, sorted(holders[backup])[0])
+    facts = backup_facts(backup, ctx.cluster, taken_at)
+    ctx.facts.update(backup=backup)
+    # 4. sudo, now that every path is known (the backup's too).
+    problems += await _check_sudo(ctx)
+
+    # 5. The leader's sources: each configured one must be readable.
+    table: dict[str, Any] = {}
+    disagreements: list[str] = []
+    if ctx.detect is not None:
+        report = await ctx.detect(ctx.cluster, ctx.probe, ctx.remote, "ACTIVE")
+        table, disagreements = dict(report.table), list(report.problems)
+        unusable = getattr(report, "unusable", {}) or {}
+        problems += [
+            f"the leader source {src} cannot be used: {why}" for src, why in unusable.items()
+        ]
+    await ctx.learn(
+        backups={n: sorted(hs) for n, hs in sorted(holders.items(), reverse=True)},
+        not_backups=sorted(ignored)[:50],
+        zones=zones,
+        **facts,
+        preflight_states=states,
+        preflight_leader=leader,
+        preflight_table=table,
+        preflight_problems=disagreements,
+    )
+    if problems:
+        return Outcome(False, _failed(problems))
+    age = facts.get("backup_age")
+    when = _when(taken_at, zones.get(sorted(holders[backup])[0], {}) if backup else {})
+    age_text = f"{age / 3600:.1f}h old{when}" if age is not None else "no backup found"
+    return Outcome(
+        True,
+        f"{len(ctx.hosts)} hosts reached; {len(holders)} backups{admin_note}; "
+        f"backup {backup or '-'} ({age_text}); "
+        f"leader now: {leader or 'none or several'}"
+        + ("\nbackups, newest first:\n" + backup_rows(holders) if holders else "")
+        + (f"\nnot backups (ignored): {', '.join(sorted(ignored)[:5])}" if ignored else "")
+        + ("\nthe leader, by source:\n" + table_rows(table) if table else "")
+        + ("\n(for information: " + "; ".join(disagreements) + ")" if disagreements else ""),
+    )
+
+
+def _when(taken_at: float | None, zone: Mapping[str, str]) -> str:
+    if taken_at is None:
+        return ""
+    utc = datetime.fromtimestamp(taken_at, UTC)
+    text = f", written {utc:%Y-%m-%d %H:%M} UTC"
+    offset = _offset(zone.get("offset", ""))
+    if offset is not None and offset.utcoffset(None) != timedelta(0):
+        text += f" ({utc.astimezone(offset):%H:%M} {zone.get('zone', '')} on the scheduler)"
+    return text
+
+
+def _failed(problems: list[str]) -> str:
+    head = "preflight found what would make the restore fail; nothing was changed:"
+    return head + "\n" + "\n".join(f"- {p}" for p in problems)
