@@ -414,7 +414,18 @@ def preview_lines(step: Step, facts: Mapping[str, Any], cluster: Cluster) -> lis
                 else:
                     err = info.get("error") if isinstance(info, Mapping) else info
                     what = f"⚠️ cannot tell: {etext(err, 200)}"
+                if isinstance(info, Mapping) and not info.get("archive"):
+                    what += " · ⚠️ *no archive*: the old log is gone for good"
                 out.append(f"• `{etext(host, 80)}`: {what}")
+            bare = [
+                h for h, v in preview.items() if isinstance(v, Mapping) and not v.get("archive")
+            ]
+            if bare:
+                out.append(
+                    f"⚠️ *No archive of the log on {len(bare)} hosts:* "
+                    + etext(", ".join(bare), 500)
+                    + ": after the wipe there is no way back to the old log there."
+                )
     elif step.id == "restore.review":
         review = facts.get("review")
         if isinstance(review, Mapping) and "error" in review:

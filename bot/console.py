@@ -37,6 +37,19 @@ def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
     return SshExecutor(cluster), HttpVarsProbe()
 
 
+def describe(info: Any) -> str:
+    """A preview's per-host facts as words, not a Python dict."""
+    if not isinstance(info, dict):
+        return str(info)
+    if "error" in info:
+        text = f"cannot tell ({info['error']})"
+    else:
+        text = f"{info.get('files', '?')} files, {info.get('bytes', '?')} bytes"
+    if "archive" in info:
+        text += f"; archive {info['archive']}" if info["archive"] else "; NO ARCHIVE: no way back"
+    return text
+
+
 class Console:
     def __init__(
         self,
@@ -111,7 +124,7 @@ class Console:
                     self.say(f"    role {role:<16} {n}")
             else:
                 for host, info in preview.items():
-                    self.say(f"  {host}: {info}")
+                    self.say(f"  {host}: {describe(info)}")
         if step.id == "prep.ack_backup":
             age = facts.get("backup_age")
             self.say(

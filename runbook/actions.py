@@ -650,13 +650,18 @@ async def wipe_preview(ctx: StepContext) -> dict[str, Any]:
         ),
         record=False,
     )
-    out = {}
+    archives = ctx.facts.get("archives") or {}
+    out: dict[str, Any] = {}
     for h, r in res.items():
         parts = r.stdout.split()
         out[h] = (
             {"files": int(parts[0]), "bytes": int(parts[1])}
-            if r.ok and len(parts) == 2
+            if r.ok and len(parts) == 2 and all(p.isdigit() for p in parts)
             else {"error": r.error or r.stderr.strip()}
+        )
+        # The way back after the wipe exists only where log.archive left a tarball.
+        out[h]["archive"] = (
+            (archives.get(h) or {}).get("path") if (archives.get(h) or {}).get("sha256") else None
         )
     return out
 

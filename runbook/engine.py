@@ -923,6 +923,35 @@ class Engine:
             await asyncio.sleep(self.lease_ms / 3000)
             await self.store.renew(rid, sid, self.worker, self.lease_ms)
 
+    async def sweep(self) -> list[tuple[str, str]]:
+        """Every running restore's steps whose lease ran out (their worker died) become
+        `interrupted`, with their check run: any living process does it, at any time."""
+        found = []
+        for rid in await self.store.restore_ids(limit=200):
+            rec = await self.store.load(rid)
+            if rec is None or rec.status != "running":
+                continue
+            if not any(st.get("status") == "running" for st in rec.steps.values()):
+                continue
+            found += [(rid, sid) for sid, _ in await self.recover(rid)]
+        return found
+
+    async def sweep_forever(self, every: float | None = None) -> None:
+        """`sweep` every half lease (at least each second), until cancelled."""
+        interval = every if every is not None else max(self.lease_ms / 2000, 1.0)
+        failing = False
+        while True:
+            try:
+                await self.sweep()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one line per run of failures, never a traceback loop
+                if not failing:
+                    log.warning("the lease sweep failed: %s: %s", type(exc).__name__, exc)
+                failing = True
+            await asyncio.sleep(interval)
+
     async def recover(self, rid: str) -> list[tuple[str, Outcome | None]]:
         """Steps whose worker died become `interrupted`; their check tells what it looks like."""
         rec = await self.record(rid)

@@ -20,10 +20,22 @@ on leases. Each event carries the SHA-1 of the one before it (a hash chain).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    NoScriptError,
+    TimeoutError as RedisTimeoutError,
+)
+
+log = logging.getLogger(__name__)
 
 PREFIX = "ar:"
 LOCK_TTL_MS = 24 * 3600 * 1000  # a restore idle for a day frees its cluster
@@ -155,6 +167,10 @@ return {1, ARGV[1]}
 )
 
 
+class StoreUnavailable(Exception):
+    """The Redis server could not be reached within the outage wait."""
+
+
 @dataclass
 class Transition:
     ok: bool
@@ -192,21 +208,55 @@ class Store:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._sha: dict[str, str] = {}
+        # How long a transition waits for an unreachable server before giving up.
+        self.outage_wait = 120.0
+        self.down_since: float | None = None
         # A restore's cluster never changes: remembered to save a round trip per transition.
         self._clusters: dict[str, str] = {}
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._retry(lambda: self._eval(script, keys, args))
+
+    async def _retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """While the server cannot be reached, wait and try again (up to `outage_wait`),
+        so that what a step learnt and the outputs of commands that ran are stored once
+        it is back rather than lost; one log line per outage."""
+        deadline = time.monotonic() + self.outage_wait
+        delay = 0.2
+        while True:
+            try:
+                result = await call()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"the store is unreachable: {exc}") from None
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                    log.warning("the store is unreachable (%s); retrying until it is back", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self.down_since is not None:
+                log.warning("the store is back after %.1fs", time.monotonic() - self.down_since)
+                self.down_since = None
+            return result
+
+    async def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
         sha = self._sha.get(script)
         if sha is None:
             sha = _s(await self.redis.script_load(script))
             self._sha[script] = sha
         try:
             return await self.redis.evalsha(sha, len(keys), *keys, *args)
-        except Exception as exc:  # NOSCRIPT after a server restart: load again, once
-            if "NOSCRIPT" not in str(exc):
-                raise
+        except NoScriptError:  # after a server restart: load it again
             self._sha.pop(script, None)
-            return await self._run(script, keys, args)
+            return await self._eval(script, keys, args)
+
+    async def reachable(self, timeout: float = 1.0) -> bool:
+        """A quick PING, for the click path and /healthz."""
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout))
+        except Exception:
+            return False
 
     async def create(
         self,
@@ -307,15 +357,20 @@ class Store:
         return rec
 
     async def set_data(self, rid: str, **values: Any) -> None:
-        await self.redis.hset(
-            restore_key(rid), mapping={f"data:{k}": json.dumps(v) for k, v in values.items()}
-        )
+        """Facts a restore learnt; None removes one (originals, once the restore ended)."""
+        keep = {f"data:{k}": json.dumps(v) for k, v in values.items() if v is not None}
+        drop = [f"data:{k}" for k, v in values.items() if v is None]
+        if keep:
+            await self._retry(lambda: self.redis.hset(restore_key(rid), mapping=keep))
+        if drop:
+            await self._retry(lambda: self.redis.hdel(restore_key(rid), *drop))
 
     async def set_meta(self, rid: str, meta: dict[str, Any]) -> None:
         await self.redis.hset(restore_key(rid), "meta", json.dumps(meta))
 
     async def save_output(self, rid: str, key: str, value: dict[str, Any]) -> None:
-        await self.redis.hset(output_key(rid), key, json.dumps(value))
+        body = json.dumps(value)
+        await self._retry(lambda: self.redis.hset(output_key(rid), key, body))
 
     async def step_outputs(
         self, rid: str, sid: str, attempt: int, hosts: list[str]

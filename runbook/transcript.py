@@ -9,6 +9,7 @@ carries the log and its final digest, and `verify()` checks both.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,7 +184,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
         if who:
             lines.append("; ".join(who))
         if s["summary"]:
-            lines += ["", s["summary"]]
+            # The summary quotes what hosts said (log lines, outputs): kept inert.
+            lines += ["", *fence(s["summary"])]
         notes = [e for e in s["events"] if e.get("detail")]
         if notes:
             lines.append("")
@@ -192,7 +194,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 for e in notes
             ]
         for batch in s["commands"]:
-            lines += ["", "```sh"] + [f"[{h}] $ {c}" for h, c in batch.items()] + ["```"]
+            lines += ["", *fence("\n".join(f"[{h}] $ {c}" for h, c in batch.items()), "sh")]
         for host, out in sorted(s["hosts"].items()):
             lines += [
                 "",
@@ -201,9 +203,17 @@ def to_markdown(doc: dict[str, Any]) -> str:
             ]
             tail = ((out.get("stdout") or "") + (out.get("stderr") or "")).strip()
             if tail:
-                lines += ["```", tail[-2000:], "```"]
+                lines += fence(tail[-2000:])
         lines.append("")
     return "\n".join(lines)
+
+
+def fence(text: str, info: str = "") -> list[str]:
+    """A Markdown code fence around `text`, longer than any run of backticks inside it,
+    so that nothing in host output ends it and turns live (CommonMark §4.5)."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    bar = "`" * max(3, longest + 1)
+    return [bar + info, text, bar]
 
 
 def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str]:
