@@ -2,7 +2,15 @@
 
 A real backup is the Thrift binary encoding of Aurora's `Snapshot` struct. The sandbox
 writes JSON instead (nothing in the restore procedure looks inside the file), under the
-real name `scheduler-backup-yyyy-MM-dd-HH-mm` in the host's local time.
+real name `scheduler-backup-yyyy-MM-dd-HH-mm` in the host's local time: the JVM's default
+zone, which is the zone of the host (`TZ`, see `--tz`) (apache/aurora
+src/main/java/org/apache/aurora/scheduler/storage/backup/StorageBackup.java: a
+SimpleDateFormat that never sets a zone).
+
+A real store holds terminal tasks too (FINISHED, FAILED, KILLED, LOST) until the pruner
+drops them (apache/aurora src/main/java/org/apache/aurora/scheduler/pruning/PruningModule.java:
+-history_prune_threshold 2days, -history_max_per_job_threshold 100): the generated
+backups and logs hold such a history besides the active tasks.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ import json
 import random
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 BACKUP_FORMAT = "aurora-sandbox-snapshot/1"
 BACKUP_PREFIX = "scheduler-backup-"
@@ -30,6 +38,28 @@ ACTIVE_STATES = (
     "PARTITIONED",
     "THROTTLED",
 )
+
+# Every ScheduleStatus, in api.thrift's order (apache/aurora
+# api/src/main/thrift/org/apache/aurora/gen/api.thrift, enum ScheduleStatus): TaskVars
+# exports a task_store_<STATUS> gauge for each (src/main/java/org/apache/aurora/scheduler/TaskVars.java).
+ALL_STATES = (
+    "INIT",
+    "THROTTLED",
+    "PENDING",
+    "ASSIGNED",
+    "STARTING",
+    "RUNNING",
+    "FINISHED",
+    "PREEMPTING",
+    "RESTARTING",
+    "DRAINING",
+    "FAILED",
+    "KILLED",
+    "KILLING",
+    "LOST",
+    "PARTITIONED",
+)
+TERMINAL_STATES = ("FINISHED", "FAILED", "KILLED", "LOST")
 
 _JOBS = {
     "www-data": [("prod", "hello"), ("prod", "frontend"), ("staging", "frontend")],
@@ -57,7 +87,11 @@ class Task:
         return cls(role, env, job, instance, status, f"{role}-{env}-{job}-{instance}-{uid}")
 
 
-def backup_name(when: datetime) -> str:
+def backup_name(when: datetime, zone: tzinfo | None = None) -> str:
+    """The name StorageBackup gives a backup taken at `when`: its wall time in `zone`
+    (the host's zone), or `when` as it is when no zone is given."""
+    if zone is not None:
+        when = when.astimezone(zone)
     return BACKUP_PREFIX + when.strftime(NAME_FORMAT)
 
 
@@ -114,11 +148,25 @@ def generate_cluster_tasks(rng: random.Random, count: int = 300) -> list[Task]:
     return tasks
 
 
+def generate_history(rng: random.Random, active: list[Task]) -> list[Task]:
+    """Terminal tasks of the same jobs (earlier runs of their instances): what a store
+    keeps until the pruner drops them. A few to a few dozen per job, mostly FINISHED."""
+    jobs = sorted({(t.role, t.environment, t.job) for t in active})
+    history: list[Task] = []
+    for role, env, job in jobs:
+        for _ in range(rng.randint(3, 30)):
+            status = rng.choices(TERMINAL_STATES, weights=[50, 25, 20, 5])[0]
+            history.append(Task.new(role, env, job, rng.randint(0, 39), status, rng))
+    return history
+
+
 def evolve(tasks: list[Task], rng: random.Random, churn: int) -> list[Task]:
-    """The same cluster a while later: `churn` tasks replaced by new ones (rescheduled)."""
+    """The same cluster a while later: `churn` active tasks replaced by new ones
+    (rescheduled); the terminal history is left alone."""
     out = list(tasks)
-    for _ in range(min(churn, len(out))):
-        i = rng.randrange(len(out))
+    active = [i for i, t in enumerate(out) if t.status in ACTIVE_STATES]
+    for _ in range(min(churn, len(active))):
+        i = rng.choice(active)
         old = out[i]
         out[i] = Task.new(old.role, old.environment, old.job, old.instance, "RUNNING", rng)
     return out
@@ -133,13 +181,19 @@ class PlannedBackup:
 
 
 def plan_backups(
-    now: datetime, current: list[Task], count: int, hosts: int, rng: random.Random
+    now: datetime,
+    current: list[Task],
+    count: int,
+    hosts: int,
+    rng: random.Random,
+    zone: tzinfo | None = None,
 ) -> list[PlannedBackup]:
     """`count` backups, newest first: some minutes old, some days old.
 
     The newest backup misses the few tasks started since it was taken (they are in
     `current`), older ones miss more. Not every backup is on every host: the newest is
-    on every host but the last, older ones on one or two hosts.
+    on every host but the last, older ones on one or two hosts. Names are the wall time
+    in `zone` (the hosts' zone; `now` itself when None).
     """
     ages = [timedelta(minutes=12), timedelta(hours=1, minutes=7), timedelta(hours=5)]
     ages += [timedelta(days=d, hours=3) for d in range(1, max(count - 2, 1))]
@@ -154,5 +208,5 @@ def plan_backups(
         else:
             first = i % hosts
             holders = sorted({first, (first + 1) % hosts}) if i % 2 else [first]
-        planned.append(PlannedBackup(backup_name(taken_at), taken_at, tasks, holders))
+        planned.append(PlannedBackup(backup_name(taken_at, zone), taken_at, tasks, holders))
     return planned

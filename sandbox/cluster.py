@@ -20,26 +20,36 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncssh
 
 from runbook.clusters import PATH_RE
 from sandbox import replog
-from sandbox.backups import Task, encode_snapshot, generate_cluster_tasks, plan_backups
+from sandbox.backups import (
+    Task,
+    encode_snapshot,
+    generate_cluster_tasks,
+    generate_history,
+    plan_backups,
+)
 from sandbox.layout import (
+    ADVERTISE,
     CLUSTER_NAME,
+    FLAVOURS,
     INFO_FILE,
     SCHEDULER_USER,
     SERVERSET_PATH,
+    SSH_USER,
     HostInfo,
     SandboxInfo,
+    host_address,
 )
 from sandbox.service import ControlServer, Unit
 from sandbox.sshd import HostSshd, ensure_host_key
 
-SSH_USER = "aurora-ops"
 CONSOLE_APPROVERS = ("alice", "bob")
 
 
@@ -58,6 +68,31 @@ class Options:
     reset: bool = False
     restart_sec: float = 2.0
     seed: int | None = None
+    # The packaging the hosts mirror: "debian" (/etc/default, EXTRA_SCHEDULER_ARGS,
+    # aurora-admin) or "rpm" (/etc/sysconfig, AURORA_FLAGS=(...), aurora_admin).
+    flavour: str = "debian"
+    # What the schedulers advertise in the election: "ip" (the packages' default: no
+    # -hostname, so the host's address) or "hostname" (-hostname=$(uname -n)).
+    advertise: str = "ip"
+    # An IANA zone for every process of the hosts ("": the machine's own).
+    tz: str = ""
+    # True: the unit logs to var/log/aurora/aurora-scheduler.log (and the cluster file
+    # names it as scheduler_log) instead of the journald stand-in.
+    log_file: bool = False
+
+
+def zone(name: str) -> tzinfo | None:
+    """The zone `--tz` names (None for ""); SandboxError when it is not an IANA zone."""
+    if not name:
+        return None
+    if name.startswith("/") or ".." in name or not all(c.isalnum() or c in "/_+-" for c in name):
+        raise SandboxError(f"--tz {name!r} is not an IANA time zone name (e.g. Europe/Paris)")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise SandboxError(
+            f"--tz {name!r} is not a known IANA time zone (e.g. Europe/Paris)"
+        ) from None
 
 
 def _validate(opts: Options) -> None:
@@ -67,6 +102,13 @@ def _validate(opts: Options) -> None:
         raise SandboxError(f"--schedulers must be at most 200, not {opts.schedulers}")
     if opts.backups < 0:
         raise SandboxError(f"--backups must be 0 or more, not {opts.backups}")
+    if opts.flavour not in FLAVOURS:
+        raise SandboxError(f"--flavour must be one of {', '.join(FLAVOURS)}, not {opts.flavour!r}")
+    if opts.advertise not in ADVERTISE:
+        raise SandboxError(
+            f"--advertise must be one of {', '.join(ADVERTISE)}, not {opts.advertise!r}"
+        )
+    zone(opts.tz)
     if opts.port_base and not 1024 <= opts.port_base <= 65535 - 2 * opts.schedulers:
         raise SandboxError(f"--port-base {opts.port_base} is out of range")
     if opts.zk:
@@ -129,35 +171,213 @@ def _prepare_dir(opts: Options) -> Path:
     return directory
 
 
-def _env_file(host: HostInfo, zk: str, cluster: str) -> str:
-    p = host.paths
-    aurora_home = p.root / "var/lib/aurora"
-    return f"""\
-# /etc/default/aurora-scheduler, as Aurora's Debian package lays it out (sandbox host {host.name}).
-GLOG_v=0
-LIBPROCESS_PORT=8083
-#LIBPROCESS_IP=127.0.0.1
-JAVA_OPTS='-Djava.library.path=/usr/local/lib'
-AURORA_HOME="{aurora_home}"
-CLUSTER_NAME="{cluster}"
-HTTP_PORT={host.http_port}
-QUORUM_SIZE=1
-ZK_ENDPOINTS="{zk}"
-MESOS_MASTER="zk://${{ZK_ENDPOINTS}}/mesos"
-ZK_SERVERSET_PATH="{SERVERSET_PATH}"
-ZK_LOGDB_PATH="/aurora/replicated-log"
-LOGDB_FILE_PATH="${{AURORA_HOME}}/scheduler/db"
-BACKUP_DIR="${{AURORA_HOME}}/scheduler/backups"
-THERMOS_EXECUTOR_PATH="/usr/share/aurora/bin/thermos_executor.pex"
-THERMOS_EXECUTOR_RESOURCES=""
-THERMOS_EXECUTOR_FLAGS="--announcer-ensemble 127.0.0.1:2181"
-ALLOWED_CONTAINER_TYPES="MESOS,DOCKER"
-EXTRA_SCHEDULER_ARGS=""
+LICENSE_HEADER = """\
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+#
 """
 
 
-def _startup_script(host: HostInfo) -> str:
+def extra_scheduler_args(advertise: str) -> str:
+    """The value of Debian's EXTRA_SCHEDULER_ARGS on a sandbox host, as written in the file
+    (bash expands it when the startup script sources the file, then splits it into words).
+
+    It holds what operators put there: `-ip=$(hostname -i)` (a command substitution), a
+    `${VAR:-default}`, a two-word `-flag value` pair and plain `-flag=value`s; every flag is
+    one the scheduler knows and none is one the startup script already passes.
+    With advertise="hostname", also `-hostname=$(uname -n)`."""
+    words = [
+        "-ip=$(hostname -i)",
+        "-serverset_endpoint_name=${SERVERSET_ENDPOINT:-http}",
+        "-backup_interval 1hrs",
+        "-max_saved_backups=48",
+        "-history_prune_threshold=2days",
+        "-history_max_per_job_threshold=100",
+    ]
+    if advertise == "hostname":
+        words.append("-hostname=$(uname -n)")
+    return " ".join(words)
+
+
+def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+    """`/etc/default/aurora-scheduler` in the shape of aurora-packaging's
+    specs/debian/aurora-scheduler.default: a license header, comments between the
+    variables, `${VAR}` references, and an EXTRA_SCHEDULER_ARGS that already holds flags."""
     p = host.paths
+    aurora_home = p.root / "var/lib/aurora"
+    return (
+        LICENSE_HEADER
+        + f"""
+# Environment of the Aurora scheduler, sourced by /usr/bin/aurora-scheduler-startup
+# (sandbox host {host.name}).
+
+GLOG_v=0
+LIBPROCESS_PORT=8083
+#LIBPROCESS_IP=127.0.0.1
+
+# Flags that control the behavior of the JVM.
+JAVA_OPTS='-Djava.library.path=/usr/local/lib'
+
+# Where the scheduler keeps its state.
+AURORA_HOME="{aurora_home}"
+
+# The name of this cluster, as clients know it.
+CLUSTER_NAME="{cluster}"
+
+# The HTTP port upon which Aurora will listen.
+HTTP_PORT={host.http_port}
+
+# Size of the quorum of Aurora schedulers which possess a native log. If running in a
+# multi-master configuration, this value should be (number_of_masters / 2) + 1.
+QUORUM_SIZE=1
+
+# The ZooKeeper ensemble the schedulers, Mesos and the replicated log share.
+ZK_ENDPOINTS="{zk}"
+
+# The ZooKeeper URL of the ZNode where the Mesos master has registered.
+MESOS_MASTER="zk://${{ZK_ENDPOINTS}}/mesos"
+
+# The ZooKeeper ZNode under which the schedulers elect a leader and advertise it.
+ZK_SERVERSET_PATH="{SERVERSET_PATH}"
+
+# The ZooKeeper ZNode to which Aurora will register the locations of its replicated log.
+ZK_LOGDB_PATH="/aurora/replicated-log"
+
+# The local directory in which an Aurora scheduler can find Aurora's replicated log.
+LOGDB_FILE_PATH="${{AURORA_HOME}}/scheduler/db"
+
+# The local directory in which Aurora schedulers will place state backups.
+BACKUP_DIR="${{AURORA_HOME}}/scheduler/backups"
+
+# Thermos settings.
+THERMOS_EXECUTOR_PATH="/usr/share/aurora/bin/thermos_executor.pex"
+THERMOS_EXECUTOR_RESOURCES=""
+THERMOS_EXECUTOR_FLAGS="--announcer-ensemble {zk.split(",")[0]}"
+
+# Container types tasks may use.
+ALLOWED_CONTAINER_TYPES="MESOS,DOCKER"
+
+# Further scheduler flags: passed unquoted, so split into words after bash expanded them.
+# Do not repeat a flag the startup script passes (the scheduler refuses to start).
+EXTRA_SCHEDULER_ARGS="{extra_scheduler_args(advertise)}"
+"""
+    )
+
+
+def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+    """`/etc/sysconfig/aurora-scheduler` in the shape of aurora-packaging's
+    specs/rpm/aurora.sysconfig: bash arrays JAVA_OPTS=(...) and a multi-line
+    AURORA_FLAGS=(...) with comments inside, no MESOS_MASTER, no EXTRA_SCHEDULER_ARGS."""
+    p = host.paths
+    hostname = (
+        '\n  # Advertise this host\'s name rather than its address.\n  -hostname="$(uname -n)"\n'
+        if advertise == "hostname"
+        else ""
+    )
+    return (
+        LICENSE_HEADER
+        + f"""
+# Environment of the Aurora scheduler, sourced by /usr/bin/aurora-scheduler-startup
+# (sandbox host {host.name}).
+
+GLOG_v=0
+LIBPROCESS_PORT=8083
+#LIBPROCESS_IP=127.0.0.1
+
+# Flags that control the behavior of the JVM.
+JAVA_OPTS=(
+  # Uses server-level GC optimizations, as this is a server.
+  -server
+
+  # Location of libmesos-XXXX.so / libmesos-XXXX.dylib
+  -Djava.library.path='/usr/lib;/usr/lib64'
+)
+
+# Flags control the behavior of the Aurora scheduler.
+# For a full list of available flags, run /usr/lib/aurora/bin/aurora-scheduler -help
+AURORA_FLAGS=(
+  # The name of this cluster.
+  -cluster_name='{cluster}'
+
+  # The HTTP port upon which Aurora will listen.
+  -http_port={host.http_port}
+
+  # The ZooKeeper URL of the ZNode where the Mesos master has registered.
+  -mesos_master_address='zk://{zk}/mesos'
+
+  # The ZooKeeper quorum to which Aurora will register itself to advertise as a viable
+  # leader.
+  -zk_endpoints='{zk}'
+
+  # The ZooKeeper ZNode within the specified quorum to which Aurora will register its
+  # ServerSet, which keeps track of all live Aurora schedulers.
+  -serverset_path='{SERVERSET_PATH}'
+
+  # Allows the scheduler to launch tasks using the docker containerizer.
+  -allowed_container_types='DOCKER,MESOS'
+
+  ### Native Log configuration
+  # The native log serves as a replicated database which stores the state of the
+  # scheduler, allowing for multi-master operation.
+
+  # Size of the quorum of Aurora schedulers which possess a native log. If running in a
+  # multi-master configuration, this value should be (number_of_masters / 2) + 1.
+  -native_log_quorum_size='1'
+
+  # The ZooKeeper ZNode to which Aurora will register the locations of its replicated log.
+  -native_log_zk_group_path='/aurora/replicated-log'
+
+  # The local directory in which an Aurora scheduler can find Aurora's replicated log.
+  -native_log_file_path='{p.log_dir}'
+
+  # The local directory in which Aurora schedulers will place state backups.
+  -backup_dir='{p.backup_dir}'
+
+  ### Thermos Settings
+  # The local path of the Thermos executor binary.
+  -thermos_executor_path='/usr/bin/thermos_executor'
+
+  # Flags to pass to the Thermos executor.
+  -thermos_executor_flags='--announcer-ensemble {zk.split(",")[0]}'
+{hostname})
+"""
+    )
+
+
+def env_file_text(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+    """The host's env file in its flavour's shape."""
+    if host.flavour == "rpm":
+        return _rpm_env_file(host, zk, cluster, advertise)
+    return _debian_env_file(host, zk, cluster, advertise)
+
+
+def _startup_script(host: HostInfo) -> str:
+    """`/usr/bin/aurora-scheduler-startup` as the package installs it: Debian's
+    (specs/debian/aurora-scheduler.startup.sh) passes the fixed flags from the variables
+    and `$EXTRA_SCHEDULER_ARGS` unquoted; the RPM's (specs/rpm/aurora-scheduler.startup.sh)
+    passes `"${AURORA_FLAGS[@]}"`. Both source the env file with bash."""
+    p = host.paths
+    if host.flavour == "rpm":
+        return f"""\
+#!/bin/bash
+# aurora-scheduler-startup, as Aurora's RPM installs it.
+source {shlex.quote(str(p.env_file))}
+
+export GLOG_v LIBPROCESS_PORT LIBPROCESS_IP
+export JAVA_OPTS="${{JAVA_OPTS[*]}}"
+
+exec {shlex.quote(str(p.scheduler_binary))} "${{AURORA_FLAGS[@]}}"
+"""
     return f"""\
 #!/bin/bash
 # aurora-scheduler-startup, as Aurora's Debian package installs it.
@@ -184,23 +404,44 @@ exec {shlex.quote(str(p.scheduler_binary))} \\
 """
 
 
-SUDO = """\
+DEFAULT_SUDOERS = f"""\
+# /etc/sudoers.d/aurora-ops: what the sudo stand-in lets {SSH_USER} run.
+# A rule: USER HOST=(RUNAS[,RUNAS]) [NOPASSWD:] COMMAND[, COMMAND]...
+# COMMAND is ALL, or a full path with optional arguments (* matches anything; "" means
+# no arguments). Remove or narrow the rule below to drill a host without sudo.
+{SSH_USER} ALL=(ALL) NOPASSWD: ALL
+"""
+
+
+def _real_binary(name: str) -> str:
+    """The machine's own binary (the stand-ins hand everything else to it)."""
+    found = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+    return found or f"/usr/bin/{name}"
+
+
+def uname_stand_in(host: HostInfo) -> str:
+    """`uname -n` answers the simulated host's name; anything else is the real uname."""
+    return f"""\
 #!/bin/bash
-# sudo stand-in: runs the command as asked, recording the target user in SANDBOX_USER.
-user=root
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -u) user="$2"; shift 2 ;;
-    -u*) user="${1#-u}"; shift ;;
-    -n|-E|-H|-S) shift ;;
-    --) shift; break ;;
-    -*) echo "sudo: unknown option -- ${1#-}" >&2; exit 1 ;;
-    *) break ;;
-  esac
-done
-if [ $# -eq 0 ]; then echo "usage: sudo [-u user] command" >&2; exit 1; fi
-export SANDBOX_USER="$user" USER="$user" LOGNAME="$user"
-exec "$@"
+# uname stand-in: this simulated host's node name; everything else from the real uname.
+case "$*" in
+  -n|--nodename) echo {shlex.quote(host.name)}; exit 0 ;;
+esac
+exec {shlex.quote(_real_binary("uname"))} "$@"
+"""
+
+
+def hostname_stand_in(host: HostInfo) -> str:
+    """`hostname [-f|-s]` answers the simulated host's name, `hostname -i` its address;
+    anything else is the real hostname."""
+    return f"""\
+#!/bin/bash
+# hostname stand-in: this simulated host's name and address; everything else real.
+case "$*" in
+  ""|-f|--fqdn|--long|-s|--short) echo {shlex.quote(host.name)}; exit 0 ;;
+  -i|--ip-address) echo {shlex.quote(host.address)}; exit 0 ;;
+esac
+exec {shlex.quote(_real_binary("hostname"))} "$@"
 """
 
 
@@ -228,20 +469,26 @@ def _clusters_json(zk: str) -> str:
     return json.dumps([entry], indent=2) + "\n"
 
 
-def _build_host(host: HostInfo, zk: str, corrupt: bool, tasks: list[Task], seed_log: bool) -> None:
+def _build_host(
+    host: HostInfo, zk: str, corrupt: bool, tasks: list[Task], seed_log: bool, advertise: str
+) -> None:
     p = host.paths
-    for d in (p.home, p.tmp, p.backup_dir, p.scheduler_log.parent, p.aurora_config_root):
+    for d in (p.home, p.tmp, p.backup_dir, p.journal.parent, p.aurora_config_root):
         d.mkdir(parents=True, exist_ok=True)
     p.env_file.parent.mkdir(parents=True, exist_ok=True)
-    p.env_file.write_text(_env_file(host, zk, CLUSTER_NAME))
+    p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise))
     p.clusters_json.write_text(_clusters_json(zk))
+    p.sudoers.parent.mkdir(parents=True, exist_ok=True)
+    p.sudoers.write_text(DEFAULT_SUDOERS)
     _write_exec(p.startup_script, _startup_script(host))
     _write_exec(p.scheduler_binary, _python_tool("sandbox.scheduler"))
-    _write_exec(p.bin_dir / "sudo", SUDO)
+    _write_exec(p.bin_dir / "sudo", _python_tool("sandbox.sudo"))
     _write_exec(p.bin_dir / "systemctl", _python_tool("sandbox.systemctl"))
+    _write_exec(p.bin_dir / "journalctl", _python_tool("sandbox.journalctl"))
     _write_exec(p.bin_dir / "mesos-log", _python_tool("sandbox.mesoslog"))
-    _write_exec(p.bin_dir / "aurora_admin", _python_tool("sandbox.admin"))
-    _write_exec(p.bin_dir / "aurora-admin", _python_tool("sandbox.admin"))
+    _write_exec(p.bin_dir / p.admin_name, _python_tool("sandbox.admin"))
+    _write_exec(p.bin_dir / "uname", uname_stand_in(host))
+    _write_exec(p.bin_dir / "hostname", hostname_stand_in(host))
     if seed_log:
         if corrupt:
             replog.corrupt(p.log_dir)
@@ -297,7 +544,6 @@ def cluster_toml(info: SandboxInfo) -> str:
         f"[clusters.{CLUSTER_NAME}]",
         f"aurora_name = {_toml_str(info.cluster)}",
         f"http_port = {info.hosts[0].http_port}",
-        'aurora_admin = "aurora_admin"',
         f'scheduler_user = "{SCHEDULER_USER}"',
         'mesos_log = "mesos-log"',
         'max_backup_age = "4h"',
@@ -338,16 +584,68 @@ def cluster_toml(info: SandboxInfo) -> str:
             f"native_log_file_path = {_toml_str(str(p.log_dir))}",
             f"backup_dir = {_toml_str(str(p.backup_dir))}",
             f"admin_clusters_json = {_toml_str(str(p.clusters_json))}",
-            f"scheduler_log = {_toml_str(str(p.scheduler_log))}",
         ]
+        if info.log_file:
+            out.append(f"scheduler_log = {_toml_str(str(p.scheduler_log))}")
     return "\n".join(out) + "\n"
+
+
+def _keep_settings(info: SandboxInfo, opts: Options, directory: Path) -> None:
+    """A reused DIR keeps the settings its files were laid out with; asking for other
+    ones (anything but the defaults) is refused rather than silently ignored."""
+    defaults = Options(dir=opts.dir)
+    for name in ("flavour", "advertise", "tz", "log_file"):
+        wanted, saved = getattr(opts, name), getattr(info, name)
+        if wanted != saved and wanted != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            raise SandboxError(
+                f"{directory} holds a sandbox with {flag} {saved!r}, not {wanted!r}; "
+                "start over with --reset, or use another --dir"
+            )
+
+
+def _ports(opts: Options, addresses: list[str]) -> tuple[list[int], list[int]]:
+    """(ssh ports, http ports), one of each per host, on the host's own address."""
+    n = len(addresses)
+    if opts.port_base:
+        ssh = [opts.port_base + i for i in range(n)]
+        http = [opts.port_base + n + i for i in range(n)]
+        for address, a, b in zip(addresses, ssh, http, strict=True):
+            _check_port(address, a)
+            _check_port(address, b)
+        return ssh, http
+    taken: set[int] = set()
+    ssh, http = [], []
+    for address in addresses:
+        for out in (ssh, http):
+            port = _free_port(address)
+            while port in taken:
+                port = _free_port(address)
+            taken.add(port)
+            out.append(port)
+    return ssh, http
+
+
+def _write_backups(
+    info: SandboxInfo, current: list[Task], opts: Options, rng: random.Random
+) -> None:
+    """The generated backups, named in the hosts' zone (--tz) like StorageBackup names
+    them, each file's mtime its true time."""
+    now = datetime.now(UTC)
+    host_zone = zone(info.tz) or datetime.now().astimezone().tzinfo
+    for b in plan_backups(now, current, opts.backups, len(info.hosts), rng, host_zone):
+        data = encode_snapshot(b.tasks, b.taken_at.astimezone(host_zone))
+        stamp = b.taken_at.timestamp()
+        for i in b.hosts:
+            path = info.hosts[i].paths.backup_dir / b.name
+            path.write_bytes(data)
+            os.utime(path, (stamp, stamp))
 
 
 def build(opts: Options) -> SandboxInfo:
     """Lay out DIR (or reuse the sandbox already there). Nothing runs yet."""
     _validate(opts)
     directory = _prepare_dir(opts)
-    address = "127.0.0.1"
     existing = directory / INFO_FILE
     if existing.exists():
         try:
@@ -362,6 +660,7 @@ def build(opts: Options) -> SandboxInfo:
                 f"{' with ZooKeeper ' + info.zk_endpoints if info.zk_endpoints else ''}; "
                 "start over with --reset, or use another --dir"
             )
+        _keep_settings(info, opts, directory)
         for h in info.hosts:
             _check_port(h.address, h.ssh_port)
             _check_port(h.address, h.http_port)
@@ -370,16 +669,8 @@ def build(opts: Options) -> SandboxInfo:
         return info
 
     n = opts.schedulers
-    if opts.port_base:
-        ports = [opts.port_base + i for i in range(2 * n)]
-        for port in ports:
-            _check_port(address, port)
-    else:
-        ports = []
-        while len(ports) < 2 * n:
-            port = _free_port(address)
-            if port not in ports:
-                ports.append(port)
+    addresses = [host_address(i) for i in range(n)]
+    ssh_ports, http_ports = _ports(opts, addresses)
     zk = opts.zk or "127.0.0.1:2181"
     info = SandboxInfo(
         dir=str(directory),
@@ -387,29 +678,29 @@ def build(opts: Options) -> SandboxInfo:
         zk_endpoints=opts.zk,
         restart_sec=opts.restart_sec,
         python=sys.executable,
+        flavour=opts.flavour,
+        advertise=opts.advertise,
+        tz=opts.tz,
+        log_file=opts.log_file,
         hosts=[
             HostInfo(
                 name=f"scheduler-{i + 1}",
-                address=address,
-                ssh_port=ports[i],
-                http_port=ports[n + i],
+                address=addresses[i],
+                ssh_port=ssh_ports[i],
+                http_port=http_ports[i],
                 root=str(directory / "hosts" / f"scheduler-{i + 1}"),
+                flavour=opts.flavour,
             )
             for i in range(n)
         ],
     )
     rng = random.Random(opts.seed)
     current = generate_cluster_tasks(rng, count=rng.randint(240, 360))
-    now = datetime.now()
+    # The store (log and backups) also holds the terminal history; Mesos runs `current`.
+    stored = current + generate_history(rng, current)
     for h in info.hosts:
-        _build_host(h, zk, opts.corrupt_log, current, seed_log=True)
-    for b in plan_backups(now, current, opts.backups, n, rng):
-        data = encode_snapshot(b.tasks, b.taken_at)
-        stamp = b.taken_at.timestamp()
-        for i in b.hosts:
-            path = info.hosts[i].paths.backup_dir / b.name
-            path.write_bytes(data)
-            os.utime(path, (stamp, stamp))
+        _build_host(h, zk, opts.corrupt_log, stored, seed_log=True, advertise=opts.advertise)
+    _write_backups(info, stored, opts, rng)
     info.tasks_file.parent.mkdir(parents=True, exist_ok=True)
     info.tasks_file.write_text(json.dumps([t.__dict__ for t in current], indent=1) + "\n")
     info.killed_file.touch()
@@ -475,7 +766,9 @@ async def run(opts: Options) -> int:
         print(f"ssh config:   {info.root / 'ssh_config'}", flush=True)
         print(
             f"{len(info.hosts)} schedulers: "
-            + ", ".join(f"{h.name} (ssh {h.ssh_port}, http {h.http_port})" for h in info.hosts)
+            + ", ".join(
+                f"{h.name} ({h.address}, ssh {h.ssh_port}, http {h.http_port})" for h in info.hosts
+            )
             + (f"; ZooKeeper {info.zk_endpoints}" if info.zk_endpoints else "; local election"),
             flush=True,
         )

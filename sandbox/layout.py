@@ -13,11 +13,17 @@ does may touch anything outside DIR. The layout:
     DIR/election/                     the local leader election (when no ZooKeeper is used)
     DIR/hosts/<name>/                 one simulated scheduler host: HostPaths below
 
+Each host has a loopback address of its own (127.0.0.11, 127.0.0.12, ...): its SSH
+server and its scheduler bind there, and `hostname -i` answers it.
+
 Environment given to every process of a host (the scheduler, stand-ins, SSH commands):
 
     SANDBOX_DIR      DIR
     SANDBOX_HOST     the host's name, e.g. scheduler-1
+    SANDBOX_ADDRESS  the host's address, e.g. 127.0.0.11
     SANDBOX_CONTROL  127.0.0.1:PORT of the service control server (the systemd stand-in)
+    SANDBOX_USER     who runs the process (the sudo stand-in changes it)
+    TZ               the sandbox's zone, when it has one (`--tz`)
 """
 
 from __future__ import annotations
@@ -35,17 +41,50 @@ MESOS_MASTER = "zk://127.0.0.1:2181/mesos"
 BOGUS_MESOS_MASTER = "zk://localhost:1111/mesos/master"
 SERVERSET_PATH = "/aurora/scheduler"
 SCHEDULER_USER = "aurora"
+SSH_USER = "aurora-ops"
+FLAVOURS = ("debian", "rpm")
+ADVERTISE = ("ip", "hostname")
+# The unit's journal (journald stand-in) and the syslog identifier of its lines.
+UNIT = "aurora-scheduler"
+FIRST_ADDRESS = 11  # scheduler-1 is 127.0.0.11
+
+
+def host_address(index: int) -> str:
+    """The loopback address of the index-th host (0-based): 127.0.0.11, 127.0.0.12, ..."""
+    n = FIRST_ADDRESS + index
+    return f"127.0.{n // 256}.{n % 256}"
 
 
 @dataclass(frozen=True)
 class HostPaths:
-    """The files of one simulated host, mirroring a Debian-packaged scheduler host."""
+    """The files of one simulated host, mirroring a packaged scheduler host: Debian's
+    (aurora-packaging specs/debian) or the RPM's (specs/rpm)."""
 
     root: Path
+    flavour: str = "debian"
 
     @property
     def env_file(self) -> Path:
+        """`/etc/default/aurora-scheduler` (Debian) or `/etc/sysconfig/aurora-scheduler` (RPM)."""
+        if self.flavour == "rpm":
+            return self.root / "etc/sysconfig/aurora-scheduler"
         return self.root / "etc/default/aurora-scheduler"
+
+    @property
+    def admin_name(self) -> str:
+        """The admin client's name: `aurora-admin` from Debian's aurora-tools,
+        `aurora_admin` from the RPM (aurora.md §7, §9.19)."""
+        return "aurora_admin" if self.flavour == "rpm" else "aurora-admin"
+
+    @property
+    def sudoers(self) -> Path:
+        """The rules the sudo stand-in obeys."""
+        return self.root / "etc/sudoers.d/aurora-ops"
+
+    @property
+    def journal(self) -> Path:
+        """The journald stand-in's store for the unit: one line per log line."""
+        return self.root / f"var/log/journal/{UNIT}.journal"
 
     @property
     def clusters_json(self) -> Path:
@@ -66,20 +105,25 @@ class HostPaths:
 
     @property
     def scheduler_log(self) -> Path:
+        """The file log of `--log-file` (no package writes one: aurora.md "More facts")."""
         return self.root / "var/log/aurora/aurora-scheduler.log"
 
     @property
     def bin_dir(self) -> Path:
-        """Stand-ins (sudo, systemctl, mesos-log, aurora_admin): first on PATH."""
+        """Stand-ins (sudo, systemctl, journalctl, mesos-log, the admin client, uname,
+        hostname): first on PATH."""
         return self.root / "usr/local/bin"
 
     @property
     def startup_script(self) -> Path:
-        """`aurora-scheduler-startup` as the Debian package installs it."""
+        """`aurora-scheduler-startup` as the package installs it (both put it in /usr/bin)."""
         return self.root / "usr/bin/aurora-scheduler-startup"
 
     @property
     def scheduler_binary(self) -> Path:
+        """`/usr/sbin/aurora-scheduler` (Debian) or `/usr/lib/aurora/bin/aurora-scheduler` (RPM)."""
+        if self.flavour == "rpm":
+            return self.root / "usr/lib/aurora/bin/aurora-scheduler"
         return self.root / "usr/sbin/aurora-scheduler"
 
     @property
@@ -102,10 +146,11 @@ class HostInfo:
     ssh_port: int
     http_port: int
     root: str
+    flavour: str = "debian"
 
     @property
     def paths(self) -> HostPaths:
-        return HostPaths(Path(self.root))
+        return HostPaths(Path(self.root), self.flavour)
 
 
 @dataclass
@@ -121,6 +166,14 @@ class SandboxInfo:
     control: str = ""
     restart_sec: float = 2.0
     python: str = ""
+    # The packaging the hosts mirror: "debian" or "rpm".
+    flavour: str = "debian"
+    # What the schedulers advertise: "ip" (the packages' default) or "hostname".
+    advertise: str = "ip"
+    # An IANA zone every process of the hosts runs in ("" for the machine's own).
+    tz: str = ""
+    # True: the unit writes var/log/aurora/aurora-scheduler.log instead of the journal.
+    log_file: bool = False
     hosts: list[HostInfo] = field(default_factory=list)
 
     @property

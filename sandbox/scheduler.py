@@ -4,8 +4,13 @@ Started by the host's `aurora-scheduler-startup` exactly like Debian's package s
 real one, with the same flags (aurora.md §7.1). It behaves like Aurora 0.17-0.20 where the
 restore procedure can see it:
 
-- flags parsed like JCommander (≥0.19): a flag given twice or a time amount spelled
-  wrong aborts the start (aurora.md §2);
+- flags parsed like JCommander (≥0.19): a flag given twice, a word that is no flag or a
+  time amount spelled wrong aborts the start (aurora.md §2);
+- the advertised host (the candidate's data and the member_ JSON) is computed like
+  JettyServerModule: `-hostname` when given, else the Jetty bind address `-ip`, else
+  InetAddress.getLocalHost().getHostAddress(), i.e. the host's IP address (apache/aurora
+  src/main/java/org/apache/aurora/scheduler/http/JettyServerModule.java;
+  CuratorSingletonService.java: `leaderSelector.setId(endpoint.getHostName())`);
 - the lifecycle IDLE → PREPARING_STORAGE → STORAGE_PREPARED → LEADER_AWAITING_REGISTRATION
   → ACTIVE (DEAD from anywhere), shown in /vars (§4.1);
 - storage is a replica of the replicated log (sandbox.replog): corrupt or unreadable kills
@@ -16,8 +21,7 @@ restore procedure can see it:
   -reconciliation_initial_delay and kills every task its storage does not know;
 - /api is a JSON stand-in for the Thrift API with the storage-recovery calls (§5, §8).
 
-Log lines go to stderr (the supervisor sends them to the host's scheduler log) in a
-glog-like format. Every way out of the process goes through `Scheduler.die`, which leaves
+Log lines go to stderr (the unit sends them to the host's journal) in a glog-like format. Every way out of the process goes through `Scheduler.die`, which leaves
 the election first and then calls os._exit: nothing may keep a dying scheduler alive.
 """
 
@@ -44,7 +48,7 @@ from aiohttp import web
 
 from sandbox import replog
 from sandbox.backups import (
-    ACTIVE_STATES,
+    ALL_STATES,
     BACKUP_PREFIX,
     SnapshotDecodeError,
     Task,
@@ -88,6 +92,15 @@ TIME_UNITS = {
     "hrs": 3600.0,
     "days": 86400.0,
 }
+# Each flag with its type and default, from the @Parameter fields of Aurora's options
+# classes (apache/aurora src/main/java/org/apache/aurora/scheduler/...): SchedulerModule
+# (max_registration_delay, max_leading_duration), reconciliation/TaskReconcilerModule
+# (reconciliation_*), storage/backup/BackupModule (backup_interval, max_saved_backups,
+# backup_dir), storage/log/LogPersistenceModule (dlog_snapshot_interval),
+# pruning/PruningModule (history_prune_threshold, history_max_per_job_threshold),
+# http/JettyServerModule (http_port, hostname, ip), app/SchedulerMain
+# (serverset_endpoint_name, cluster_name, serverset_path), discovery/FlaggedZooKeeperConfig
+# (zk_*), http/api/security/HttpSecurityModule (http_authentication_mechanism).
 TIME_FLAGS = {
     "max_registration_delay": "1mins",
     "reconciliation_initial_delay": "1mins",
@@ -96,8 +109,14 @@ TIME_FLAGS = {
     "backup_interval": "1hrs",
     "dlog_snapshot_interval": "1hrs",
     "zk_session_timeout": "4secs",
+    "history_prune_threshold": "2days",
 }
-INT_FLAGS = {"http_port": 0, "native_log_quorum_size": 1, "max_saved_backups": 48}
+INT_FLAGS = {
+    "http_port": 0,
+    "native_log_quorum_size": 1,
+    "max_saved_backups": 48,
+    "history_max_per_job_threshold": 100,
+}
 ENUM_FLAGS = {"http_authentication_mechanism": ("NONE", "BASIC", "NEGOTIATE")}
 STR_FLAGS = (
     "cluster_name",
@@ -114,6 +133,7 @@ STR_FLAGS = (
     "thermos_executor_flags",
     "allowed_container_types",
     "hostname",
+    "ip",
 )
 KNOWN_FLAGS = frozenset((*TIME_FLAGS, *INT_FLAGS, *ENUM_FLAGS, *STR_FLAGS))
 REQUIRED_FLAGS = (
@@ -152,6 +172,8 @@ class Flags:
     http_authentication_mechanism: str = "NONE"
     serverset_endpoint_name: str = "http"
     native_log_zk_group_path: str = ""
+    hostname: str | None = None
+    ip: str | None = None
 
 
 def parse_time(flag: str, raw: str) -> float:
@@ -308,13 +330,28 @@ class Staged:
     tasks: list[Task]
 
 
+def advertised_host(flags: Flags, host_address: str) -> str:
+    """JettyServerModule: `-hostname` if set, else the bind host `-ip`, else
+    InetAddress.getLocalHost().getHostAddress() (the host's IP address)."""
+    return flags.hostname or flags.ip or host_address
+
+
+def leader_address(info: SandboxInfo, advertised: str) -> str:
+    """Where an advertised host is reached: a sandbox host's name maps to its address."""
+    return next((h.address for h in info.hosts if advertised in (h.name, h.address)), advertised)
+
+
 class Scheduler:
     def __init__(self, flags: Flags, info: SandboxInfo, host: str) -> None:
         self.flags = flags
         self.info = info
         self.host = host
         self.user = os.environ.get("SANDBOX_USER", "aurora")
-        self.address = next((h.address for h in info.hosts if h.name == host), "127.0.0.1")
+        own = next((h.address for h in info.hosts if h.name == host), "127.0.0.1")
+        # Jetty binds -ip when given; the sandbox binds the host's own address otherwise
+        # (the real one listens on every interface: this host has one).
+        self.address = flags.ip or own
+        self.advertised = advertised_host(flags, own)
         self.log_path = Path(flags.native_log_file_path)
         self.backup_dir = Path(flags.backup_dir)
         self.state = "IDLE"
@@ -337,9 +374,9 @@ class Scheduler:
         if self.info.zk_endpoints:
             hosts = self.flags.zk_endpoints or self.info.zk_endpoints
             return ZkElection(
-                hosts, self.flags.serverset_path, self.host, self.flags.zk_session_timeout
+                hosts, self.flags.serverset_path, self.advertised, self.flags.zk_session_timeout
             )
-        return LocalElection(self.info.election_dir, self.host)
+        return LocalElection(self.info.election_dir, self.advertised)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -522,9 +559,13 @@ class Scheduler:
         )
         self.transition("ACTIVE")
         await self.election.advertise(
-            member_json(self.host, self.http_port, self.flags.serverset_endpoint_name)
+            member_json(self.advertised, self.http_port, self.flags.serverset_endpoint_name)
         )
-        log("I", "SchedulerLifecycle", f"Advertised as leader at {self.host}:{self.http_port}")
+        log(
+            "I",
+            "SchedulerLifecycle",
+            f"Advertised as leader at {self.advertised}:{self.http_port}",
+        )
         self.spawn(self.reconcile_loop())
 
     async def reconcile_loop(self) -> None:
@@ -564,7 +605,7 @@ class Scheduler:
         values: dict[str, int | float] = {
             f"scheduler_lifecycle_{s}": int(s == self.state) for s in STATES
         }
-        counts = {s: 0 for s in ACTIVE_STATES}
+        counts = {s: 0 for s in ALL_STATES}  # TaskVars: a gauge per ScheduleStatus
         for t in self.storage:
             if t.status in counts:
                 counts[t.status] += 1
@@ -597,7 +638,7 @@ class Scheduler:
         member = await self.election.member()
         if member is None:
             return web.Response(status=502, text="No leader found.")
-        if member.get("serviceEndpoint", {}).get("host") == self.host:
+        if member.get("serviceEndpoint", {}).get("host") == self.advertised:
             return web.Response(status=200, text="This is the leader.")
         return web.Response(status=503, text="This is not the leader.")
 
@@ -628,10 +669,9 @@ class Scheduler:
                 content_type="text/html",
             )
         endpoint = member.get("serviceEndpoint", {})
-        if endpoint.get("host") == self.host:
+        if endpoint.get("host") == self.advertised:
             return None
-        leader = str(endpoint.get("host"))
-        address = next((h.address for h in self.info.hosts if h.name == leader), leader)
+        address = leader_address(self.info, str(endpoint.get("host")))
         return web.Response(
             status=307, headers={"Location": f"http://{address}:{endpoint.get('port')}/api"}
         )

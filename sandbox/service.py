@@ -1,9 +1,17 @@
 """The systemd stand-in: one `aurora-scheduler` unit per host, and the control server the
 `systemctl` stand-in talks to.
 
-The unit behaves like the one in Aurora's packages (`Restart=always`): a scheduler that
-exits is started again after `restart_sec` unless it was stopped. `stop` is synchronous
-(SIGTERM, then SIGKILL after a grace period), `start` returns once the process runs.
+The unit behaves like the one in Aurora's packages (aurora-packaging
+specs/debian/aurora-scheduler.service, specs/rpm/aurora-scheduler.service: `User=aurora`,
+`Restart=always`, no `Type=` so `simple`, no output redirection): a scheduler that exits is
+started again after `restart_sec` unless it was stopped. `stop` is synchronous (SIGTERM,
+then SIGKILL after a grace period), `start` returns once the process runs.
+
+The unit's stdout and stderr go to the journal, as systemd sends them to journald: the
+host's `var/log/journal/aurora-scheduler.journal` (see sandbox.journalctl), one line per
+log line in journald's `short` shape, `Mon DD HH:MM:SS host aurora-scheduler-startup[PID]:
+message`, in the host's zone. With `log_file` (`--log-file`) they go to
+`var/log/aurora/aurora-scheduler.log` instead, as they did before.
 """
 
 from __future__ import annotations
@@ -14,12 +22,16 @@ import ctypes
 import json
 import os
 import signal
+from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
+from zoneinfo import ZoneInfo
 
-from sandbox.layout import HostInfo, SandboxInfo
+from sandbox.layout import UNIT, HostInfo, SandboxInfo
 
-UNIT = "aurora-scheduler"
 STOP_GRACE = 10.0
+# The syslog identifier journald gives the unit's output: ExecStart's basename.
+IDENTIFIER = "aurora-scheduler-startup"
 
 
 def _die_with_parent() -> None:
@@ -30,10 +42,11 @@ def _die_with_parent() -> None:
 
 
 def host_environment(info: SandboxInfo, host: HostInfo, user: str) -> dict[str, str]:
-    """The environment of every process on a simulated host."""
+    """The environment of every process on a simulated host (TZ when the sandbox has a
+    zone: the scheduler's JVM, and so its backup names, follow it)."""
     paths = host.paths
     project = str(Path(__file__).resolve().parent.parent)
-    return {
+    env = {
         "PATH": f"{paths.bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(paths.home),
         "TMPDIR": str(paths.tmp),
@@ -45,9 +58,39 @@ def host_environment(info: SandboxInfo, host: HostInfo, user: str) -> dict[str, 
         "AURORA_CONFIG_ROOT": str(paths.aurora_config_root),
         "SANDBOX_DIR": info.dir,
         "SANDBOX_HOST": host.name,
+        "SANDBOX_ADDRESS": host.address,
         "SANDBOX_CONTROL": info.control,
         "SANDBOX_USER": user,
     }
+    if info.tz:
+        env["TZ"] = info.tz
+    return env
+
+
+def journal_prefix(host: str, pid: int, when: datetime) -> str:
+    """journald's `short` output up to the message: `Dec 01 22:30:01 host ident[pid]: `."""
+    return f"{when:%b %d %H:%M:%S} {host} {IDENTIFIER}[{pid}]: "
+
+
+async def pump_journal(
+    source: asyncio.StreamReader, journal: Path, host: str, pid: int, tz: str
+) -> None:
+    """Every line the unit writes, into the host's journal with its prefix (journald
+    stamps a line when it arrives)."""
+    zone = ZoneInfo(tz) if tz else None
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with journal.open("ab") as out:
+        while True:
+            try:
+                line = await source.readline()
+            except ValueError:  # a line longer than the limit: take what is buffered
+                line = await source.read(1 << 20)
+            if not line:
+                return
+            now = datetime.now(zone) if zone else datetime.now()
+            text = line.rstrip(b"\n").decode(errors="replace")
+            out.write((journal_prefix(host, pid, now) + text + "\n").encode())
+            out.flush()
 
 
 def kill_group(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
@@ -68,6 +111,7 @@ class Unit:
         self.state = "inactive"
         self.restarts = 0
         self._watch: asyncio.Task[None] | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.wanted = True
@@ -96,21 +140,39 @@ class Unit:
 
     async def _spawn(self) -> None:
         paths = self.host.paths
-        paths.scheduler_log.parent.mkdir(parents=True, exist_ok=True)
-        with paths.scheduler_log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                "bash",
-                str(paths.startup_script),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=str(paths.root),
-                env=host_environment(self.info, self.host, user="aurora"),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
+        if self.info.log_file:
+            paths.scheduler_log.parent.mkdir(parents=True, exist_ok=True)
+            with paths.scheduler_log.open("ab") as log:
+                self.proc = await self._exec(log, log)
+        else:
+            self.proc = await self._exec(asyncio.subprocess.PIPE, asyncio.subprocess.STDOUT)
+            assert self.proc.stdout is not None
+            pump = asyncio.create_task(
+                pump_journal(
+                    self.proc.stdout, paths.journal, self.host.name, self.proc.pid, self.info.tz
+                )
             )
+            self._pumps.add(pump)
+            pump.add_done_callback(self._pumps.discard)
         self.state = "active"
         self._watch = asyncio.create_task(self._supervise(self.proc))
+
+    async def _exec(
+        self, stdout: BinaryIO | int, stderr: BinaryIO | int
+    ) -> asyncio.subprocess.Process:
+        paths = self.host.paths
+        return await asyncio.create_subprocess_exec(
+            "bash",
+            str(paths.startup_script),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=str(paths.root),
+            env=host_environment(self.info, self.host, user="aurora"),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            limit=1 << 20,
+        )
 
     async def _supervise(self, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
