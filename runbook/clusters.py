@@ -165,8 +165,11 @@ class Cluster(_Strict):
     native_log_file_path: RemotePath | None = None
     backup_dir: RemotePath | None = None
     admin_clusters_json: RemotePath = "/etc/aurora/clusters.json"
-    # Added: the scheduler's log, one of the three sources of restore.leader.
-    scheduler_log: RemotePath = "/var/log/aurora/aurora-scheduler.log"
+    # Added: the scheduler's log, one of the three sources of restore.leader. Unset (no
+    # package writes a file of its own): journald, `journalctl -u <scheduler_unit>`.
+    scheduler_log: RemotePath | None = None
+    # Added: the systemd unit whose journal is read when no scheduler_log is set.
+    scheduler_unit: Name = "aurora-scheduler"
     aurora_admin: Command = "aurora_admin"
     scheduler_user: User = "aurora"
     mesos_log: Command = "mesos-log"
