@@ -223,6 +223,14 @@ class ZkReader:
         finally:
             self._reading.release()
 
+    @property
+    def session_id(self) -> int | None:
+        """The ZooKeeper session of the open connection; None when none is open."""
+        with self._guard:
+            client = self._client
+        cid = client.client_id if client is not None else None
+        return int(cid[0]) if cid else None
+
     def close(self) -> None:
         """Release the connection (a later `read` connects again)."""
         with self._guard:
