@@ -210,7 +210,7 @@ class ZkReader:
 
     def __init__(self, hosts: str, path: str) -> None:
         self.hosts = hosts
-        self.path = path.rstrip("/") or "/"
+        self.path = path
         self._client: Any = None
         self._reading = threading.Lock()  # one read at a time
         self._guard = threading.Lock()  # around self._client
@@ -255,7 +255,8 @@ class ZkReader:
                 return ZkView(None, "none", [])
             candidates = _by_sequence(children, CANDIDATE_RE)
             members = _by_sequence(children, MEMBER_RE)
-            pending = {n: client.get_async(f"{self.path}/{n}") for n in candidates + members}
+            base = self.path.rstrip("/")
+            pending = {n: client.get_async(f"{base}/{n}") for n in candidates + members}
             data: dict[str, bytes | None] = {}
             for name, result in pending.items():
                 try:
@@ -459,6 +460,12 @@ def interpret(view: ZkView, cluster: Cluster, resolved: Mapping[str, frozenset[s
     return ZkVerdict(cells, leader, reason, candidates)
 
 
+def _check_reader(cluster: Cluster, zk: ZkReader | None) -> None:
+    """A reader handed in must read this cluster's serverset (a caller's mistake else)."""
+    if zk is not None and (zk.hosts, zk.path) != (cluster.zk_endpoints, cluster.serverset_path):
+        raise ValueError(f"zk reads {zk.hosts} {zk.path}, not cluster {cluster.name}'s serverset")
+
+
 async def _read_zk(cluster: Cluster, timeout: float, zk: ZkReader | None) -> ZkView:
     """Raise ZkUnavailable or TimeoutError when ZooKeeper cannot be read."""
     assert cluster.zk_endpoints is not None
@@ -529,17 +536,17 @@ def log_command(
     return f"sudo -n journalctl -u {unit} -n {int(lines)} --no-pager -o cat"
 
 
-def _unreadable(r: HostResult | None) -> str | None:
-    """Why a host's log could not be read, or None when its output is the log."""
+def _unreadable(r: HostResult | None, journal: bool) -> str | None:
+    """Why a host's log could not be read, or None when its output is the log. From
+    the journal, journalctl's permission hint (exit 0) and sudo's refusals say why."""
     if r is None:
         return "no result"
-    out = r.stdout.splitlines() + r.stderr.splitlines()
-    denied = [x.strip() for x in out if x.strip().startswith(JOURNAL_DENIED)]
-    if denied:
-        return denied[0]
-    sudo = [x.strip() for x in r.stderr.splitlines() if x.startswith("sudo: ")]
-    if sudo:
-        return sudo[0]
+    if journal:
+        out = r.stdout.splitlines() + r.stderr.splitlines()
+        denied = [x.strip() for x in out if x.strip().startswith(JOURNAL_DENIED)]
+        sudo = [x.strip() for x in r.stderr.splitlines() if x.startswith("sudo: ")]
+        if denied or sudo:
+            return (denied or sudo)[0]
     if r.ok:
         return None
     tail = [x.strip() for x in r.stderr.splitlines() if x.strip()][-1:]
@@ -562,7 +569,7 @@ async def _from_logs(
     readable = False
     for s in cluster.schedulers:
         r = results.get(s.host)
-        why = _unreadable(r)
+        why = _unreadable(r, commands[s.host].startswith("sudo -n journalctl "))
         if why is not None or r is None:
             cells[s.host] = f"unreadable: {why}"
             continue
@@ -595,6 +602,8 @@ async def detect_leader(
 ) -> LeaderReport:
     """Ask every configured source at once; see the module docstring for the policy.
     `zk`: the cluster's reader, reused across calls (else one is opened and closed)."""
+
+    _check_reader(cluster, zk)
 
     async def nothing() -> None:
         return None
@@ -726,6 +735,7 @@ async def check_sources(
     stop, no answer from the schedulers is no reason to stop: `probe` is not asked);
     ZooKeeper must answer; at least one host's log must be readable (else the first
     host's reason)."""
+    _check_reader(cluster, zk)
 
     async def zookeeper() -> str | None:
         try:
