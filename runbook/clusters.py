@@ -169,9 +169,10 @@ class Cluster(_Strict):
     native_log_file_path: RemotePath | None = None
     backup_dir: RemotePath | None = None
     admin_clusters_json: RemotePath = "/etc/aurora/clusters.json"
-    # Added: the scheduler's log, one of the three sources of restore.leader. Unset:
-    # journald, `journalctl -u <scheduler_unit>` (no package writes a log file).
+    # Added: the scheduler's log, one of the three sources of restore.leader. Unset (no
+    # package writes a file of its own): journald, `journalctl -u <scheduler_unit>`.
     scheduler_log: RemotePath | None = None
+    # Added: the systemd unit whose journal is read when no scheduler_log is set.
     scheduler_unit: Name = "aurora-scheduler"
     # The aurora client; unset: found on each host (Debian's `aurora-admin`, the RPM's
     # `aurora_admin`). A configured name wins.

@@ -6,20 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from bot.leader import classify_log, detect_leader, render_table
+from bot.leader import (
+    ZkReader,
+    ZkUnavailable,
+    check_sources,
+    classify_log,
+    detect_leader,
+    log_command,
+    render_table,
+)
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
 from runbook.clusters import Cluster, Scheduler
+from runbook.ports import HostResult
 from tests.conftest import RunningSandbox, free_port, wait_for
 
 SANDBOX_LOG = "var/log/aurora/aurora-scheduler.log"
@@ -40,7 +52,7 @@ class Fakes:
         self.servers: list[asyncio.Server] = []
         self.held: list[asyncio.StreamWriter] = []
 
-    async def vars_server(self, state: str) -> int:
+    async def vars_server(self, state: str, address: str = "127.0.0.1") -> int:
         body = "\n".join(
             f"scheduler_lifecycle_{s} {int(s == state)}"
             for s in ("IDLE", "STORAGE_PREPARED", "LEADER_AWAITING_REGISTRATION", "ACTIVE")
@@ -54,7 +66,7 @@ class Fakes:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, address, port).start()
         self.runners.append(runner)
         return port
 
@@ -369,3 +381,459 @@ async def test_legacy_singleton_candidates_are_read_too(
         assert report.problems == [], render_table(report)
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
         assert report.table["sched-1"]["zookeeper"] == "candidate"
+
+
+# ------------------------------------------- advertised addresses, journald, preflight
+#
+# What packaged hosts really show: election candidates and member_ nodes holding the
+# advertised IP address (apache/aurora JettyServerModule.java, CuratorSingletonService.java
+# `leaderSelector.setId(endpoint.getHostName())`), and a log only journald has.
+
+SUDO = """#!/bin/bash
+# Stand-in for `sudo -n CMD...`: refuses without -n; asks for a password when the host
+# directory holds `sudo-needs-password`.
+[ "$1" = -n ] || { echo "sudo: this stand-in only runs sudo -n" >&2; exit 1; }
+shift
+if [ -e sudo-needs-password ]; then echo "sudo: a password is required" >&2; exit 1; fi
+exec "$@"
+"""
+
+JOURNALCTL = r"""#!/bin/bash
+# Stand-in for `journalctl -u UNIT -n N --no-pager -o cat`: the unit's journal is
+# journal/UNIT in `short` format (`Dec 01 22:17:00 host ident[pid]: message`); -o cat
+# prints the messages alone. With `not-in-adm` in the host directory it shows nothing but
+# the hint real journalctl gives a user outside adm/systemd-journal (on the stream the
+# file names), exit 0.
+unit= lines=10 output=short
+while [ $# -gt 0 ]; do
+  case $1 in
+    -u) unit=${2%.service}; shift ;;
+    -n) lines=$2; shift ;;
+    -o) output=$2; shift ;;
+    --no-pager) ;;
+    *) echo "journalctl: unrecognized option '$1'" >&2; exit 1 ;;
+  esac
+  shift
+done
+if [ -e not-in-adm ]; then
+  hint="Hint: You are currently not seeing messages from other users and the system.
+      Users in groups 'adm', 'systemd-journal' can see all messages.
+      Pass -q to turn off this notice."
+  if [ "$(cat not-in-adm)" = stdout ]; then echo "$hint"; else echo "$hint" >&2; fi
+  echo "-- No entries --"
+  exit 0
+fi
+[ -f "journal/$unit" ] || { echo "-- No entries --"; exit 0; }
+if [ "$output" = cat ]; then
+  tail -n "$lines" -- "journal/$unit" | sed -E 's/^[A-Z][a-z]{2} [0-9]{2} [0-9:]{8} [^ ]+ [^:]+: //'
+else
+  tail -n "$lines" -- "journal/$unit"
+fi
+"""
+
+
+class LocalRemote:
+    """Each host's command run by bash on this machine, as SSH runs it on the host: in
+    the host's own directory, with stand-ins for sudo and journalctl first on PATH."""
+
+    def __init__(self, root: Path, hosts: list[str]) -> None:
+        self.root = root
+        self.bin = root / "bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        for name, text in (("sudo", SUDO), ("journalctl", JOURNALCTL)):
+            (self.bin / name).write_text(text)
+            (self.bin / name).chmod(0o755)
+        for h in hosts:
+            self.home(h).mkdir(parents=True, exist_ok=True)
+        self.commands: dict[str, str] = {}
+
+    def home(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def journal(self, host: str, unit: str, lines: list[str]) -> None:
+        (self.home(host) / "journal").mkdir(exist_ok=True)
+        (self.home(host) / "journal" / unit).write_text("\n".join(lines) + "\n")
+
+    async def run(
+        self, commands: Mapping[str, str], *, timeout: float | None = None
+    ) -> dict[str, HostResult]:
+        self.commands = dict(commands)
+
+        async def one(host: str, command: str) -> HostResult:
+            started = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                command,
+                cwd=self.home(host),
+                env={**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}"},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            return HostResult(
+                host, proc.returncode, out.decode(), err.decode(), time.monotonic() - started
+            )
+
+        done = await asyncio.gather(*(one(h, c) for h, c in commands.items()))
+        return {r.host: r for r in done}
+
+
+def short(host: str, message: str, ident: str = "aurora-scheduler-startup[4242]") -> str:
+    """A journald `short` line around a logback line (src/main/resources/logback.xml:
+    `%.-1level%date{MMdd HH:mm:ss.SSS} [%thread, %logger{0}] %message`)."""
+    return f"Dec 01 22:17:00 {host} {ident}: {message}"
+
+
+def logback(level: str, logger: str, message: str, thread: str = "main") -> str:
+    return f"{level}1201 22:17:00.123 [{thread}, {logger}] {message} "
+
+
+def transition(old: str, new: str, refused: bool = False) -> str:
+    """commons/.../util/StateMachine.java logTransitions()."""
+    tail = " (not allowed)" if refused else ""
+    return logback(
+        "I", "StateMachine", f"SchedulerLifecycle state machine transition {old} -> {new}{tail}"
+    )
+
+
+# SchedulerLifecycle.java: what a scheduler logs as it starts, leads and dies.
+STARTING = [
+    transition("IDLE", "PREPARING_STORAGE"),
+    transition("PREPARING_STORAGE", "STORAGE_PREPARED"),
+]
+LEADING = [
+    *STARTING,
+    transition("STORAGE_PREPARED", "LEADER_AWAITING_REGISTRATION"),
+    logback("I", "SchedulerLifecycle", "Elected as leading scheduler!"),
+]
+
+
+def addressed_cluster(
+    ports: dict[str, int], addresses: dict[str, str], zk: str, path: str, **extra: Any
+) -> Cluster:
+    """Schedulers with an address each (127.0.0.x: every one of them is loopback)."""
+    return Cluster.model_validate(
+        {
+            "name": "fake",
+            "aurora_name": "fake",
+            "zk_endpoints": zk,
+            "serverset_path": path,
+            "schedulers": [
+                {"host": h, "address": addresses[h], "http_port": p} for h, p in ports.items()
+            ],
+            **extra,
+        }
+    )
+
+
+def test_classify_log_journald_and_logback_lines() -> None:
+    """With or without the journald prefix; a refused transition changes nothing; a
+    transition into ACTIVE leads even when the election line has left the tail."""
+    elected = LEADING[-1]
+    assert classify_log("\n".join(short("s1", x) for x in LEADING)) == "leader"
+    assert classify_log("\n".join(LEADING)) == "leader"
+    refused = transition("ACTIVE", "STORAGE_PREPARED", refused=True)
+    assert classify_log("\n".join([elected, short("s1", refused)])) == "leader"
+    assert classify_log(transition("LEADER_AWAITING_REGISTRATION", "ACTIVE")) == "leader"
+    lost = logback("E", "SchedulerLifecycle", "Lost leadership, committing suicide.")
+    assert classify_log("\n".join([elected, short("s1", lost)])) == "follower"
+    dead = short("s1", transition("ACTIVE", "DEAD"))
+    assert classify_log("\n".join([elected, lost, dead])) == "stopped"
+    assert classify_log("\n".join([elected, dead, *STARTING])) == "follower"
+    assert classify_log("-- No entries --") == "unknown"
+
+
+def test_log_command_quotes_and_prefers_the_file() -> None:
+    cluster = Cluster.model_validate(
+        {
+            "name": "c",
+            "aurora_name": "c",
+            "scheduler_unit": "aurora-scheduler.service",
+            "schedulers": [
+                {"host": "s1"},
+                {"host": "s2", "scheduler_log": "/var/log/upstart/aurora-scheduler.log"},
+            ],
+        }
+    )
+    s1, s2 = cluster.schedulers
+    assert cluster.scheduler_log is None
+    assert log_command(cluster, s1, 50) == (
+        "sudo -n journalctl -u aurora-scheduler.service -n 50 --no-pager -o cat"
+    )
+    assert log_command(cluster, s2, 50) == "tail -n 50 -- /var/log/upstart/aurora-scheduler.log"
+    with pytest.raises(ValueError, match="scheduler_unit"):
+        Cluster.model_validate(
+            {
+                **cluster.model_dump(),
+                "scheduler_unit": "aurora; reboot",
+                "schedulers": [{"host": "s"}],
+            }
+        )
+
+
+@pytest.mark.zookeeper
+async def test_candidates_holding_addresses_match_by_address(
+    fakes: Fakes, probe: HttpVarsProbe, zookeeper: str
+) -> None:
+    """The packaged case: candidates hold each scheduler's IP, its `address`."""
+    addresses = {"sched-1": "127.0.0.2", "sched-2": "127.0.0.3", "sched-3": "127.0.0.4"}
+    states = {"sched-1": "STORAGE_PREPARED", "sched-2": "LEADER_AWAITING_REGISTRATION"}
+    states["sched-3"] = "STORAGE_PREPARED"
+    ports = {h: await fakes.vars_server(states[h], addresses[h]) for h in addresses}
+    with election(zookeeper) as (zk, path):
+        cluster = addressed_cluster(ports, addresses, zookeeper, path)
+        for host in ("sched-2", "sched-3", "sched-1"):  # sched-2 lowest
+            candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", addresses[host])
+        report = await detect_leader(cluster, probe)
+        text = render_table(report)
+        assert report.problems == [], text
+        assert report.abstained == {}
+        assert report.leader == "sched-2"
+        assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
+        assert {h: row["zookeeper"] for h, row in report.table.items()} == {
+            "sched-1": "candidate (127.0.0.2)",
+            "sched-2": "leader (127.0.0.3)",
+            "sched-3": "candidate (127.0.0.4)",
+        }
+        assert "leader (127.0.0.3)" in text
+
+
+@pytest.mark.zookeeper
+async def test_member_holding_an_address(
+    fakes: Fakes, probe: HttpVarsProbe, zookeeper: str
+) -> None:
+    """An ACTIVE leader's member_ JSON carries the same advertised host: its IP."""
+    addresses = {"sched-1": "127.0.0.2", "sched-2": "127.0.0.3"}
+    ports = {
+        "sched-1": await fakes.vars_server("STORAGE_PREPARED", addresses["sched-1"]),
+        "sched-2": await fakes.vars_server("ACTIVE", addresses["sched-2"]),
+    }
+    with election(zookeeper) as (zk, path):
+        cluster = addressed_cluster(ports, addresses, zookeeper, path)
+        candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "127.0.0.2")  # a stale lowest
+        candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "127.0.0.3")
+        member = '{"serviceEndpoint":{"host":"127.0.0.3","port":8081},"status":"ALIVE"}'
+        candidate(zk, path, "member_", member)
+        report = await detect_leader(cluster, probe, state="ACTIVE")
+        assert report.problems == [], render_table(report)
+        assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
+        assert report.table["sched-2"]["zookeeper"] == "leader (member_ 127.0.0.3)"
+        assert report.table["sched-1"]["zookeeper"] == "candidate (127.0.0.2)"
+
+
+@pytest.mark.zookeeper
+async def test_candidate_matched_by_resolving_the_host(
+    fakes: Fakes, probe: HttpVarsProbe, zookeeper: str
+) -> None:
+    """`localhost` resolves to 127.0.0.1, which neither scheduler has as its address."""
+    addresses = {"localhost": "127.0.0.5", "sched-2": "127.0.0.6"}
+    ports = {
+        "localhost": await fakes.vars_server("LEADER_AWAITING_REGISTRATION", "127.0.0.5"),
+        "sched-2": await fakes.vars_server("STORAGE_PREPARED", "127.0.0.6"),
+    }
+    with election(zookeeper) as (zk, path):
+        cluster = addressed_cluster(ports, addresses, zookeeper, path)
+        candidate(zk, path, "singleton_candidate_", "127.0.0.1")
+        candidate(zk, path, "singleton_candidate_", "127.0.0.6")
+        report = await detect_leader(cluster, probe)
+        assert report.problems == [], render_table(report)
+        assert report.by_source == {"vars": "localhost", "zookeeper": "localhost"}
+        assert report.table["localhost"]["zookeeper"] == "leader (127.0.0.1)"
+        assert report.table["sched-2"]["zookeeper"] == "candidate (127.0.0.6)"
+
+
+@pytest.mark.zookeeper
+async def test_identical_candidates_abstain_and_the_others_agree(
+    fakes: Fakes, probe: HttpVarsProbe, zookeeper: str, tmp_path: Path
+) -> None:
+    """Debian's getLocalHost() gives 127.0.1.1 on every host: ZooKeeper cannot tell the
+    schedulers apart and abstains; /vars and the journal still agree. A datum that
+    matches no scheduler abstains too."""
+    addresses = {"sched-1": "127.0.0.2", "sched-2": "127.0.0.3", "sched-3": "127.0.0.4"}
+    ports = {
+        h: await fakes.vars_server(
+            "LEADER_AWAITING_REGISTRATION" if h == "sched-3" else "STORAGE_PREPARED", a
+        )
+        for h, a in addresses.items()
+    }
+    remote = LocalRemote(tmp_path, list(addresses))
+    for host in addresses:
+        lines = LEADING if host == "sched-3" else STARTING
+        remote.journal(host, "aurora-scheduler", [short(host, x) for x in lines])
+    with election(zookeeper) as (zk, path):
+        cluster = addressed_cluster(ports, addresses, zookeeper, path)
+        nodes = [candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "127.0.1.1") for _ in range(3)]
+        report = await detect_leader(cluster, probe, remote)
+        text = render_table(report)
+        assert report.problems == [], text
+        assert report.leader == "sched-3"
+        assert report.by_source == {"vars": "sched-3", "zookeeper": None, "logs": "sched-3"}
+        reason = "cannot tell: every candidate is 127.0.1.1"
+        assert report.abstained == {"zookeeper": reason}
+        assert all(row["zookeeper"] == reason for row in report.table.values())
+        assert report.table["sched-3"]["logs"] == "leader"
+        assert f"abstained: ZooKeeper: {reason}" in text
+
+        for node in nodes:
+            zk.delete(f"{path}/{node}")
+        candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "192.0.2.7")
+        report = await detect_leader(cluster, probe, remote)
+        reason = "cannot tell: 192.0.2.7 matches no scheduler in the cluster file"
+        assert report.problems == [], render_table(report)
+        assert report.leader == "sched-3"
+        assert report.abstained == {"zookeeper": reason}
+        assert report.table["sched-1"]["zookeeper"] == reason
+
+
+async def test_journal_is_the_default_log(
+    fakes: Fakes, probe: HttpVarsProbe, tmp_path: Path
+) -> None:
+    """No scheduler_log: the unit's journal, through `sudo -n journalctl`."""
+    ports = {
+        "sched-1": await fakes.vars_server("STORAGE_PREPARED"),
+        "sched-2": await fakes.vars_server("LEADER_AWAITING_REGISTRATION"),
+    }
+    remote = LocalRemote(tmp_path, list(ports))
+    remote.journal("sched-1", "aurora-scheduler", [short("sched-1", x) for x in STARTING])
+    remote.journal("sched-2", "aurora-scheduler", [short("sched-2", x) for x in LEADING])
+    report = await detect_leader(fake_cluster(ports), probe, remote)
+    assert report.problems == [], render_table(report)
+    assert report.by_source == {"vars": "sched-2", "logs": "sched-2"}
+    assert {h: row["logs"] for h, row in report.table.items()} == {
+        "sched-1": "follower",
+        "sched-2": "leader",
+    }
+    assert remote.commands["sched-1"].startswith("sudo -n journalctl -u aurora-scheduler ")
+
+
+async def test_journal_permission_hint_and_sudo_password_are_unreadable(
+    fakes: Fakes, probe: HttpVarsProbe, tmp_path: Path
+) -> None:
+    """Exit 0 with journalctl's hint (on either stream) is no log; neither is sudo's
+    password prompt. With no host readable, the logs are a problem."""
+    ports = {h: await fakes.vars_server("STORAGE_PREPARED") for h in ("s1", "s2", "s3")}
+    ports["s4"] = await fakes.vars_server("LEADER_AWAITING_REGISTRATION")
+    remote = LocalRemote(tmp_path, list(ports))
+    for host in ports:
+        remote.journal(host, "aurora-scheduler", [short(host, x) for x in LEADING])
+    (remote.home("s1") / "not-in-adm").write_text("stderr")
+    (remote.home("s2") / "not-in-adm").write_text("stdout")
+    (remote.home("s3") / "sudo-needs-password").touch()
+    (remote.home("s4") / "sudo-needs-password").touch()
+    report = await detect_leader(fake_cluster(ports), probe, remote)
+    hint = (
+        "unreadable: Hint: You are currently not seeing messages from other users and the system."
+    )
+    assert {h: row["logs"] for h, row in report.table.items()} == {
+        "s1": hint,
+        "s2": hint,
+        "s3": "unreadable: sudo: a password is required",
+        "s4": "unreadable: sudo: a password is required",
+    }
+    assert report.leader is None
+    assert "the logs unavailable: no host's log could be read" in report.problems
+
+
+async def test_scheduler_log_set_reads_the_file(
+    fakes: Fakes, probe: HttpVarsProbe, tmp_path: Path
+) -> None:
+    """Without scheduler_log, the journal; with the cluster's (upstart's, say) that file
+    is tailed instead, and a scheduler's own wins over the cluster's."""
+    ports = {
+        "sched-1": await fakes.vars_server("LEADER_AWAITING_REGISTRATION"),
+        "sched-2": await fakes.vars_server("STORAGE_PREPARED"),
+    }
+    remote = LocalRemote(tmp_path, list(ports))
+    remote.journal("sched-1", "aurora-scheduler", LEADING)  # sched-2's journal is empty
+    report = await detect_leader(fake_cluster(ports), probe, remote)
+    assert report.problems == [], render_table(report)
+    assert {h: row["logs"] for h, row in report.table.items()} == {
+        "sched-1": "leader",
+        "sched-2": "unknown",
+    }
+    assert all("journalctl" in c for c in remote.commands.values())
+
+    upstart = tmp_path / "upstart" / "aurora-scheduler.log"
+    upstart.parent.mkdir()
+    upstart.write_text("\n".join(["noise"] * 300 + LEADING) + "\n")
+    own = tmp_path / "own.log"
+    own.write_text("\n".join(STARTING) + "\n")
+    cluster = Cluster.model_validate(
+        {
+            **fake_cluster(ports).model_dump(),
+            "scheduler_log": str(upstart),
+            "schedulers": [
+                {"host": "sched-1", "address": "127.0.0.1", "http_port": ports["sched-1"]},
+                {
+                    "host": "sched-2",
+                    "address": "127.0.0.1",
+                    "http_port": ports["sched-2"],
+                    "scheduler_log": str(own),
+                },
+            ],
+        }
+    )
+    report = await detect_leader(cluster, probe, remote)
+    assert report.problems == [], render_table(report)
+    assert report.by_source == {"vars": "sched-1", "logs": "sched-1"}
+    assert {h: row["logs"] for h, row in report.table.items()} == {
+        "sched-1": "leader",
+        "sched-2": "follower",
+    }
+    assert remote.commands == {
+        "sched-1": f"tail -n 200 -- {upstart}",
+        "sched-2": f"tail -n 200 -- {own}",
+    }
+
+
+@pytest.mark.zookeeper
+async def test_one_reader_across_polls(fakes: Fakes, probe: HttpVarsProbe, zookeeper: str) -> None:
+    """A ZkReader keeps its connection between reads, sees what changed, and closes."""
+    ports = {"sched-1": await fakes.vars_server("LEADER_AWAITING_REGISTRATION")}
+    with election(zookeeper) as (zk, path):
+        cluster = fake_cluster(ports, zk=zookeeper).model_copy(update={"serverset_path": path})
+        reader = ZkReader(zookeeper, path)
+        try:
+            report = await detect_leader(cluster, probe, zk=reader)
+            assert report.by_source == {"vars": "sched-1", "zookeeper": None}
+            assert report.table["sched-1"]["zookeeper"] == "not in election"
+            session = reader.session_id
+            assert session is not None
+            candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "sched-1")
+            report = await detect_leader(cluster, probe, zk=reader)
+            assert report.problems == [], render_table(report)
+            assert report.by_source == {"vars": "sched-1", "zookeeper": "sched-1"}
+            assert reader.session_id == session
+        finally:
+            reader.close()
+        assert reader.session_id is None
+
+
+async def test_reader_of_a_closed_port_is_unavailable() -> None:
+    hosts = f"127.0.0.1:{free_port()}"
+    reader = ZkReader(hosts, "/aurora/scheduler")
+    try:
+        with pytest.raises(ZkUnavailable, match=f"^no connection to {hosts} within 1s$"):
+            await asyncio.to_thread(reader.read, 1.0)
+    finally:
+        reader.close()
+
+
+async def test_check_sources(fakes: Fakes, probe: HttpVarsProbe, tmp_path: Path) -> None:
+    """Before the first stop: /vars needs only well-formed endpoints (nothing answers
+    here), ZooKeeper must answer, and one host's log must be readable."""
+    ports = {"sched-1": free_port(), "sched-2": free_port()}
+    cluster = fake_cluster(ports, zk=f"127.0.0.1:{free_port()}")
+    remote = LocalRemote(tmp_path, list(ports))
+    for host in ports:
+        (remote.home(host) / "sudo-needs-password").touch()
+    got = await check_sources(cluster, probe, remote, zk_timeout=1.0)
+    assert got == {
+        "vars": None,
+        "zookeeper": f"ZooKeeper unavailable: no connection to {cluster.zk_endpoints} within 1s",
+        "logs": "no host's log readable (sched-1: sudo: a password is required)",
+    }
+    (remote.home("sched-2") / "sudo-needs-password").unlink()
+    no_zk = cluster.model_copy(update={"zk_endpoints": None})
+    assert await check_sources(no_zk, probe, remote) == {"vars": None, "logs": None}
