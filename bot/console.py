@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import redis.asyncio as aioredis
 
-from bot.leader import detector
+from bot.leader import check_sources, detector
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
 from runbook import actions, transcript
@@ -342,7 +342,12 @@ async def run_console(
     client = aioredis.Redis.from_url(redis_url)
     store = Store(client)
     engine = Engine(
-        store, {cluster.name: cluster}, connect, timing=timing or Timing(), detect=detector
+        store,
+        {cluster.name: cluster},
+        connect,
+        timing=timing or Timing(),
+        detect=detector,
+        sources=check_sources,
     )
     try:
         console = Console(engine, cluster, me=me, yes=yes)
@@ -360,7 +365,9 @@ async def run_console(
 async def run_put_back(cluster: Cluster, redis_url: str, rid: str, *, me: str) -> str:
     """`aurora-restore put-back`: the way back after an abort that followed the wipe."""
     client = aioredis.Redis.from_url(redis_url)
-    engine = Engine(Store(client), {cluster.name: cluster}, connect, detect=detector)
+    engine = Engine(
+        Store(client), {cluster.name: cluster}, connect, detect=detector, sources=check_sources
+    )
     try:
         Console(engine, cluster, me=me)
         return await engine.put_back_log(rid, Actor(me))

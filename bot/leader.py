@@ -39,7 +39,6 @@ import ipaddress
 import json
 import logging
 import re
-import shlex
 import socket
 import threading
 import time
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runbook.clusters import Cluster, Scheduler
+from runbook.hostlog import log_read_command
 from runbook.ports import HostResult
 
 __all__ = [
@@ -526,14 +526,9 @@ def classify_log(text: str) -> str:
 def log_command(
     cluster: Cluster, scheduler: Scheduler, lines: int, log_path: str | None = None
 ) -> str:
-    """The command that prints the last `lines` lines of a scheduler's log: `tail` of
-    `log_path` or its `scheduler_log` when set, else its unit's journal (no package
-    writes a log file of its own: aurora-packaging's systemd unit logs to journald)."""
-    path = log_path or cluster.path(scheduler, "scheduler_log")
-    if path:
-        return f"tail -n {int(lines)} -- {shlex.quote(path)}"
-    unit = shlex.quote(cluster.scheduler_unit)
-    return f"sudo -n journalctl -u {unit} -n {int(lines)} --no-pager -o cat"
+    """The command that prints the last `lines` lines of a scheduler's log (see
+    runbook.hostlog: no package writes a log file of its own, so journald by default)."""
+    return log_read_command(cluster, scheduler, lines, log_path)
 
 
 def _unreadable(r: HostResult | None, journal: bool) -> str | None:

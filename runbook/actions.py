@@ -23,7 +23,14 @@ from runbook.backups import backup_time, is_backup
 from runbook.clusters import Cluster, Scheduler, parse_duration
 from runbook.hostlog import log_read_command
 from runbook.listing import ListingError, listing_ids, parse_listing, summarize
-from runbook.ports import HostResult, LeaderDetector, OnResult, Remote, VarsProbe
+from runbook.ports import (
+    HostResult,
+    LeaderDetector,
+    OnResult,
+    Remote,
+    SourcesCheck,
+    VarsProbe,
+)
 from runbook.procedure import Step, Targets
 
 INACTIVE = {"inactive", "failed", "unknown"}
@@ -60,6 +67,8 @@ class StepContext:
     timing: Timing = field(default_factory=Timing)
     # Leader detection from every configured source (bot.leader); /vars alone without it.
     detect: LeaderDetector | None = None
+    # Whether each leader source can be read at all (bot.leader.check_sources), for preflight.
+    sources: SourcesCheck | None = None
     # commands actually sent, for the card and the transcript
     sent: list[dict[str, str]] = field(default_factory=list)
 

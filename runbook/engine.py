@@ -23,7 +23,7 @@ from runbook import actions, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
-from runbook.ports import HostResult, LeaderDetector, Remote, VarsProbe
+from runbook.ports import HostResult, LeaderDetector, Remote, SourcesCheck, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import cap, redact
 from runbook.store import RestoreRecord, Store, output_digest
@@ -123,6 +123,7 @@ class Engine:
     timing: Timing = field(default_factory=Timing)
     listener: Listener | None = None
     detect: LeaderDetector | None = None
+    sources: SourcesCheck | None = None
     procedure: tuple[Step, ...] = ONLINE_PROCEDURE
     # Finished restores expire from Redis after this long (export works until then).
     retention_seconds: int = field(default_factory=lambda: retention_from_env())
@@ -238,7 +239,16 @@ class Engine:
             await self.store.set_data(rec.rid, **values)
 
         return StepContext(
-            cluster, step, facts, remote, probe, learn, on_result, self.timing, self.detect
+            cluster,
+            step,
+            facts,
+            remote,
+            probe,
+            learn,
+            on_result,
+            self.timing,
+            self.detect,
+            sources=self.sources,
         )
 
     async def approve(self, rid: str, sid: str, by: Actor) -> Outcome:

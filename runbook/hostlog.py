@@ -25,9 +25,12 @@ def uses_journal(cluster: Cluster, s: Scheduler) -> bool:
     return log_file(cluster, s) is None
 
 
-def log_read_command(cluster: Cluster, s: Scheduler, lines: int) -> str:
-    """The last `lines` lines of the scheduler's log on `s`."""
-    path = log_file(cluster, s)
+def log_read_command(
+    cluster: Cluster, s: Scheduler, lines: int, log_path: str | None = None
+) -> str:
+    """The last `lines` lines of the scheduler's log on `s`: `tail` of `log_path` or its
+    `scheduler_log` when set, else its unit's journal."""
+    path = log_path or log_file(cluster, s)
     if path is not None:
         return f"tail -n {int(lines)} -- {shlex.quote(path)}"
     unit = shlex.quote(cluster.scheduler_unit)

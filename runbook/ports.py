@@ -68,3 +68,11 @@ class LeaderDetector(Protocol):
     async def __call__(
         self, cluster: Any, probe: VarsProbe, remote: Remote, state: str
     ) -> LeaderReport: ...
+
+
+class SourcesCheck(Protocol):
+    """For preflight: each configured leader source → None when usable, else why not."""
+
+    async def __call__(
+        self, cluster: Any, probe: VarsProbe, remote: Remote
+    ) -> Mapping[str, str | None]: ...
