@@ -435,16 +435,22 @@ async def check_came_up(ctx: StepContext) -> Outcome:
     return await came_up(ctx, ctx.hosts, UP_NORMAL)
 
 
-def _admin_entry(cluster: Cluster, s: Scheduler) -> dict[str, Any]:
+def _admin_entry(cluster: Cluster, s: Scheduler, listen: str) -> dict[str, Any]:
     return {
         "name": cluster.aurora_name,
-        "scheduler_uri": f"http://localhost:{cluster.http_port_of(s)}",
+        "scheduler_uri": f"http://{listen}:{cluster.http_port_of(s)}",
         "auth_mechanism": "UNAUTHENTICATED",
     }
 
 
-def direct_clusters_json(original: bytes, cluster: Cluster, s: Scheduler) -> bytes:
-    """The clusters.json with the cluster's entry pointing at the local scheduler, no zk."""
+def direct_clusters_json(
+    original: bytes, cluster: Cluster, s: Scheduler, listen: str = "localhost"
+) -> bytes:
+    """The clusters.json with the cluster's entry pointing at the local scheduler, no zk.
+
+    `listen` is where the scheduler's HTTP server listens: localhost, unless its flags
+    bind Jetty to one address with `-ip` (JettyServerModule: `connector.setHost`), where
+    localhost would find nothing."""
     try:
         doc = json.loads(original.decode() or "[]")
     except (UnicodeDecodeError, ValueError) as exc:
@@ -455,11 +461,11 @@ def direct_clusters_json(original: bytes, cluster: Cluster, s: Scheduler) -> byt
     for e in entries:
         if isinstance(e, dict) and e.get("name") == cluster.aurora_name:
             e = {k: v for k, v in e.items() if k not in ("zk", "zk_port", "scheduler_zk_path")}
-            e["scheduler_uri"] = _admin_entry(cluster, s)["scheduler_uri"]
+            e["scheduler_uri"] = _admin_entry(cluster, s, listen)["scheduler_uri"]
             replaced = True
         out.append(e)
     if not replaced:
-        out.append(_admin_entry(cluster, s))
+        out.append(_admin_entry(cluster, s, listen))
     return (json.dumps(out, indent=2) + "\n").encode()
 
 
@@ -487,7 +493,8 @@ async def admin_access(ctx: StepContext) -> Outcome:
     for h in ctx.hosts:
         original = unb64(ctx.facts["originals"][h]["admin_clusters_json"]["b64"])
         try:
-            contents[h] = direct_clusters_json(original, ctx.cluster, ctx.sched(h))
+            listen = host_paths(ctx.facts, h).get("listen") or "localhost"
+            contents[h] = direct_clusters_json(original, ctx.cluster, ctx.sched(h), listen)
         except ValueError as exc:
             return Outcome(False, f"{h}: {exc}")
     return await _write_files(ctx, "admin_clusters_json", contents)

@@ -121,10 +121,10 @@ def _edited_env(text: str) -> tuple[str | None, bool, list[str]]:
 
 async def _evaluate_argv(
     ctx: StepContext, files: Mapping[str, tuple[str, str, bytes, bool]]
-) -> dict[str, list[str]]:
+) -> dict[str, tuple[list[str], list[str]]]:
     """On each host, the scheduler's argv before and after the edit, as the packaged
-    startup script would compute it; host → problems (empty: only the intended flags
-    differ, each once)."""
+    startup script would compute it; host → (problems, argv before). No problems: only
+    the intended flags differ, each once."""
     before_cmd, after_cmd, stdin = {}, {}, {}
     for h, (path, flavour, edited, _auth) in files.items():
         script = envfile.argv_script(flavour)  # type: ignore[arg-type]
@@ -134,22 +134,37 @@ async def _evaluate_argv(
     before, after = await asyncio.gather(
         ctx.run(before_cmd, record=False), ctx.run(after_cmd, stdin=stdin, record=False)
     )
-    out: dict[str, list[str]] = {}
+    out: dict[str, tuple[list[str], list[str]]] = {}
     for h, (_path, _flavour, _edited, auth) in files.items():
         b, a = before[h], after[h]
         if not b.ok or not a.ok:
             why = "; ".join(_failures({h: b if not b.ok else a}))
-            out[h] = [f"cannot evaluate the environment file as the startup script does: {why}"]
+            out[h] = (
+                [f"cannot evaluate the environment file as the startup script does: {why}"],
+                [],
+            )
             continue
         wanted: dict[str, str | None] = dict(envfile.DISABLED_ARGV)
         if auth:
             wanted.update(envfile.NO_AUTH_ARGV)
-        out[h] = envfile.argv_changes(
-            envfile.parse_argv(b.stdout.encode(errors="surrogateescape")),
-            envfile.parse_argv(a.stdout.encode(errors="surrogateescape")),
-            wanted,
+        argv = envfile.parse_argv(b.stdout.encode(errors="surrogateescape"))
+        out[h] = (
+            envfile.argv_changes(
+                argv, envfile.parse_argv(a.stdout.encode(errors="surrogateescape")), wanted
+            ),
+            argv,
         )
     return out
+
+
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The value of `-name=v` or `-name v` in a scheduler's argv."""
+    for i, word in enumerate(argv):
+        if word.startswith(name + "="):
+            return word[len(name) + 1 :]
+        if word == name and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
 
 
 async def _which(ctx: StepContext, per_host: Mapping[str, str]) -> dict[str, str | None]:
@@ -349,8 +364,16 @@ async def preflight(ctx: StepContext) -> Outcome:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ctx.facts.update(paths=paths, archive_stamp=stamp)
     await ctx.learn(originals=originals, paths=paths, auth_hosts=auth, archive_stamp=stamp)
-    for h, found in (await _evaluate_argv(ctx, evaluate)).items():
+    for h, (found, argv) in (await _evaluate_argv(ctx, evaluate)).items():
         problems += [f"{h}: {located[h]}: {p}" for p in found]
+        # Jetty bound to one address (-ip): aurora_admin must reach it there.
+        listen = flag_value(argv, "-ip")
+        if listen and listen not in ("0.0.0.0", "::"):
+            try:
+                paths[h]["listen"] = cmd.host(listen)
+            except cmd.InvalidValue:
+                problems.append(f"{h}: -ip {listen!r} is not an address aurora_admin can use")
+    await ctx.learn(paths=paths)
 
     # 2. The tools, the directories, sudo.
     clients, missing = await _find_clients(ctx)
