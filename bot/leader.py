@@ -60,10 +60,12 @@ __all__ = [
     "classify_log",
     "detect_leader",
     "detector",
+    "interpret",
     "log_command",
     "match_datum",
     "read_zookeeper",
     "render_table",
+    "resolve_hosts",
 ]
 
 SOURCES = ("vars", "zookeeper", "logs")

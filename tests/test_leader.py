@@ -22,9 +22,11 @@ from kazoo.exceptions import NoNodeError
 from bot.leader import (
     ZkReader,
     ZkUnavailable,
+    ZkView,
     check_sources,
     classify_log,
     detect_leader,
+    interpret,
     log_command,
     render_table,
 )
@@ -837,3 +839,27 @@ async def test_check_sources(fakes: Fakes, probe: HttpVarsProbe, tmp_path: Path)
     (remote.home("sched-2") / "sudo-needs-password").unlink()
     no_zk = cluster.model_copy(update={"zk_endpoints": None})
     assert await check_sources(no_zk, probe, remote) == {"vars": None, "logs": None}
+
+
+def test_data_that_match_several_schedulers_cannot_tell() -> None:
+    """Matching without ZooKeeper: the sandbox's way (every address 127.0.0.1) makes an
+    address datum ambiguous; a name still tells; so does an address a host resolves to."""
+    cluster = fake_cluster({"s1": 1, "s2": 2, "s3": 3})
+    resolved = {"s3": frozenset({"10.0.0.3"})}
+    ambiguous = interpret(ZkView("127.0.0.1", "candidate", ["127.0.0.1", "s2"]), cluster, {})
+    reason = "cannot tell: 127.0.0.1 matches s1, s2, s3"
+    assert (ambiguous.leader, ambiguous.cannot_tell) == (None, reason)
+    assert ambiguous.cells == {"s1": reason, "s2": "candidate", "s3": reason}
+    assert ambiguous.candidates == [("127.0.0.1", None), ("s2", "s2")]
+
+    two = interpret(ZkView("S2", "candidate", ["S2", "s1", "s2."]), cluster, {})
+    assert two.cannot_tell == "cannot tell: 2 candidates are S2"
+
+    told = interpret(ZkView("10.0.0.3", "member", ["s1", "10.0.0.3"]), cluster, resolved)
+    assert (told.leader, told.cannot_tell) == ("s3", None)
+    assert told.cells == {
+        "s1": "candidate",
+        "s2": "not in election",
+        "s3": "leader (member_ 10.0.0.3)",
+    }
+    assert told.candidates == [("s1", "s1"), ("10.0.0.3", "s3")]
