@@ -204,18 +204,22 @@ async def _find_clients(ctx: StepContext) -> tuple[dict[str, str], list[str]]:
     return clients, problems
 
 
-def _sudo_checks(ctx: StepContext, host: str) -> list[str]:
+def _sudo_checks(
+    ctx: StepContext, host: str, templates: tuple[str, ...], service: bool
+) -> list[str]:
     """`sudo -n -l …` for every command the procedure will run on `host` under sudo."""
     from runbook.actions import verbatim
 
     values = host_values(ctx.cluster, ctx.sched(host), ctx.facts)
     words = verbatim(ctx.cluster, ctx.facts, host)
     checks = []
-    for template in SUDO_USES:
+    for template in templates:
         try:
             checks.append("sudo -n -l " + cmd.render(template, values, words))
         except KeyError:
             continue  # a value this host lacks is reported by its own gate
+    if not service:
+        return checks
     for template in SUDO_AS_SCHEDULER_USER:
         with_user = "sudo -n -u {scheduler_user} -l " + template
         try:
@@ -233,18 +237,33 @@ def _sudo_checks(ctx: StepContext, host: str) -> list[str]:
     return checks
 
 
-async def _check_sudo(ctx: StepContext) -> list[str]:
-    per_host = {h: _sudo_checks(ctx, h) for h in ctx.hosts}
+async def _check_sudo(
+    ctx: StepContext, templates: tuple[str, ...], service: bool = True
+) -> list[str]:
+    """One round trip per host: each `sudo -n -l CMD` that fails prints its number."""
+    per_host = {h: _sudo_checks(ctx, h, templates, service) for h in ctx.hosts}
+    scripts = {
+        h: "; ".join(f"{c} > /dev/null 2>&1 || echo {i}" for i, c in enumerate(checks)) + "; true"
+        for h, checks in per_host.items()
+        if checks
+    }
+    if not scripts:
+        return []
+    res = await ctx.run(scripts, record=False)
     problems: list[str] = []
-    n = max(len(v) for v in per_host.values())
-    for i in range(n):
-        batch = {h: checks[i] for h, checks in per_host.items() if i < len(checks)}
-        res = await ctx.run(batch, record=False)
-        for h, r in res.items():
-            if not r.ok:
-                asked = batch[h].removeprefix("sudo -n ")
-                why = (r.stderr.strip().splitlines() or [r.error or f"exit {r.exit_status}"])[-1]
-                problems.append(f"{h}: sudo does not allow `{asked}` without a password ({why})")
+    for h, r in res.items():
+        if not r.ok:
+            problems.append(f"{h}: cannot ask sudo what it allows: {'; '.join(_failures({h: r}))}")
+            continue
+        refused = [
+            per_host[h][int(n)].removeprefix("sudo -n ").replace("-l ", "", 1)
+            for n in r.stdout.split()
+            if n.isdigit() and int(n) < len(per_host[h])
+        ]
+        if refused:
+            problems.append(
+                f"{h}: sudo -n (no password prompt) refuses " + ", ".join(f"`{c}`" for c in refused)
+            )
     return problems
 
 
@@ -384,6 +403,7 @@ async def preflight(ctx: StepContext) -> Outcome:
     for h, where in (await _which(ctx, {h: mesos_log for h in ctx.hosts})).items():
         if where is None:
             problems.append(f"{h}: {mesos_log!r} (mesos_log in the cluster file) is not on PATH")
+    problems += await _check_sudo(ctx, SUDO_USES)
     problems += await _check_dirs(ctx)
     if problems:
         return Outcome(False, _failed(problems))
@@ -433,8 +453,8 @@ async def preflight(ctx: StepContext) -> Outcome:
         taken_at = await exact_time(ctx, backup, sorted(holders[backup])[0])
     facts = backup_facts(backup, ctx.cluster, taken_at)
     ctx.facts.update(backup=backup)
-    # 4. sudo, now that every path is known (the backup's too).
-    problems += await _check_sudo(ctx)
+    # 4. sudo for restore.place, now that the backup's path is known.
+    problems += await _check_sudo(ctx, ("tee {backup_path}",), service=False)
 
     # 5. The leader's sources: each configured one must be readable.
     table: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from bot.leader import detector
 from runbook.actions import Timing
 from runbook.engine import Engine
 from runbook.store import Store
-from tests.conftest import RunningSandbox
+from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, BOB, drive, file_sums
 
 pytestmark = pytest.mark.timeout(300)
@@ -79,8 +79,8 @@ def break_mesos_log(sb: RunningSandbox) -> Callable[[], None]:
 CASES = [
     (break_client, "scheduler-2: no aurora client on PATH"),
     (break_env, "scheduler-3: "),
-    (break_env_missing, "scheduler-1: no environment file"),
-    (break_sudo, "scheduler-1: sudo does not allow `tee "),
+    (break_env_missing, "scheduler-1: cannot read "),
+    (break_sudo, "scheduler-1: sudo -n (no password prompt) refuses `tee "),
     (break_log_dir, "scheduler-2: the log directory"),
     (break_mesos_log, "scheduler-3: 'mesos-log' (mesos_log in the cluster file) is not on PATH"),
 ]
@@ -92,7 +92,7 @@ async def test_each_gate_fails_preflight_with_nothing_changed_and_the_cluster_fr
     cluster = sandbox.cluster
     engine = Engine(store, {"sandbox": cluster}, connect, timing=FAST, detect=detector)
     before = file_sums(cluster)
-    leader = sandbox.leaders("ACTIVE")
+    leader = wait_for(lambda: sandbox.leaders("ACTIVE"), timeout=30)
     assert len(leader) == 1
     for breaker, expected in CASES:
         mend = breaker(sandbox)
