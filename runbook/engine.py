@@ -599,7 +599,8 @@ class Engine:
             ("aborted",),
             release=True,
         )
-        await self.store.set_data(rid, originals=None)
+        if kind != "held_stopped":  # a held restore still needs them for its revert
+            await self.store.set_data(rid, originals=None)
         await self.store.expire(rid, self.retention_seconds)
         await self._notify(final, rid=rid, actor=by.id, summary=summary, ok=ok, ending=kind)
 
@@ -672,6 +673,11 @@ class Engine:
             raise Refused(
                 f"no archive recorded by log.archive on {', '.join(missing)}: the old log cannot be put back there"
             )
+        if not rec.data.get("originals"):
+            raise Refused("the original files are no longer kept: revert by hand")
+
+        if not rec.data.get("originals"):
+            raise Refused("the original files are no longer kept: revert them by hand")
         ok, status = await self.store.restore_event(
             rid, {"status": "putting_back"}, {"type": "putting_back", "actor": by.id}, ("aborted",)
         )

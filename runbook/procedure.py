@@ -256,7 +256,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         targets=Targets.ALL,
         risk=Risk.MUTATING,
-        commands=("sudo -u {scheduler_user} {!mesos_log} initialize --path={log_dir}",),
+        commands=("sudo -n -u {scheduler_user} {!mesos_log} initialize --path={log_dir}",),
         check="exit 0 everywhere",
     ),
     Step(
