@@ -51,6 +51,8 @@ from sandbox.service import ControlServer, Unit
 from sandbox.sshd import HostSshd, ensure_host_key
 
 CONSOLE_APPROVERS = ("alice", "bob")
+# Where `localhost` leads on every simulated host (the scheduler listens there too).
+LOOPBACK = "127.0.0.1"
 
 
 class SandboxError(Exception):
@@ -192,12 +194,13 @@ def extra_scheduler_args(advertise: str) -> str:
     """The value of Debian's EXTRA_SCHEDULER_ARGS on a sandbox host, as written in the file
     (bash expands it when the startup script sources the file, then splits it into words).
 
-    It holds what operators put there: `-ip=$(hostname -i)` (a command substitution), a
-    `${VAR:-default}`, a two-word `-flag value` pair and plain `-flag=value`s; every flag is
-    one the scheduler knows and none is one the startup script already passes.
-    With advertise="hostname", also `-hostname=$(uname -n)`."""
+    It holds what operators put there: a tier config found with a command substitution,
+    a `${VAR:-default}`, a two-word `-flag value` pair and plain `-flag=value`s; every
+    flag is one the scheduler knows and none is one the startup script already passes.
+    No `-ip` or `-hostname` (the packages set neither: the scheduler advertises its IP);
+    with advertise="hostname", `-hostname=$(uname -n)`."""
     words = [
-        "-ip=$(hostname -i)",
+        '-tier_config=$(dirname "${BACKUP_DIR}")/tiers.json',
         "-serverset_endpoint_name=${SERVERSET_ENDPOINT:-http}",
         "-backup_interval 1hrs",
         "-max_saved_backups=48",
@@ -404,6 +407,19 @@ exec {shlex.quote(str(p.scheduler_binary))} \\
 """
 
 
+# Aurora's default tier config (apache/aurora src/main/resources/org/apache/aurora/scheduler/tiers.json),
+# which the Debian env file's -tier_config names.
+TIERS_JSON = """\
+{
+  "default": "preemptible",
+  "tiers": {
+    "preferred": {"preemptible": false, "revocable": false},
+    "preemptible": {"preemptible": true, "revocable": false},
+    "revocable": {"preemptible": true, "revocable": true}
+  }
+}
+"""
+
 DEFAULT_SUDOERS = f"""\
 # /etc/sudoers.d/aurora-ops: what the sudo stand-in lets {SSH_USER} run.
 # A rule: USER HOST=(RUNAS[,RUNAS]) [NOPASSWD:] COMMAND[, COMMAND]...
@@ -445,8 +461,9 @@ exec {shlex.quote(_real_binary("hostname"))} "$@"
 """
 
 
-def _python_tool(module: str) -> str:
-    return f'#!/bin/bash\nexec {shlex.quote(sys.executable)} -m {module} "$@"\n'
+def _python_tool(module: str, prog: str = "") -> str:
+    env = f"SANDBOX_ADMIN_PROG={shlex.quote(prog)} " if prog else ""
+    return f'#!/bin/bash\n{env}exec {shlex.quote(sys.executable)} -m {module} "$@"\n'
 
 
 def _write_exec(path: Path, text: str) -> None:
@@ -478,6 +495,7 @@ def _build_host(
     p.env_file.parent.mkdir(parents=True, exist_ok=True)
     p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise))
     p.clusters_json.write_text(_clusters_json(zk))
+    (p.backup_dir.parent / "tiers.json").write_text(TIERS_JSON)
     p.sudoers.parent.mkdir(parents=True, exist_ok=True)
     p.sudoers.write_text(DEFAULT_SUDOERS)
     _write_exec(p.startup_script, _startup_script(host))
@@ -486,7 +504,7 @@ def _build_host(
     _write_exec(p.bin_dir / "systemctl", _python_tool("sandbox.systemctl"))
     _write_exec(p.bin_dir / "journalctl", _python_tool("sandbox.journalctl"))
     _write_exec(p.bin_dir / "mesos-log", _python_tool("sandbox.mesoslog"))
-    _write_exec(p.bin_dir / p.admin_name, _python_tool("sandbox.admin"))
+    _write_exec(p.bin_dir / p.admin_name, _python_tool("sandbox.admin", p.admin_name))
     _write_exec(p.bin_dir / "uname", uname_stand_in(host))
     _write_exec(p.bin_dir / "hostname", hostname_stand_in(host))
     if seed_log:
@@ -608,22 +626,35 @@ def _ports(opts: Options, addresses: list[str]) -> tuple[list[int], list[int]]:
     """(ssh ports, http ports), one of each per host, on the host's own address."""
     n = len(addresses)
     if opts.port_base:
-        ssh = [opts.port_base + i for i in range(n)]
-        http = [opts.port_base + n + i for i in range(n)]
-        for address, a, b in zip(addresses, ssh, http, strict=True):
+        base_ssh = [opts.port_base + i for i in range(n)]
+        base_http = [opts.port_base + n + i for i in range(n)]
+        for address, a, b in zip(addresses, base_ssh, base_http, strict=True):
             _check_port(address, a)
             _check_port(address, b)
-        return ssh, http
+            _check_port(LOOPBACK, b)
+        return base_ssh, base_http
     taken: set[int] = set()
-    ssh, http = [], []
+    ssh: list[int] = []
+    http: list[int] = []
     for address in addresses:
-        for out in (ssh, http):
-            port = _free_port(address)
-            while port in taken:
-                port = _free_port(address)
-            taken.add(port)
-            out.append(port)
+        ssh.append(_new_port(address, taken))
+        http.append(_new_port(address, taken, also=LOOPBACK))
     return ssh, http
+
+
+def _new_port(address: str, taken: set[int], also: str = "") -> int:
+    """A port free on `address` (and on `also`), used by no other host of the sandbox."""
+    while True:
+        port = _free_port(address)
+        if port in taken:
+            continue
+        if also:
+            try:
+                _check_port(also, port)
+            except SandboxError:
+                continue
+        taken.add(port)
+        return port
 
 
 def _write_backups(

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from runbook.clusters import load_clusters
-from sandbox.layout import inside
+from sandbox.layout import host_address, inside
 from tests.conftest import ROOT, RunningSandbox, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -111,9 +111,12 @@ def test_exec_runs_a_real_shell_in_the_hosts_tree(sandbox: RunningSandbox) -> No
     backup_dir = cluster.path(cluster.scheduler(h.name), "backup_dir")
     r = sandbox.ssh(h.name, f"ls {backup_dir} | head -1 | xargs -I{{}} sha256sum {backup_dir}/{{}}")
     assert r.returncode == 0 and len(r.stdout.split()[0]) == 64
-    for tool in ("sudo", "systemctl", "mesos-log", "aurora_admin", "aurora-admin"):
+    for tool in ("sudo", "systemctl", "journalctl", "mesos-log", "aurora-admin", "uname"):
         r = sandbox.ssh(h.name, f"command -v {tool}")
         assert r.stdout.strip() == f"{h.root}/usr/local/bin/{tool}", tool
+    # A Debian host has aurora-tools' hyphenated client only.
+    r = sandbox.ssh(h.name, "command -v aurora_admin")
+    assert (r.returncode, r.stdout) == (1, "")
     r = sandbox.ssh(h.name, "df -P . | tail -1 | wc -l; tar --version | head -1")
     assert r.returncode == 0
 
@@ -227,13 +230,13 @@ def test_bad_input_one_clear_line_and_nonzero_exit(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
 
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.bind((host_address(0), 0))  # scheduler-1's own address
         busy.listen()
         port = busy.getsockname()[1]
         r = _run_cli("--dir", str(tmp_path / "b"), "--port-base", str(port))
         assert r.returncode != 0
         assert r.stderr.strip() == (
-            f"aurora-restore sandbox: error: port {port} on 127.0.0.1 is in use"
+            f"aurora-restore sandbox: error: port {port} on {host_address(0)} is in use"
         )
 
     blocker = tmp_path / "file"

@@ -21,7 +21,7 @@ import pytest
 
 from sandbox import admin, election, replog
 from sandbox.backups import ACTIVE_STATES, encode_snapshot, generate_cluster_tasks
-from sandbox.layout import BOGUS_MESOS_MASTER, HostInfo, SandboxInfo
+from sandbox.layout import BOGUS_MESOS_MASTER, HostInfo, SandboxInfo, host_address
 from sandbox.scheduler import FlagError, format_vars, parse_flags, parse_time
 from tests.conftest import ROOT, free_port, wait_for
 
@@ -371,7 +371,7 @@ class Sim:
             hosts=[
                 HostInfo(
                     f"scheduler-{i}",
-                    "127.0.0.1",
+                    host_address(40 + i),  # a loopback address of its own, as in a sandbox
                     0,
                     free_port(),
                     str(root / f"hosts/scheduler-{i}"),
@@ -509,7 +509,8 @@ def test_disabled_schedulers_elect_one_leader_and_the_restore_commits(
     assert sorted(states.values()) == ["LEADER_AWAITING_REGISTRATION", "STORAGE_PREPARED"]
     leader = next(h for h, s in states.items() if s == "LEADER_AWAITING_REGISTRATION")
     follower = next(h for h in states if h != leader)
-    assert election.current_leader(sim.info) == leader
+    # The candidate's data is the leader's IP address (no -hostname, no -ip).
+    assert election.current_leader(sim.info) == sim.info.host(leader).address
     assert election.current_member(sim.info) is None  # nobody advertises while disabled
     assert "Elected as leading scheduler!" in sim.log(leader)
     assert sim.vars(leader)["framework_registered"] == "0"
@@ -606,12 +607,13 @@ def test_an_active_leader_advertises_redirects_and_kills_unknown_tasks(
     leader = next(h for h, s in states.items() if s == "ACTIVE")
     follower = next(h for h in states if h != leader)
     port = sim.info.host(leader).http_port
+    address = sim.info.host(leader).address
     member = election.current_member(sim.info)
-    assert member == election.member_json(leader, port)
+    assert member == election.member_json(address, port)
     raw = (sim.info.election_dir / election.MEMBER_FILE).read_text()
     assert raw == (
-        f'{{"serviceEndpoint":{{"host":"{leader}","port":{port}}},'
-        f'"additionalEndpoints":{{"http":{{"host":"{leader}","port":{port}}}}},"status":"ALIVE"}}'
+        f'{{"serviceEndpoint":{{"host":"{address}","port":{port}}},'
+        f'"additionalEndpoints":{{"http":{{"host":"{address}","port":{port}}}}},"status":"ALIVE"}}'
     )
     assert sim.vars(leader)["framework_registered"] == "1"
     assert sim.http(leader, "GET", "/leaderhealth").status_code == 200
@@ -619,7 +621,7 @@ def test_an_active_leader_advertises_redirects_and_kills_unknown_tasks(
     redirect = sim.http(follower, "POST", "/api", json={"method": "listBackups"})
     assert (redirect.status_code, redirect.headers["location"]) == (
         307,
-        f"http://127.0.0.1:{port}/api",
+        f"http://{address}:{port}/api",
     )
     j = sim.http(leader, "GET", "/vars.json").json()
     assert j["scheduler_lifecycle_ACTIVE"] == 1 and isinstance(j["jvm_uptime_secs"], int)
@@ -631,7 +633,7 @@ def test_an_active_leader_advertises_redirects_and_kills_unknown_tasks(
     assert sim.vars(leader)["scheduler_backup_success"] == "1"
     sim.write_clusters(follower, {"zk": "127.0.0.1", "scheduler_zk_path": "/aurora/scheduler"})
     r = sim.admin(follower, "get_scheduler", "sandbox")
-    assert r.stdout == f"Found leading scheduler at: http://{leader}:{port}\n"
+    assert r.stdout == f"Found leading scheduler at: http://{address}:{port}\n"
 
     # Reconciliation: the 10 running tasks the log does not know are killed.
     unknown = {t.task_id for t in sim.running} - {t.task_id for t in sim.logged}
@@ -708,20 +710,24 @@ def test_zookeeper_candidates_and_member(zookeeper: str, make_sim: Callable[...,
         children = zk.get_children(path)
         nodes = election.candidates(children)
         assert len(nodes) == 2 and not election.members(children)
-        assert zk.get(f"{path}/{nodes[0]}")[0] == leader.encode()
-        assert election.current_leader(sim.info) == leader
+        # No -hostname, no -ip: the candidate holds the host's IP address.
+        address = sim.info.host(leader).address
+        assert zk.get(f"{path}/{nodes[0]}")[0] == address.encode()
+        assert election.current_leader(sim.info) == address
         assert election.current_member(sim.info) is None
         sim.stop()
         assert election.candidates(zk.get_children(path)) == []
 
-        sim.start("scheduler-1", sim.info.mesos_master)
+        # -hostname wins over the address, in the candidate and in the member_ JSON.
+        sim.start("scheduler-1", sim.info.mesos_master, "-hostname=sched1.example.com")
         wait_for(lambda: sim.state("scheduler-1") == "ACTIVE")
+        assert election.current_leader(sim.info) == "sched1.example.com"
         port = sim.info.host("scheduler-1").http_port
         (member,) = election.members(zk.get_children(path))
-        assert zk.get(f"{path}/{member}")[0] == election.encode_member(
-            election.member_json("scheduler-1", port)
-        )
-        assert election.current_member(sim.info) == election.member_json("scheduler-1", port)
+        expected = election.member_json("sched1.example.com", port)
+        assert zk.get(f"{path}/{member}")[0] == election.encode_member(expected)
+        assert election.current_member(sim.info) == expected
+        assert sim.http("scheduler-1", "GET", "/leaderhealth").status_code == 200
     finally:
         zk.stop()
         zk.close()
