@@ -291,3 +291,38 @@ def test_the_serverset_lives_in_zookeeper(
     finally:
         zk.stop()
         zk.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (
+            "-mesos_master_address=zk://localhost:1111/mesos/master",
+            "Can only specify option -mesos_master_address once.",
+        ),
+        (
+            "-max_registration_delay=360mins 365days",
+            "Was passed main parameter '365days' but no main parameter was defined in your arg class",
+        ),
+    ],
+)
+def test_a_bad_word_in_extra_scheduler_args_is_a_crash_loop_without_vars(
+    sandbox: RunningSandbox, extra: str, error: str
+) -> None:
+    host = "scheduler-2"
+    run(sandbox, host, "sudo systemctl stop aurora-scheduler")
+    run(sandbox, host, add_extra_args(extra, paths(sandbox, host)["env_file"]))
+    run(sandbox, host, "sudo systemctl start aurora-scheduler")
+    # Type=simple: the unit is "active" as soon as the process forks, whatever follows.
+    seen: set[str] = set()
+
+    def aborted_three_times() -> bool:
+        seen.add(sandbox.states()[host])
+        _, log, _ = run(sandbox, host, JOURNAL)
+        return log.count(error) >= 3  # started again and again (Restart=always)
+
+    wait_for(aborted_three_times, timeout=30)
+    assert seen == {"DOWN"}  # /vars never answered
+    _, log, _ = run(sandbox, host, JOURNAL)
+    assert "Usage: org.apache.aurora.scheduler.app.SchedulerMain [options]" in log
+    assert "HTTP server listening" not in log.split(error)[1]
