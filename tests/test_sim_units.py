@@ -1039,7 +1039,7 @@ def test_journalctl_shows_the_units_lines_to_root_only(tmp_path: Path) -> None:
     )
     # A user outside adm/systemd-journal sees nothing of the system journal: the hint.
     r = run_tool(info, "sandbox.journalctl", "-u", "aurora-scheduler", "--no-pager")
-    assert (r.returncode, r.stdout) == (0, "")
+    assert (r.returncode, r.stdout) == (0, "-- No entries --\n")
     assert r.stderr.startswith("Hint: You are currently not seeing messages from other users")
     assert "Pass -q to turn off this notice." in r.stderr
     r = run_tool(info, "sandbox.journalctl", "-q", "-u", "aurora-scheduler")
