@@ -1,9 +1,10 @@
 """The `journalctl` stand-in on a simulated host (`python -m sandbox.journalctl ARGS`).
 
 The unit's output is in the host's journal (HostPaths.journal, written by sandbox.service
-in journald's `short` shape). Like systemd's journalctl (systemd src/journal/journalctl.c,
-access_check): a user outside the groups `adm` and `systemd-journal` does not see the
-system journal, where the unit's lines are; journalctl then shows none of them: it prints
+in journald's `short` shape). Like systemd's journalctl (systemd/systemd
+src/shared/journal-util.c, access_check_var_log_journal): a user outside the groups
+`adm` and `systemd-journal` does not see the system journal, where the unit's lines
+are; journalctl then shows none of them: it prints
 `-- No entries --` on stdout and its hint on stderr (neither with -q) and exits 0. In the
 sandbox only root reads the journal (through sudo).
 
