@@ -460,10 +460,12 @@ def uname_stand_in(host: HostInfo) -> str:
     return f"""\
 #!/bin/bash
 # uname stand-in: this simulated host's node name; everything else from the real uname.
+real={shlex.quote(_real_binary("uname"))}
 case "$*" in
   -n|--nodename) echo {shlex.quote(host.name)}; exit 0 ;;
+  -a|--all) "$real" -a | awk -v n={shlex.quote(host.name)} '{{ $2 = n; print }}'; exit 0 ;;
 esac
-exec {shlex.quote(_real_binary("uname"))} "$@"
+exec "$real" "$@"
 """
 
 

@@ -942,6 +942,8 @@ def test_each_host_has_its_own_address_and_name(tmp_path: Path) -> None:
     for cmd in ("uname -n", "hostname", "hostname -f", "hostname -s", "hostname -i", "uname -s"):
         r = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, timeout=5)
         out[cmd] = r.stdout.strip()
+    r = subprocess.run(["bash", "-c", "uname -a"], env=env, capture_output=True, text=True)
+    assert r.stdout.split()[:2] == ["Linux", "scheduler-2"]
     assert out == {
         "uname -n": "scheduler-2",
         "hostname": "scheduler-2",
