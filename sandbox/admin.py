@@ -32,7 +32,8 @@ from sandbox.backups import ACTIVE_STATES
 from sandbox.election import ElectionUnavailable, Member, local_member, zk_member
 from sandbox.layout import SandboxInfo
 
-PROG = "aurora_admin"
+# The name it was installed under (aurora-admin on Debian, aurora_admin on RPM hosts).
+PROG = os.environ.get("SANDBOX_ADMIN_PROG") or "aurora_admin"
 RPC_RETRY_INTERVAL = 5.0
 CONNECT_RETRY_INTERVAL = 2.0
 BYPASS_OPTION = "--bypass-leader-redirect"

@@ -51,6 +51,8 @@ from sandbox.service import ControlServer, Unit
 from sandbox.sshd import HostSshd, ensure_host_key
 
 CONSOLE_APPROVERS = ("alice", "bob")
+# Where `localhost` leads on every simulated host (the scheduler listens there too).
+LOOPBACK = "127.0.0.1"
 
 
 class SandboxError(Exception):
@@ -192,12 +194,13 @@ def extra_scheduler_args(advertise: str) -> str:
     """The value of Debian's EXTRA_SCHEDULER_ARGS on a sandbox host, as written in the file
     (bash expands it when the startup script sources the file, then splits it into words).
 
-    It holds what operators put there: `-ip=$(hostname -i)` (a command substitution), a
-    `${VAR:-default}`, a two-word `-flag value` pair and plain `-flag=value`s; every flag is
-    one the scheduler knows and none is one the startup script already passes.
-    With advertise="hostname", also `-hostname=$(uname -n)`."""
+    It holds what operators put there: a tier config found with a command substitution,
+    a `${VAR:-default}`, a two-word `-flag value` pair and plain `-flag=value`s; every
+    flag is one the scheduler knows and none is one the startup script already passes.
+    No `-ip` or `-hostname` (the packages set neither: the scheduler advertises its IP);
+    with advertise="hostname", `-hostname=$(uname -n)`."""
     words = [
-        "-ip=$(hostname -i)",
+        '-tier_config=$(dirname "${BACKUP_DIR}")/tiers.json',
         "-serverset_endpoint_name=${SERVERSET_ENDPOINT:-http}",
         "-backup_interval 1hrs",
         "-max_saved_backups=48",
@@ -211,64 +214,74 @@ def extra_scheduler_args(advertise: str) -> str:
 
 def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
     """`/etc/default/aurora-scheduler` in the shape of aurora-packaging's
-    specs/debian/aurora-scheduler.default: a license header, comments between the
-    variables, `${VAR}` references, and an EXTRA_SCHEDULER_ARGS that already holds flags."""
+    specs/debian/aurora-scheduler.default: its license header, `###` blocks and a comment
+    above each variable, `${VAR}` references, with this host's values and an
+    EXTRA_SCHEDULER_ARGS that already holds flags (extra_scheduler_args)."""
     p = host.paths
     aurora_home = p.root / "var/lib/aurora"
+    first_zk = zk.split(",")[0]
     return (
         LICENSE_HEADER
         + f"""
-# Environment of the Aurora scheduler, sourced by /usr/bin/aurora-scheduler-startup
-# (sandbox host {host.name}).
+# Defaults for Aurora startup (sandbox host {host.name})
 
+###
+# Environment variables control the behavior of the Mesos scheduler driver (libmesos).
 GLOG_v=0
 LIBPROCESS_PORT=8083
 #LIBPROCESS_IP=127.0.0.1
+###
 
+###
 # Flags that control the behavior of the JVM.
+#JAVA_OPTS='-Djava.library.path=/usr/local/lib -Dlog4j.configuration="file:///etc/zookeeper/conf/log4j.properties"'
 JAVA_OPTS='-Djava.library.path=/usr/local/lib'
+###
 
-# Where the scheduler keeps its state.
 AURORA_HOME="{aurora_home}"
 
-# The name of this cluster, as clients know it.
+# Name of the cluster. Please change this.
 CLUSTER_NAME="{cluster}"
 
-# The HTTP port upon which Aurora will listen.
+# Listening port for the scheduler
 HTTP_PORT={host.http_port}
 
-# Size of the quorum of Aurora schedulers which possess a native log. If running in a
-# multi-master configuration, this value should be (number_of_masters / 2) + 1.
+# Replicated log quorum size. Set to (floor(number_of_schedulers / 2) + 1)
 QUORUM_SIZE=1
 
-# The ZooKeeper ensemble the schedulers, Mesos and the replicated log share.
+# List of zookeeper endpoints
 ZK_ENDPOINTS="{zk}"
 
-# The ZooKeeper URL of the ZNode where the Mesos master has registered.
+# Zookeeper path or URL to mesos master
 MESOS_MASTER="zk://${{ZK_ENDPOINTS}}/mesos"
 
-# The ZooKeeper ZNode under which the schedulers elect a leader and advertise it.
+# Zookeeper ServerSet path to register at
 ZK_SERVERSET_PATH="{SERVERSET_PATH}"
 
-# The ZooKeeper ZNode to which Aurora will register the locations of its replicated log.
+# Log path in zookeeper
 ZK_LOGDB_PATH="/aurora/replicated-log"
 
-# The local directory in which an Aurora scheduler can find Aurora's replicated log.
+# Where to store the replicated log on disk
 LOGDB_FILE_PATH="${{AURORA_HOME}}/scheduler/db"
 
-# The local directory in which Aurora schedulers will place state backups.
+# Where to store backups on disk
 BACKUP_DIR="${{AURORA_HOME}}/scheduler/backups"
 
-# Thermos settings.
+# Path (on the slave nodes) or URL to thermos executor or wrapper script
 THERMOS_EXECUTOR_PATH="/usr/share/aurora/bin/thermos_executor.pex"
-THERMOS_EXECUTOR_RESOURCES=""
-THERMOS_EXECUTOR_FLAGS="--announcer-ensemble {zk.split(",")[0]}"
 
-# Container types tasks may use.
+# A comma seperated list of additional resources to copy into the sandbox.
+# Note: if thermos_executor_path is not the thermos_executor.pex file itself,
+# this must include it.
+THERMOS_EXECUTOR_RESOURCES=""
+
+# Extra arguments to be passed to the thermos executor
+THERMOS_EXECUTOR_FLAGS="--announcer-ensemble {first_zk}"
+
+# Container types that are allowed to be used by jobs.
 ALLOWED_CONTAINER_TYPES="MESOS,DOCKER"
 
-# Further scheduler flags: passed unquoted, so split into words after bash expanded them.
-# Do not repeat a flag the startup script passes (the scheduler refuses to start).
+# Any args you want to add to the aurora-scheduler invocation:
 EXTRA_SCHEDULER_ARGS="{extra_scheduler_args(advertise)}"
 """
     )
@@ -276,19 +289,22 @@ EXTRA_SCHEDULER_ARGS="{extra_scheduler_args(advertise)}"
 
 def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
     """`/etc/sysconfig/aurora-scheduler` in the shape of aurora-packaging's
-    specs/rpm/aurora.sysconfig: bash arrays JAVA_OPTS=(...) and a multi-line
-    AURORA_FLAGS=(...) with comments inside, no MESOS_MASTER, no EXTRA_SCHEDULER_ARGS."""
+    specs/rpm/SOURCES/aurora-scheduler.sysconfig: bash arrays JAVA_OPTS=(...) and a
+    multi-line AURORA_FLAGS=(...) with comments inside, no MESOS_MASTER, no
+    EXTRA_SCHEDULER_ARGS. With advertise="hostname", AURORA_FLAGS also holds
+    `-hostname="$(uname -n)"`."""
     p = host.paths
+    first_zk = zk.split(",")[0]
     hostname = (
-        '\n  # Advertise this host\'s name rather than its address.\n  -hostname="$(uname -n)"\n'
+        "\n  # Advertise this host's name in ZooKeeper instead of its address.\n"
+        '  -hostname="$(uname -n)"\n'
         if advertise == "hostname"
         else ""
     )
     return (
         LICENSE_HEADER
         + f"""
-# Environment of the Aurora scheduler, sourced by /usr/bin/aurora-scheduler-startup
-# (sandbox host {host.name}).
+# sandbox host {host.name}
 
 GLOG_v=0
 LIBPROCESS_PORT=8083
@@ -315,40 +331,39 @@ AURORA_FLAGS=(
   # The ZooKeeper URL of the ZNode where the Mesos master has registered.
   -mesos_master_address='zk://{zk}/mesos'
 
-  # The ZooKeeper quorum to which Aurora will register itself to advertise as a viable
-  # leader.
+  # The ZooKeeper quorum to which Aurora will register itself.
   -zk_endpoints='{zk}'
 
   # The ZooKeeper ZNode within the specified quorum to which Aurora will register its
   # ServerSet, which keeps track of all live Aurora schedulers.
   -serverset_path='{SERVERSET_PATH}'
 
-  # Allows the scheduler to launch tasks using the docker containerizer.
+  # Allows the scheduling of containers of the provided type.
   -allowed_container_types='DOCKER,MESOS'
 
-  ### Native Log configuration
+  ### Native Log Settings ###
+
   # The native log serves as a replicated database which stores the state of the
   # scheduler, allowing for multi-master operation.
 
-  # Size of the quorum of Aurora schedulers which possess a native log. If running in a
-  # multi-master configuration, this value should be (number_of_masters / 2) + 1.
+  # Size of the quorum of Aurora schedulers which possess a native log.  If running in
+  # multi-master mode, consult the following document to determine appropriate values:
+  #
+  # https://aurora.apache.org/documentation/latest/deploying-aurora-scheduler/#replicated-log-configuration
   -native_log_quorum_size='1'
-
   # The ZooKeeper ZNode to which Aurora will register the locations of its replicated log.
   -native_log_zk_group_path='/aurora/replicated-log'
-
   # The local directory in which an Aurora scheduler can find Aurora's replicated log.
   -native_log_file_path='{p.log_dir}'
-
   # The local directory in which Aurora schedulers will place state backups.
   -backup_dir='{p.backup_dir}'
 
-  ### Thermos Settings
+  ### Thermos Settings ###
+
   # The local path of the Thermos executor binary.
   -thermos_executor_path='/usr/bin/thermos_executor'
-
   # Flags to pass to the Thermos executor.
-  -thermos_executor_flags='--announcer-ensemble {zk.split(",")[0]}'
+  -thermos_executor_flags='--announcer-ensemble {first_zk}'
 {hostname})
 """
     )
@@ -364,7 +379,7 @@ def env_file_text(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
 def _startup_script(host: HostInfo) -> str:
     """`/usr/bin/aurora-scheduler-startup` as the package installs it: Debian's
     (specs/debian/aurora-scheduler.startup.sh) passes the fixed flags from the variables
-    and `$EXTRA_SCHEDULER_ARGS` unquoted; the RPM's (specs/rpm/aurora-scheduler.startup.sh)
+    and `$EXTRA_SCHEDULER_ARGS` unquoted; the RPM's (specs/rpm/SOURCES/aurora-scheduler.startup.sh)
     passes `"${AURORA_FLAGS[@]}"`. Both source the env file with bash."""
     p = host.paths
     if host.flavour == "rpm":
@@ -373,8 +388,12 @@ def _startup_script(host: HostInfo) -> str:
 # aurora-scheduler-startup, as Aurora's RPM installs it.
 source {shlex.quote(str(p.env_file))}
 
+# Environment variables control the behavior of the Mesos scheduler driver (libmesos).
 export GLOG_v LIBPROCESS_PORT LIBPROCESS_IP
 export JAVA_OPTS="${{JAVA_OPTS[*]}}"
+
+# Preferences Java 1.8 over any other Java version.
+export PATH=/usr/lib/jvm/java-1.8.0/bin:${{PATH}}
 
 exec {shlex.quote(str(p.scheduler_binary))} "${{AURORA_FLAGS[@]}}"
 """
@@ -383,8 +402,12 @@ exec {shlex.quote(str(p.scheduler_binary))} "${{AURORA_FLAGS[@]}}"
 # aurora-scheduler-startup, as Aurora's Debian package installs it.
 source {shlex.quote(str(p.env_file))}
 
+# Environment variables control the behavior of the Mesos scheduler driver (libmesos).
 export GLOG_v LIBPROCESS_PORT LIBPROCESS_IP
 export JAVA_OPTS="${{JAVA_OPTS[*]}}"
+
+# Preferences Java 1.8 over any other Java version.
+export PATH=/usr/lib/jvm/java-1.8.0/bin:${{PATH}}
 
 exec {shlex.quote(str(p.scheduler_binary))} \\
   -cluster_name="$CLUSTER_NAME" \\
@@ -403,6 +426,19 @@ exec {shlex.quote(str(p.scheduler_binary))} \\
   $EXTRA_SCHEDULER_ARGS
 """
 
+
+# Aurora's default tier config (apache/aurora src/main/resources/org/apache/aurora/scheduler/tiers.json),
+# which the Debian env file's -tier_config names.
+TIERS_JSON = """\
+{
+  "default": "preemptible",
+  "tiers": {
+    "preferred": {"preemptible": false, "revocable": false},
+    "preemptible": {"preemptible": true, "revocable": false},
+    "revocable": {"preemptible": true, "revocable": true}
+  }
+}
+"""
 
 DEFAULT_SUDOERS = f"""\
 # /etc/sudoers.d/aurora-ops: what the sudo stand-in lets {SSH_USER} run.
@@ -424,10 +460,12 @@ def uname_stand_in(host: HostInfo) -> str:
     return f"""\
 #!/bin/bash
 # uname stand-in: this simulated host's node name; everything else from the real uname.
+real={shlex.quote(_real_binary("uname"))}
 case "$*" in
   -n|--nodename) echo {shlex.quote(host.name)}; exit 0 ;;
+  -a|--all) "$real" -a | awk -v n={shlex.quote(host.name)} '{{ $2 = n; print }}'; exit 0 ;;
 esac
-exec {shlex.quote(_real_binary("uname"))} "$@"
+exec "$real" "$@"
 """
 
 
@@ -445,8 +483,9 @@ exec {shlex.quote(_real_binary("hostname"))} "$@"
 """
 
 
-def _python_tool(module: str) -> str:
-    return f'#!/bin/bash\nexec {shlex.quote(sys.executable)} -m {module} "$@"\n'
+def _python_tool(module: str, prog: str = "") -> str:
+    env = f"SANDBOX_ADMIN_PROG={shlex.quote(prog)} " if prog else ""
+    return f'#!/bin/bash\n{env}exec {shlex.quote(sys.executable)} -m {module} "$@"\n'
 
 
 def _write_exec(path: Path, text: str) -> None:
@@ -478,6 +517,7 @@ def _build_host(
     p.env_file.parent.mkdir(parents=True, exist_ok=True)
     p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise))
     p.clusters_json.write_text(_clusters_json(zk))
+    (p.backup_dir.parent / "tiers.json").write_text(TIERS_JSON)
     p.sudoers.parent.mkdir(parents=True, exist_ok=True)
     p.sudoers.write_text(DEFAULT_SUDOERS)
     _write_exec(p.startup_script, _startup_script(host))
@@ -486,7 +526,7 @@ def _build_host(
     _write_exec(p.bin_dir / "systemctl", _python_tool("sandbox.systemctl"))
     _write_exec(p.bin_dir / "journalctl", _python_tool("sandbox.journalctl"))
     _write_exec(p.bin_dir / "mesos-log", _python_tool("sandbox.mesoslog"))
-    _write_exec(p.bin_dir / p.admin_name, _python_tool("sandbox.admin"))
+    _write_exec(p.bin_dir / p.admin_name, _python_tool("sandbox.admin", p.admin_name))
     _write_exec(p.bin_dir / "uname", uname_stand_in(host))
     _write_exec(p.bin_dir / "hostname", hostname_stand_in(host))
     if seed_log:
@@ -608,22 +648,35 @@ def _ports(opts: Options, addresses: list[str]) -> tuple[list[int], list[int]]:
     """(ssh ports, http ports), one of each per host, on the host's own address."""
     n = len(addresses)
     if opts.port_base:
-        ssh = [opts.port_base + i for i in range(n)]
-        http = [opts.port_base + n + i for i in range(n)]
-        for address, a, b in zip(addresses, ssh, http, strict=True):
+        base_ssh = [opts.port_base + i for i in range(n)]
+        base_http = [opts.port_base + n + i for i in range(n)]
+        for address, a, b in zip(addresses, base_ssh, base_http, strict=True):
             _check_port(address, a)
             _check_port(address, b)
-        return ssh, http
+            _check_port(LOOPBACK, b)
+        return base_ssh, base_http
     taken: set[int] = set()
-    ssh, http = [], []
+    ssh: list[int] = []
+    http: list[int] = []
     for address in addresses:
-        for out in (ssh, http):
-            port = _free_port(address)
-            while port in taken:
-                port = _free_port(address)
-            taken.add(port)
-            out.append(port)
+        ssh.append(_new_port(address, taken))
+        http.append(_new_port(address, taken, also=LOOPBACK))
     return ssh, http
+
+
+def _new_port(address: str, taken: set[int], also: str = "") -> int:
+    """A port free on `address` (and on `also`), used by no other host of the sandbox."""
+    while True:
+        port = _free_port(address)
+        if port in taken:
+            continue
+        if also:
+            try:
+                _check_port(also, port)
+            except SandboxError:
+                continue
+        taken.add(port)
+        return port
 
 
 def _write_backups(

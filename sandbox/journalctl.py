@@ -1,10 +1,12 @@
 """The `journalctl` stand-in on a simulated host (`python -m sandbox.journalctl ARGS`).
 
 The unit's output is in the host's journal (HostPaths.journal, written by sandbox.service
-in journald's `short` shape). Like systemd's journalctl (systemd src/journal/journalctl.c,
-access_check): a user outside the groups `adm` and `systemd-journal` does not see the
-system journal, where the unit's lines are; journalctl then shows no lines, prints a hint
-on stderr (unless -q) and exits 0. In the sandbox only root reads it (through sudo).
+in journald's `short` shape). Like systemd's journalctl (systemd/systemd
+src/shared/journal-util.c, access_check_var_log_journal): a user outside the groups
+`adm` and `systemd-journal` does not see the system journal, where the unit's lines
+are; journalctl then shows none of them: it prints
+`-- No entries --` on stdout and its hint on stderr (neither with -q) and exits 0. In the
+sandbox only root reads the journal (through sudo).
 
 Options: `-u UNIT`/`--unit=UNIT` (`.service` optional), `-n N`/`--lines=N` (the last N
 lines), `--no-pager`, `-q`/`--quiet`, `-o short|cat`/`--output=...`, `--since=TIME`
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     user = os.environ.get("SANDBOX_USER") or os.environ.get("USER") or "nobody"
     if user != "root":
         if not q.quiet:
+            print(NO_ENTRIES)
             print(HINT, file=sys.stderr)
         return 0
     host = os.environ.get("SANDBOX_HOST", "")

@@ -80,6 +80,7 @@ REGISTRATION_SECS = 1.0
 EMPTY_LOG_INTERVAL = 3.0
 ZK_RETRY_SECS = 3.0
 BYPASS_HEADER = "Bypass-Leader-Redirect"
+LOOPBACK = "127.0.0.1"
 
 # ------------------------------------------------------------------------------------ flags
 
@@ -134,7 +135,11 @@ STR_FLAGS = (
     "allowed_container_types",
     "hostname",
     "ip",
+    "tier_config",
 )
+# Flags whose value must name a readable file (validateValueWith = ReadableFile:
+# src/main/java/org/apache/aurora/scheduler/config/validators/ReadableFile.java).
+READABLE_FILE_FLAGS = ("tier_config",)
 KNOWN_FLAGS = frozenset((*TIME_FLAGS, *INT_FLAGS, *ENUM_FLAGS, *STR_FLAGS))
 REQUIRED_FLAGS = (
     "cluster_name",
@@ -197,6 +202,8 @@ def _convert(flag: str, raw: str) -> object:
         if not re.fullmatch(r"-?[0-9]+", raw):
             raise FlagError(f'"-{flag}": couldn\'t convert "{raw}" to an integer')
         return int(raw)
+    if flag in READABLE_FILE_FLAGS and not os.access(raw, os.R_OK):
+        raise FlagError(f"File {raw} for -{flag} is not readable")
     if flag in ENUM_FLAGS:
         allowed = ENUM_FLAGS[flag]
         if raw not in allowed:
@@ -347,10 +354,11 @@ class Scheduler:
         self.info = info
         self.host = host
         self.user = os.environ.get("SANDBOX_USER", "aurora")
-        own = next((h.address for h in info.hosts if h.name == host), "127.0.0.1")
-        # Jetty binds -ip when given; the sandbox binds the host's own address otherwise
-        # (the real one listens on every interface: this host has one).
-        self.address = flags.ip or own
+        own = next((h.address for h in info.hosts if h.name == host), LOOPBACK)
+        # Jetty binds -ip when given, else every interface: a simulated host's are its
+        # own address and the loopback (`localhost` on the host reaches its scheduler).
+        self.addresses = [flags.ip] if flags.ip else list(dict.fromkeys([own, LOOPBACK]))
+        self.address = self.addresses[0]
         self.advertised = advertised_host(flags, own)
         self.log_path = Path(flags.native_log_file_path)
         self.backup_dir = Path(flags.backup_dir)
@@ -590,15 +598,18 @@ class Scheduler:
         app.router.add_post("/api", self.handle_api)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.address, self.flags.http_port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            self.die(
-                1,
-                f"Failed to start the HTTP server on {self.address}:{self.flags.http_port}: {exc.strerror}",
-            )
-        self.http_port = int(runner.addresses[0][1])
+        port = self.flags.http_port
+        for address in self.addresses:
+            site = web.TCPSite(runner, address, port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                self.die(
+                    1,
+                    f"Failed to start the HTTP server on {address}:{port}: {exc.strerror}",
+                )
+            port = int(runner.addresses[0][1])  # -http_port=0: the random port, everywhere
+        self.http_port = port
         log("I", "JettyServerModule", f"HTTP server listening on {self.address}:{self.http_port}")
 
     def vars(self) -> dict[str, int | float]:

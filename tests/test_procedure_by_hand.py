@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from runbook.clusters import Cluster
-from sandbox.backups import ACTIVE_STATES, backup_time, decode_snapshot
+from sandbox.backups import ACTIVE_STATES, ALL_STATES, backup_time, decode_snapshot
 from tests.conftest import RunningSandbox, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
 DISABLE_ARGS = "-max_registration_delay=360mins -reconciliation_initial_delay=365days"
+# Debian's aurora-tools installs the client as aurora-admin (aurora.md §7.1).
+ADMIN = "aurora-admin"
 
 
 def on_all(
@@ -112,17 +114,27 @@ def test_the_whole_runbook_by_hand(sandbox: RunningSandbox, tmp_path: Path) -> N
             stdin={s.host: json.dumps(entry).encode()},
         )
 
-    # prep.disable: the three values, each once.
+    # prep.disable: the three values, each once; EXTRA_SCHEDULER_ARGS keeps its words.
+    extra_before = on_all(
+        sandbox, each(cluster, "grep ^EXTRA_SCHEDULER_ARGS= {env}", env="env_file")
+    )
     on_all(
         sandbox,
         each(
             cluster,
             "sed -i -e 's|^MESOS_MASTER=.*|MESOS_MASTER=\"zk://localhost:1111/mesos/master\"|' "
-            f"-e 's|^EXTRA_SCHEDULER_ARGS=.*|EXTRA_SCHEDULER_ARGS=\"{DISABLE_ARGS}\"|' {{env}} && "
+            '-e \'s|^EXTRA_SCHEDULER_ARGS="\\(.*\\)"$|'
+            f'EXTRA_SCHEDULER_ARGS="\\1 {DISABLE_ARGS}"|\' {{env}} && '
             "grep -c -- -max_registration_delay= {env}",
             env="env_file",
         ),
     )
+    extra_after = on_all(
+        sandbox, each(cluster, "grep ^EXTRA_SCHEDULER_ARGS= {env}", env="env_file")
+    )
+    for h in hosts:
+        before = extra_before[h].stdout.decode().strip().removesuffix('"')
+        assert extra_after[h].stdout.decode().strip() == f'{before} {DISABLE_ARGS}"'
 
     # prep.start
     on_all(sandbox, {h: cluster.service.start for h in hosts})
@@ -179,9 +191,11 @@ def test_the_whole_runbook_by_hand(sandbox: RunningSandbox, tmp_path: Path) -> N
         on_all(sandbox, {leader: f"cat > {shlex.quote(dst_path)}"}, stdin={leader: data})
     sums = on_all(sandbox, {leader: f"sha256sum {shlex.quote(dst_path)}"})
     assert sums[leader].stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
-    backup_tasks = [t for t in decode_snapshot(data) if t.status in ACTIVE_STATES]
+    stored_tasks = decode_snapshot(data)
+    backup_tasks = [t for t in stored_tasks if t.status in ACTIVE_STATES]
+    assert len(stored_tasks) > len(backup_tasks)  # a real backup holds terminal tasks too
 
-    admin = f"{cluster.aurora_admin} {{verb}} --bypass-leader-redirect {cluster.aurora_name}"
+    admin = f"{ADMIN} {{verb}} --bypass-leader-redirect {cluster.aurora_name}"
     # restore.stage
     r = on_all(sandbox, {leader: admin.format(verb="scheduler_stage_recovery") + f" {backup}"})
     assert b" INFO] Response from scheduler: OK" in r[leader].stderr
@@ -243,6 +257,12 @@ def test_the_whole_runbook_by_hand(sandbox: RunningSandbox, tmp_path: Path) -> N
     expected = Counter(t.status for t in backup_tasks)
     for status in ACTIVE_STATES:
         assert int(v.get(f"task_store_{status}", "0")) == expected.get(status, 0), status
+    # Every ScheduleStatus has its gauge, the terminal ones counting the backup's history.
+    everything = Counter(t.status for t in stored_tasks)
+    assert {s: int(v[f"task_store_{s}"]) for s in ALL_STATES} == {
+        s: everything.get(s, 0) for s in ALL_STATES
+    }
+    assert all(everything[s] > 0 for s in ("FINISHED", "FAILED", "KILLED"))
 
     # Nothing outside DIR was touched.
     assert {p: Path(p).exists() for p in SYSTEM_PATHS} == system_before

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -12,16 +15,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncssh
 import httpx
 import pytest
 
 from runbook.clusters import load_clusters
-from sandbox.layout import inside
+from sandbox.backups import ALL_STATES, backup_name, backup_time
+from sandbox.layout import host_address, inside
 from tests.conftest import ROOT, RunningSandbox, wait_for
+from tests.sandbox_runner import module_sandboxes
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -111,9 +118,12 @@ def test_exec_runs_a_real_shell_in_the_hosts_tree(sandbox: RunningSandbox) -> No
     backup_dir = cluster.path(cluster.scheduler(h.name), "backup_dir")
     r = sandbox.ssh(h.name, f"ls {backup_dir} | head -1 | xargs -I{{}} sha256sum {backup_dir}/{{}}")
     assert r.returncode == 0 and len(r.stdout.split()[0]) == 64
-    for tool in ("sudo", "systemctl", "mesos-log", "aurora_admin", "aurora-admin"):
+    for tool in ("sudo", "systemctl", "journalctl", "mesos-log", "aurora-admin", "uname"):
         r = sandbox.ssh(h.name, f"command -v {tool}")
         assert r.stdout.strip() == f"{h.root}/usr/local/bin/{tool}", tool
+    # A Debian host has aurora-tools' hyphenated client only.
+    r = sandbox.ssh(h.name, "command -v aurora_admin")
+    assert (r.returncode, r.stdout) == (1, "")
     r = sandbox.ssh(h.name, "df -P . | tail -1 | wc -l; tar --version | head -1")
     assert r.returncode == 0
 
@@ -227,13 +237,13 @@ def test_bad_input_one_clear_line_and_nonzero_exit(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
 
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.bind((host_address(0), 0))  # scheduler-1's own address
         busy.listen()
         port = busy.getsockname()[1]
         r = _run_cli("--dir", str(tmp_path / "b"), "--port-base", str(port))
         assert r.returncode != 0
         assert r.stderr.strip() == (
-            f"aurora-restore sandbox: error: port {port} on 127.0.0.1 is in use"
+            f"aurora-restore sandbox: error: port {port} on {host_address(0)} is in use"
         )
 
     blocker = tmp_path / "file"
@@ -275,3 +285,103 @@ def test_a_directory_without_write_permission(tmp_path: Path) -> None:
 def test_cluster_file_loads_back(sandbox: RunningSandbox) -> None:
     clusters = load_clusters(sandbox.dir / "clusters.toml")
     assert list(clusters) == ["sandbox"]
+
+
+@pytest.fixture
+def make_module_sandbox(tmp_path: Path) -> Iterator[Callable[..., RunningSandbox]]:
+    with module_sandboxes(tmp_path) as make:
+        yield make
+
+
+def test_a_debian_host_advertises_its_ip_and_logs_to_the_journal(sandbox: RunningSandbox) -> None:
+    leader = wait_for(lambda: sandbox.leaders("ACTIVE"))[0]
+    address = sandbox.info.host(leader).address
+    election = sandbox.info.election_dir
+    assert (election / "leader").read_text().strip() == address
+    member = json.loads((election / "member.json").read_text())
+    assert member["serviceEndpoint"]["host"] == address
+    assert member["additionalEndpoints"]["http"]["host"] == address
+    # Every task_store gauge, terminal ones included and counting the history.
+    v = sandbox.vars(leader)
+    assert {k for k in v if k.startswith("task_store_")} == {f"task_store_{s}" for s in ALL_STATES}
+    assert all(int(v[f"task_store_{s}"]) > 0 for s in ("FINISHED", "FAILED", "KILLED", "RUNNING"))
+    # No log file: the journal, which only root reads.
+    root = sandbox.info.host(leader).paths.root
+    assert not (root / "var/log/aurora/aurora-scheduler.log").exists()
+    r = sandbox.ssh(leader, "journalctl -u aurora-scheduler -n 20 --no-pager")
+    assert (r.returncode, r.stdout) == (0, "-- No entries --\n")
+    assert r.stderr.startswith("Hint: You are currently not seeing messages from other users")
+    r = sandbox.ssh(leader, "sudo journalctl -u aurora-scheduler -n 200 --no-pager")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines and all(
+        re.match(rf"^\w{{3}} \d\d \d\d:\d\d:\d\d {leader} aurora-scheduler-startup\[\d+\]: ", x)
+        for x in lines
+    ), lines[:3]
+    assert any(x.endswith("Elected as leading scheduler!") for x in lines)
+    r = sandbox.ssh(leader, "sudo journalctl -u aurora-scheduler -o cat --no-pager")
+    cat = r.stdout.splitlines()
+    assert len(cat) >= len(lines) and all(re.match(r"^[IWE]\d{4} ", x) for x in cat), cat[:3]
+    assert "scheduler_log" not in (sandbox.dir / "clusters.toml").read_text()
+
+
+def test_sudo_answers_per_rule_over_ssh(sandbox: RunningSandbox) -> None:
+    host = sandbox.info.hosts[0]
+    systemctl = f"{host.paths.bin_dir}/systemctl"
+    r = sandbox.ssh(host.name, "sudo -n -l systemctl stop aurora-scheduler")
+    assert (r.returncode, r.stdout) == (0, f"{systemctl} stop aurora-scheduler\n")
+    # A drill takes the journal away: only the unit's systemctl verbs remain.
+    rule = f"aurora-ops ALL=(root) NOPASSWD: {systemctl} * aurora-scheduler"
+    r = sandbox.ssh(host.name, f"echo {shlex.quote(rule)} > etc/sudoers.d/aurora-ops")
+    assert r.returncode == 0
+    r = sandbox.ssh(host.name, "sudo -n -l systemctl stop aurora-scheduler")
+    assert (r.returncode, r.stdout) == (0, f"{systemctl} stop aurora-scheduler\n")
+    r = sandbox.ssh(host.name, "sudo -n -l journalctl -u aurora-scheduler")
+    assert (r.returncode, r.stdout) == (1, "")
+    r = sandbox.ssh(host.name, "sudo -n journalctl -u aurora-scheduler")
+    assert (r.returncode, r.stderr) == (1, "sudo: a password is required\n")
+    r = sandbox.ssh(host.name, "sudo -n systemctl is-active aurora-scheduler")
+    assert (r.returncode, r.stdout) == (0, "active\n")
+
+
+def test_an_rpm_host_advertising_its_name_in_its_own_zone_with_a_log_file(
+    make_module_sandbox: Callable[..., RunningSandbox],
+) -> None:
+    zone = ZoneInfo("Asia/Kolkata")
+    sb = make_module_sandbox(
+        "--flavour", "rpm", "--advertise", "hostname", "--tz", "Asia/Kolkata", "--log-file"
+    )
+    cluster = sb.cluster
+    toml = (sb.dir / "clusters.toml").read_text()
+    assert "aurora_admin" not in toml
+    for s in cluster.schedulers:
+        root = sb.info.host(s.host).paths.root
+        assert cluster.path(s, "env_file") == f"{root}/etc/sysconfig/aurora-scheduler"
+        assert cluster.path(s, "scheduler_log") == f"{root}/var/log/aurora/aurora-scheduler.log"
+    leader = wait_for(lambda: sb.leaders("ACTIVE"), timeout=30)[0]
+    assert (sb.info.election_dir / "leader").read_text().strip() == leader
+    member = json.loads((sb.info.election_dir / "member.json").read_text())
+    assert member["serviceEndpoint"] == {"host": leader, "port": sb.info.host(leader).http_port}
+    r = sb.ssh(leader, "command -v aurora_admin; command -v aurora-admin; date +%Z; echo $TZ")
+    assert r.stdout.splitlines() == [
+        f"{sb.info.host(leader).paths.bin_dir}/aurora_admin",
+        "IST",
+        "Asia/Kolkata",
+    ]
+    log = sb.ssh(leader, "cat var/log/aurora/aurora-scheduler.log").stdout
+    assert "Elected as leading scheduler!" in log
+    assert not (sb.info.host(leader).paths.journal).exists()
+    # Backups, generated and written by the scheduler, are named in the hosts' zone.
+    backup_dir = sb.info.host(leader).paths.backup_dir
+    before = datetime.now(zone).replace(second=0, microsecond=0, tzinfo=None)
+    r = sb.ssh(leader, "aurora_admin scheduler_backup_now sandbox")
+    assert r.returncode == 0, r.stderr
+    after = datetime.now(zone).replace(tzinfo=None)
+    names = {p.name for p in backup_dir.iterdir()}
+    new = [n for n in names if before <= (backup_time(n) or datetime.min) <= after]
+    assert len(new) == 1, (names, before, after)
+    for h in sb.info.hosts:
+        for p in h.paths.backup_dir.iterdir():
+            if p.name not in new:
+                taken = datetime.fromtimestamp(p.stat().st_mtime, UTC)
+                assert p.name == backup_name(taken, zone)

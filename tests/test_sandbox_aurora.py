@@ -40,12 +40,21 @@ def on_all(sb: RunningSandbox, template: str) -> None:
         run(sb, h, template.format(**paths(sb, h)))
 
 
+JOURNAL = "sudo journalctl -u aurora-scheduler -o cat --no-pager"
+
+
+def add_extra_args(extra: str, env_file: str) -> str:
+    """A sed that appends words to Debian's EXTRA_SCHEDULER_ARGS, keeping the others."""
+    return (
+        f'sed -i \'s|^EXTRA_SCHEDULER_ARGS="\\(.*\\)"$|EXTRA_SCHEDULER_ARGS="\\1 {extra}"|\' '
+        f"{env_file}"
+    )
+
+
 def set_env(sb: RunningSandbox, master: str | None, extra: str) -> None:
     for h in HOSTS:
         p = paths(sb, h)
-        cmd = (
-            f"sed -i 's|^EXTRA_SCHEDULER_ARGS=.*|EXTRA_SCHEDULER_ARGS=\"{extra}\"|' {p['env_file']}"
-        )
+        cmd = add_extra_args(extra, p["env_file"])
         if master:
             cmd += f" && sed -i 's|^MESOS_MASTER=.*|MESOS_MASTER=\"{master}\"|' {p['env_file']}"
         run(sb, h, cmd)
@@ -119,7 +128,7 @@ def test_a_log_initialized_as_root_keeps_the_scheduler_from_starting(
     wait_for(lambda: len(sandbox.leaders("ACTIVE")) == 1, timeout=30)
     time.sleep(1.5)
     assert sandbox.states()[host] in ("DOWN", "DEAD", "IDLE", "PREPARING_STORAGE")
-    _, log, _ = run(sandbox, host, "tail -50 var/log/aurora/aurora-scheduler.log")
+    _, log, _ = run(sandbox, host, f"{JOURNAL} -n 50")
     assert "Permission denied" in log
 
 
@@ -138,7 +147,7 @@ def test_disabled_leader_waits_then_dies_after_max_registration_delay(
     assert not sandbox.leaders("ACTIVE")
     # It does not register, and kills itself after the delay; the unit starts it again.
     wait_for(lambda: sandbox.states()[leader] != "LEADER_AWAITING_REGISTRATION", timeout=15)
-    _, log, _ = run(sandbox, leader, "cat var/log/aurora/aurora-scheduler.log")
+    _, log, _ = run(sandbox, leader, JOURNAL)
     assert "Framework has not been registered within the tolerated delay." in log
 
 
@@ -148,7 +157,7 @@ def test_a_flag_given_twice_aborts_the_start(sandbox: RunningSandbox) -> None:
     run(sandbox, "scheduler-1", "sudo systemctl start aurora-scheduler")
     time.sleep(2)
     assert sandbox.states()["scheduler-1"] == "DOWN"
-    _, log, _ = run(sandbox, "scheduler-1", "cat var/log/aurora/aurora-scheduler.log")
+    _, log, _ = run(sandbox, "scheduler-1", JOURNAL)
     assert "Can only specify option -mesos_master_address once." in log
 
 
@@ -178,10 +187,10 @@ def test_aurora_admin_errors_and_the_leader_redirect(sandbox: RunningSandbox) ->
     on_all(sandbox, "sudo systemctl start aurora-scheduler")
     leader = wait_for(lambda: sandbox.leaders("LEADER_AWAITING_REGISTRATION"), timeout=20)[0]
     follower = next(h for h in HOSTS if h != leader)
-    admin = "aurora_admin {verb} --bypass-leader-redirect sandbox"
+    admin = "aurora-admin {verb} --bypass-leader-redirect sandbox"
 
     # Without --bypass-leader-redirect nothing is advertised: the scheduler answers 503.
-    rc, _, err = run(sandbox, leader, "aurora_admin scheduler_list_backups sandbox", ok=False)
+    rc, _, err = run(sandbox, leader, "aurora-admin scheduler_list_backups sandbox", ok=False)
     assert rc == 1 and "Unknown error talking to" in err
 
     rc, out, err = run(sandbox, leader, admin.format(verb="scheduler_list_backups"))
@@ -254,12 +263,14 @@ def test_the_serverset_lives_in_zookeeper(
         members = [c for c in children() if c.startswith("member_")]
         assert len(candidates) == 3 and len(members) == 1
         lowest = min(candidates, key=lambda c: c.rsplit("-", 1)[1])
-        assert zk.get(f"/aurora/scheduler/{lowest}")[0].decode() == leader
+        # The packages set neither -hostname nor -ip: the scheduler advertises its IP.
+        address = sb.info.host(leader).address
+        assert zk.get(f"/aurora/scheduler/{lowest}")[0].decode() == address
         data = json.loads(zk.get(f"/aurora/scheduler/{members[0]}")[0])
         port = sb.info.host(leader).http_port
         assert data == {
-            "serviceEndpoint": {"host": leader, "port": port},
-            "additionalEndpoints": {"http": {"host": leader, "port": port}},
+            "serviceEndpoint": {"host": address, "port": port},
+            "additionalEndpoints": {"http": {"host": address, "port": port}},
             "status": "ALIVE",
         }
         # Disabled: candidates, and no member_ node at all.
@@ -276,7 +287,42 @@ def test_the_serverset_lives_in_zookeeper(
         kids = children()
         assert not [c for c in kids if c.startswith("member_")]
         lowest = min((c for c in kids if "-lock-" in c), key=lambda c: c.rsplit("-", 1)[1])
-        assert zk.get(f"/aurora/scheduler/{lowest}")[0].decode() == leader
+        assert zk.get(f"/aurora/scheduler/{lowest}")[0].decode() == sb.info.host(leader).address
     finally:
         zk.stop()
         zk.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (
+            "-mesos_master_address=zk://localhost:1111/mesos/master",
+            "Can only specify option -mesos_master_address once.",
+        ),
+        (
+            "-max_registration_delay=360mins 365days",
+            "Was passed main parameter '365days' but no main parameter was defined in your arg class",
+        ),
+    ],
+)
+def test_a_bad_word_in_extra_scheduler_args_is_a_crash_loop_without_vars(
+    sandbox: RunningSandbox, extra: str, error: str
+) -> None:
+    host = "scheduler-2"
+    run(sandbox, host, "sudo systemctl stop aurora-scheduler")
+    run(sandbox, host, add_extra_args(extra, paths(sandbox, host)["env_file"]))
+    run(sandbox, host, "sudo systemctl start aurora-scheduler")
+    # Type=simple: the unit is "active" as soon as the process forks, whatever follows.
+    seen: set[str] = set()
+
+    def aborted_three_times() -> bool:
+        seen.add(sandbox.states()[host])
+        _, log, _ = run(sandbox, host, JOURNAL)
+        return log.count(error) >= 3  # started again and again (Restart=always)
+
+    wait_for(aborted_three_times, timeout=30)
+    assert seen == {"DOWN"}  # /vars never answered
+    _, log, _ = run(sandbox, host, JOURNAL)
+    assert "Usage: org.apache.aurora.scheduler.app.SchedulerMain [options]" in log
+    assert "HTTP server listening" not in log.split(error)[1]

@@ -11,18 +11,28 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from sandbox import admin, election, replog
-from sandbox.backups import ACTIVE_STATES, encode_snapshot, generate_cluster_tasks
-from sandbox.layout import BOGUS_MESOS_MASTER, HostInfo, SandboxInfo
-from sandbox.scheduler import FlagError, format_vars, parse_flags, parse_time
+from sandbox.backups import (
+    ACTIVE_STATES,
+    backup_name,
+    decode_snapshot,
+    encode_snapshot,
+    generate_cluster_tasks,
+)
+from sandbox.cluster import Options, SandboxError, build, cluster_toml
+from sandbox.layout import BOGUS_MESOS_MASTER, HostInfo, SandboxInfo, host_address
+from sandbox.scheduler import FlagError, advertised_host, format_vars, parse_flags, parse_time
+from sandbox.service import host_environment, journal_prefix
 from tests.conftest import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -371,7 +381,7 @@ class Sim:
             hosts=[
                 HostInfo(
                     f"scheduler-{i}",
-                    "127.0.0.1",
+                    host_address(40 + i),  # a loopback address of its own, as in a sandbox
                     0,
                     free_port(),
                     str(root / f"hosts/scheduler-{i}"),
@@ -509,7 +519,8 @@ def test_disabled_schedulers_elect_one_leader_and_the_restore_commits(
     assert sorted(states.values()) == ["LEADER_AWAITING_REGISTRATION", "STORAGE_PREPARED"]
     leader = next(h for h, s in states.items() if s == "LEADER_AWAITING_REGISTRATION")
     follower = next(h for h in states if h != leader)
-    assert election.current_leader(sim.info) == leader
+    # The candidate's data is the leader's IP address (no -hostname, no -ip).
+    assert election.current_leader(sim.info) == sim.info.host(leader).address
     assert election.current_member(sim.info) is None  # nobody advertises while disabled
     assert "Elected as leading scheduler!" in sim.log(leader)
     assert sim.vars(leader)["framework_registered"] == "0"
@@ -606,12 +617,13 @@ def test_an_active_leader_advertises_redirects_and_kills_unknown_tasks(
     leader = next(h for h, s in states.items() if s == "ACTIVE")
     follower = next(h for h in states if h != leader)
     port = sim.info.host(leader).http_port
+    address = sim.info.host(leader).address
     member = election.current_member(sim.info)
-    assert member == election.member_json(leader, port)
+    assert member == election.member_json(address, port)
     raw = (sim.info.election_dir / election.MEMBER_FILE).read_text()
     assert raw == (
-        f'{{"serviceEndpoint":{{"host":"{leader}","port":{port}}},'
-        f'"additionalEndpoints":{{"http":{{"host":"{leader}","port":{port}}}}},"status":"ALIVE"}}'
+        f'{{"serviceEndpoint":{{"host":"{address}","port":{port}}},'
+        f'"additionalEndpoints":{{"http":{{"host":"{address}","port":{port}}}}},"status":"ALIVE"}}'
     )
     assert sim.vars(leader)["framework_registered"] == "1"
     assert sim.http(leader, "GET", "/leaderhealth").status_code == 200
@@ -619,7 +631,7 @@ def test_an_active_leader_advertises_redirects_and_kills_unknown_tasks(
     redirect = sim.http(follower, "POST", "/api", json={"method": "listBackups"})
     assert (redirect.status_code, redirect.headers["location"]) == (
         307,
-        f"http://127.0.0.1:{port}/api",
+        f"http://{address}:{port}/api",
     )
     j = sim.http(leader, "GET", "/vars.json").json()
     assert j["scheduler_lifecycle_ACTIVE"] == 1 and isinstance(j["jvm_uptime_secs"], int)
@@ -631,7 +643,7 @@ def test_an_active_leader_advertises_redirects_and_kills_unknown_tasks(
     assert sim.vars(leader)["scheduler_backup_success"] == "1"
     sim.write_clusters(follower, {"zk": "127.0.0.1", "scheduler_zk_path": "/aurora/scheduler"})
     r = sim.admin(follower, "get_scheduler", "sandbox")
-    assert r.stdout == f"Found leading scheduler at: http://{leader}:{port}\n"
+    assert r.stdout == f"Found leading scheduler at: http://{address}:{port}\n"
 
     # Reconciliation: the 10 running tasks the log does not know are killed.
     unknown = {t.task_id for t in sim.running} - {t.task_id for t in sim.logged}
@@ -708,20 +720,350 @@ def test_zookeeper_candidates_and_member(zookeeper: str, make_sim: Callable[...,
         children = zk.get_children(path)
         nodes = election.candidates(children)
         assert len(nodes) == 2 and not election.members(children)
-        assert zk.get(f"{path}/{nodes[0]}")[0] == leader.encode()
-        assert election.current_leader(sim.info) == leader
+        # No -hostname, no -ip: the candidate holds the host's IP address.
+        address = sim.info.host(leader).address
+        assert zk.get(f"{path}/{nodes[0]}")[0] == address.encode()
+        assert election.current_leader(sim.info) == address
         assert election.current_member(sim.info) is None
         sim.stop()
         assert election.candidates(zk.get_children(path)) == []
 
-        sim.start("scheduler-1", sim.info.mesos_master)
+        # -hostname wins over the address, in the candidate and in the member_ JSON.
+        sim.start("scheduler-1", sim.info.mesos_master, "-hostname=sched1.example.com")
         wait_for(lambda: sim.state("scheduler-1") == "ACTIVE")
+        assert election.current_leader(sim.info) == "sched1.example.com"
         port = sim.info.host("scheduler-1").http_port
         (member,) = election.members(zk.get_children(path))
-        assert zk.get(f"{path}/{member}")[0] == election.encode_member(
-            election.member_json("scheduler-1", port)
-        )
-        assert election.current_member(sim.info) == election.member_json("scheduler-1", port)
+        expected = election.member_json("sched1.example.com", port)
+        assert zk.get(f"{path}/{member}")[0] == election.encode_member(expected)
+        assert election.current_member(sim.info) == expected
+        assert sim.http("scheduler-1", "GET", "/leaderhealth").status_code == 200
     finally:
         zk.stop()
         zk.close()
+
+
+# ----------------------------------------------------------------- packaged-host shape
+
+
+def built(tmp_path: Path, **kw: Any) -> SandboxInfo:
+    """A one-host sandbox laid out (nothing runs)."""
+    return build(Options(dir=tmp_path / "sb", schedulers=1, backups=kw.pop("backups", 0), **kw))
+
+
+def startup_argv(info: SandboxInfo) -> list[str]:
+    """What the host's aurora-scheduler-startup passes the scheduler, the env file sourced
+    by bash as the unit does (the binary replaced by one that prints its argv)."""
+    host = info.hosts[0]
+    p = host.paths
+    p.scheduler_binary.write_text("#!/bin/bash\nprintf '%s\\n' \"$@\"\n")
+    r = subprocess.run(
+        ["bash", str(p.startup_script)],
+        env=host_environment(info, host, "aurora"),
+        cwd=p.root,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_the_debian_env_file_has_the_packagings_shape_and_yields_the_expected_argv(
+    tmp_path: Path,
+) -> None:
+    info = built(tmp_path)
+    host = info.hosts[0]
+    p = host.paths
+    text = p.env_file.read_text()
+    assert p.env_file == p.root / "etc/default/aurora-scheduler"
+    assert text.startswith("#\n# Licensed under the Apache License, Version 2.0")
+    assert "JAVA_OPTS='-Djava.library.path=/usr/local/lib'\n" in text
+    assert 'MESOS_MASTER="zk://${ZK_ENDPOINTS}/mesos"\n' in text
+    assert 'LOGDB_FILE_PATH="${AURORA_HOME}/scheduler/db"\n' in text
+    extra = next(line for line in text.splitlines() if line.startswith("EXTRA_SCHEDULER_ARGS="))
+    assert "$(" in extra and "-backup_interval 1hrs" in extra and "-hostname" not in extra
+    aurora_home = p.root / "var/lib/aurora"
+    assert startup_argv(info) == [
+        "-cluster_name=sandbox",
+        f"-http_port={host.http_port}",
+        "-native_log_quorum_size=1",
+        "-zk_endpoints=127.0.0.1:2181",
+        "-mesos_master_address=zk://127.0.0.1:2181/mesos",
+        "-serverset_path=/aurora/scheduler",
+        "-native_log_zk_group_path=/aurora/replicated-log",
+        f"-native_log_file_path={aurora_home}/scheduler/db",
+        f"-backup_dir={aurora_home}/scheduler/backups",
+        "-thermos_executor_path=/usr/share/aurora/bin/thermos_executor.pex",
+        "-thermos_executor_resources=",
+        "-thermos_executor_flags=--announcer-ensemble 127.0.0.1:2181",
+        "-allowed_container_types=MESOS,DOCKER",
+        f"-tier_config={aurora_home}/scheduler/tiers.json",
+        "-serverset_endpoint_name=http",
+        "-backup_interval",
+        "1hrs",
+        "-max_saved_backups=48",
+        "-history_prune_threshold=2days",
+        "-history_max_per_job_threshold=100",
+    ]
+    flags = parse_flags(startup_argv(info))  # every word is a flag the scheduler knows
+    assert (flags.hostname, flags.ip, flags.serverset_endpoint_name) == (None, None, "http")
+    # A Debian host has aurora-tools' aurora-admin only.
+    assert (p.bin_dir / "aurora-admin").exists() and not (p.bin_dir / "aurora_admin").exists()
+
+
+def test_advertise_hostname_adds_hostname_from_uname(tmp_path: Path) -> None:
+    info = built(tmp_path, advertise="hostname")
+    argv = startup_argv(info)
+    assert argv[-1] == "-hostname=scheduler-1"
+    assert parse_flags(argv).hostname == "scheduler-1"
+    assert advertised_host(parse_flags(argv), info.hosts[0].address) == "scheduler-1"
+
+
+def test_the_rpm_sysconfig_is_bash_arrays_passed_as_aurora_flags(tmp_path: Path) -> None:
+    info = built(tmp_path, flavour="rpm")
+    p = info.hosts[0].paths
+    text = p.env_file.read_text()
+    assert p.env_file == p.root / "etc/sysconfig/aurora-scheduler"
+    assert "AURORA_FLAGS=(\n" in text and "JAVA_OPTS=(\n" in text
+    assert "GLOG_v=0\n" in text and "LIBPROCESS_PORT=8083\n" in text
+    assert "MESOS_MASTER" not in text and "EXTRA_SCHEDULER_ARGS" not in text
+    assert p.startup_script.read_text().rstrip().endswith('"${AURORA_FLAGS[@]}"')
+    argv = startup_argv(info)
+    assert "-thermos_executor_flags=--announcer-ensemble 127.0.0.1:2181" in argv
+    assert f"-native_log_file_path={p.log_dir}" in argv
+    flags = parse_flags(argv)
+    assert flags.mesos_master_address == "zk://127.0.0.1:2181/mesos"
+    assert (p.bin_dir / "aurora_admin").exists() and not (p.bin_dir / "aurora-admin").exists()
+    assert startup_argv(built(tmp_path / "h", flavour="rpm", advertise="hostname"))[-1] == (
+        "-hostname=scheduler-1"
+    )
+
+
+def test_the_advertised_host_is_hostname_else_ip_else_the_address() -> None:
+    info = SandboxInfo(dir="/x", hosts=[HostInfo("scheduler-1", "127.0.0.11", 1, 8081, "/x/h")])
+    argv = startup_flags(info, info.hosts[0], BOGUS_MESOS_MASTER)
+    assert advertised_host(parse_flags(argv), "127.0.0.11") == "127.0.0.11"
+    assert advertised_host(parse_flags([*argv, "-ip=127.0.0.99"]), "127.0.0.11") == "127.0.0.99"
+    both = parse_flags([*argv, "-ip=127.0.0.99", "-hostname=sched1"])
+    assert advertised_host(both, "127.0.0.11") == "sched1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ("-backup_dir=/elsewhere", "Can only specify option -backup_dir once."),
+        (
+            "-max_registration_delay=360mins 365days",
+            "Was passed main parameter '365days' but no main parameter was defined",
+        ),
+        ("-tier_config=/nonexistent/tiers.json", "File /nonexistent/tiers.json for -tier_config"),
+    ],
+)
+def test_a_bad_word_in_extra_scheduler_args_aborts_the_real_start(
+    tmp_path: Path, extra: str, error: str
+) -> None:
+    info = built(tmp_path)
+    host = info.hosts[0]
+    p = host.paths
+    text = p.env_file.read_text()
+    p.env_file.write_text(text.replace('EXTRA_SCHEDULER_ARGS="', f'EXTRA_SCHEDULER_ARGS="{extra} '))
+    r = subprocess.run(
+        ["bash", str(p.startup_script)],
+        env=host_environment(info, host, "aurora"),
+        cwd=p.root,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert r.returncode == 1
+    assert r.stdout.startswith("Usage: org.apache.aurora.scheduler.app.SchedulerMain")
+    assert error in r.stderr
+
+
+def test_backup_names_are_the_wall_time_in_the_hosts_zone(tmp_path: Path) -> None:
+    zone = ZoneInfo("Asia/Kolkata")  # +05:30: no whole-hour offset hides a mistake
+    info = built(tmp_path, tz="Asia/Kolkata", backups=4)
+    files = list(info.hosts[0].paths.backup_dir.iterdir())
+    assert files
+    for f in files:
+        taken = datetime.fromtimestamp(f.stat().st_mtime, UTC)
+        assert f.name == backup_name(taken, zone)
+        assert f.name == "scheduler-backup-" + taken.astimezone(zone).strftime("%Y-%m-%d-%H-%M")
+    assert info.tz == "Asia/Kolkata"
+    assert host_environment(info, info.hosts[0], "aurora")["TZ"] == "Asia/Kolkata"
+    assert "TZ" not in host_environment(built(tmp_path / "plain"), info.hosts[0], "aurora")
+
+
+def test_generated_state_holds_terminal_tasks_but_mesos_runs_only_active_ones(
+    tmp_path: Path,
+) -> None:
+    info = built(tmp_path, backups=2)
+    stored = replog.read(info.hosts[0].paths.log_dir).tasks
+    counts = Counter(t.status for t in stored)
+    assert all(counts[s] > 0 for s in ("FINISHED", "FAILED", "KILLED"))
+    running = json.loads(info.tasks_file.read_text())
+    assert {t["status"] for t in running} <= set(ACTIVE_STATES)
+    assert len(running) == sum(counts[s] for s in ACTIVE_STATES)
+    for backup in info.hosts[0].paths.backup_dir.iterdir():
+        statuses = {t.status for t in decode_snapshot(backup.read_bytes())}
+        assert {"FINISHED", "KILLED"} <= statuses
+
+
+def test_bad_options_and_a_reused_dir_keeps_its_settings(tmp_path: Path) -> None:
+    for kw, message in (
+        ({"tz": "Mars/Olympus"}, "not a known IANA time zone"),
+        ({"tz": "../etc/passwd"}, "not an IANA time zone name"),
+        ({"flavour": "arch"}, "--flavour must be one of debian, rpm"),
+        ({"advertise": "fqdn"}, "--advertise must be one of ip, hostname"),
+    ):
+        with pytest.raises(SandboxError, match=message):
+            built(tmp_path / "bad", **kw)
+        assert not (tmp_path / "bad").exists()
+    info = built(tmp_path, flavour="rpm", advertise="hostname", tz="Europe/Paris", log_file=True)
+    again = built(tmp_path)  # the defaults: what DIR holds is kept
+    assert (again.flavour, again.advertise, again.tz, again.log_file) == (
+        "rpm",
+        "hostname",
+        "Europe/Paris",
+        True,
+    )
+    assert again.hosts[0].paths.env_file == info.hosts[0].paths.env_file
+    with pytest.raises(SandboxError, match="--tz 'Europe/Paris', not 'Asia/Tokyo'"):
+        built(tmp_path, tz="Asia/Tokyo")
+
+
+def test_each_host_has_its_own_address_and_name(tmp_path: Path) -> None:
+    info = build(Options(dir=tmp_path / "sb", schedulers=3, backups=0))
+    assert [h.address for h in info.hosts] == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+    h = info.hosts[1]
+    env = host_environment(info, h, "aurora-ops")
+    out = {}
+    for cmd in ("uname -n", "hostname", "hostname -f", "hostname -s", "hostname -i", "uname -s"):
+        r = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, timeout=5)
+        out[cmd] = r.stdout.strip()
+    r = subprocess.run(["bash", "-c", "uname -a"], env=env, capture_output=True, text=True)
+    assert r.stdout.split()[:2] == ["Linux", "scheduler-2"]
+    assert out == {
+        "uname -n": "scheduler-2",
+        "hostname": "scheduler-2",
+        "hostname -f": "scheduler-2",
+        "hostname -s": "scheduler-2",
+        "hostname -i": "127.0.0.12",
+        "uname -s": "Linux",
+    }
+    toml = cluster_toml(info)
+    assert 'address = "127.0.0.12"' in toml
+    assert "aurora_admin" not in toml and "scheduler_log" not in toml
+    assert f'env_file = "{h.paths.root}/etc/default/aurora-scheduler"' in toml
+
+
+# ------------------------------------------------------------------------ sudo, journal
+
+
+def run_tool(
+    info: SandboxInfo, module: str, *args: str, user: str = "aurora-ops"
+) -> subprocess.CompletedProcess[str]:
+    host = info.hosts[0]
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=host_environment(info, host, user),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+
+
+def test_sudo_obeys_the_hosts_sudoers_file(tmp_path: Path) -> None:
+    info = built(tmp_path)
+    p = info.hosts[0].paths
+    systemctl, mesos_log = p.bin_dir / "systemctl", p.bin_dir / "mesos-log"
+    # The default: aurora-ops may run anything as anyone without a password.
+    r = run_tool(info, "sandbox.sudo", "-n", "-l", "systemctl", "stop", "aurora-scheduler")
+    assert (r.returncode, r.stdout) == (0, f"{systemctl} stop aurora-scheduler\n")
+    r = run_tool(info, "sandbox.sudo", "-n", "-l")
+    assert r.stdout == (
+        "User aurora-ops may run the following commands on scheduler-1:\n    (ALL) NOPASSWD: ALL\n"
+    )
+    r = run_tool(info, "sandbox.sudo", "-n", "-u", "aurora", "bash", "-c", "echo $SANDBOX_USER")
+    assert (r.returncode, r.stdout) == (0, "aurora\n")
+
+    # A drill narrows the rules: systemctl on the unit as root, mesos-log as aurora only.
+    p.sudoers.write_text(
+        "# narrowed\n"
+        f"aurora-ops ALL=(root) NOPASSWD: {systemctl} * aurora-scheduler\n"
+        f"aurora-ops ALL=(aurora) NOPASSWD: {mesos_log} initialize --path=*\n"
+        f"aurora-ops ALL=(root) {p.bin_dir}/journalctl\n"
+    )
+    allowed = run_tool(info, "sandbox.sudo", "-n", "-l", "systemctl", "restart", "aurora-scheduler")
+    assert (allowed.returncode, allowed.stdout) == (0, f"{systemctl} restart aurora-scheduler\n")
+    for args in (
+        ("systemctl", "stop", "sshd"),  # another unit
+        ("-u", "root", "mesos-log", "initialize", "--path=/x"),  # not as root
+        ("-u", "aurora", "mesos-log", "cat"),
+        ("cat", "/etc/shadow"),
+    ):
+        r = run_tool(info, "sandbox.sudo", "-n", "-l", *args)
+        assert (r.returncode, r.stdout) == (1, ""), args
+    r = run_tool(
+        info, "sandbox.sudo", "-n", "-u", "aurora", "-l", "mesos-log", "initialize", "--path=/x"
+    )
+    assert (r.returncode, r.stdout) == (0, f"{mesos_log} initialize --path=/x\n")
+    # Not allowed, or allowed only with a password: -n refuses at once.
+    for args in (("cat", "/etc/hostname"), ("journalctl", "-u", "aurora-scheduler")):
+        r = run_tool(info, "sandbox.sudo", "-n", *args)
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", "sudo: a password is required\n")
+    r = run_tool(info, "sandbox.sudo", "cat", "/etc/hostname")
+    assert r.returncode == 1 and r.stderr.endswith("sudo: a password is required\n")
+    assert "a terminal is required" in r.stderr
+    r = run_tool(info, "sandbox.sudo", "-n", "-l")
+    assert r.stdout.splitlines()[1:] == [
+        f"    (root) NOPASSWD: {systemctl} * aurora-scheduler",
+        f"    (aurora) NOPASSWD: {mesos_log} initialize --path=*",
+        f"    (root) {p.bin_dir}/journalctl",
+    ]
+    # Root may run anything.
+    r = run_tool(info, "sandbox.sudo", "-n", "-l", "cat", "/etc/hostname", user="root")
+    assert r.returncode == 0
+    r = run_tool(info, "sandbox.sudo", "-x", "true")
+    assert r.returncode == 1 and "invalid option -- 'x'" in r.stderr
+
+
+def test_journalctl_shows_the_units_lines_to_root_only(tmp_path: Path) -> None:
+    info = built(tmp_path)
+    journal = info.hosts[0].paths.journal
+    journal.write_text(
+        "".join(
+            journal_prefix("scheduler-1", 4242, datetime(2026, 12, 1, 22, 0, i)) + f"line {i}\n"
+            for i in range(5)
+        )
+    )
+    # A user outside adm/systemd-journal sees nothing of the system journal: the hint.
+    r = run_tool(info, "sandbox.journalctl", "-u", "aurora-scheduler", "--no-pager")
+    assert (r.returncode, r.stdout) == (0, "-- No entries --\n")
+    assert r.stderr.startswith("Hint: You are currently not seeing messages from other users")
+    assert "Pass -q to turn off this notice." in r.stderr
+    r = run_tool(info, "sandbox.journalctl", "-q", "-u", "aurora-scheduler")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    # Root (through sudo) sees the unit's lines.
+    r = run_tool(info, "sandbox.journalctl", "-u", "aurora-scheduler", "-n", "2", user="root")
+    assert r.stdout == (
+        "Dec 01 22:00:03 scheduler-1 aurora-scheduler-startup[4242]: line 3\n"
+        "Dec 01 22:00:04 scheduler-1 aurora-scheduler-startup[4242]: line 4\n"
+    )
+    r = run_tool(
+        info,
+        "sandbox.journalctl",
+        "--unit=aurora-scheduler.service",
+        "--lines=3",
+        "-o",
+        "cat",
+        "--no-pager",
+        user="root",
+    )
+    assert r.stdout == "line 2\nline 3\nline 4\n"
+    r = run_tool(info, "sandbox.journalctl", "-u", "sshd", user="root")
+    assert (r.returncode, r.stdout) == (0, "-- No entries --\n")
+    r = run_tool(info, "sandbox.journalctl", "--bogus", user="root")
+    assert (r.returncode, r.stderr) == (1, "journalctl: unrecognized option '--bogus'\n")
