@@ -25,6 +25,10 @@ def _sandbox(args: argparse.Namespace) -> int:
         reset=args.reset,
         restart_sec=args.restart_sec,
         seed=args.seed,
+        flavour=args.flavour,
+        advertise=args.advertise,
+        tz=args.tz,
+        log_file=args.log_file,
     )
     try:
         return asyncio.run(run(opts))
@@ -330,6 +334,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="the unit's RestartSec (real packages: 20); default: 2",
     )
     sb.add_argument("--seed", type=int, default=None, help="seed for the generated tasks")
+    sb.add_argument(
+        "--flavour",
+        choices=("debian", "rpm"),
+        default="debian",
+        help="the packaging the hosts mirror: debian (/etc/default, EXTRA_SCHEDULER_ARGS, "
+        "aurora-admin) or rpm (/etc/sysconfig, AURORA_FLAGS, aurora_admin); default: debian",
+    )
+    sb.add_argument(
+        "--advertise",
+        choices=("ip", "hostname"),
+        default="ip",
+        help="what the schedulers advertise in the election: their IP address (the "
+        "packages' default) or -hostname=$(uname -n); default: ip",
+    )
+    sb.add_argument(
+        "--tz",
+        default="",
+        metavar="ZONE",
+        help="an IANA time zone for every process of the hosts (backup names follow it); "
+        "default: the machine's",
+    )
+    sb.add_argument(
+        "--log-file",
+        action="store_true",
+        help="log to var/log/aurora/aurora-scheduler.log (named scheduler_log in the "
+        "cluster file) instead of the journal",
+    )
     sb.set_defaults(func=_sandbox)
 
     co = sub.add_parser(
