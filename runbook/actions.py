@@ -742,8 +742,16 @@ async def find_leader(ctx: StepContext) -> Outcome:
         )
     await ctx.learn(leader=leader)
     sources = sorted({src for row in table.values() for src in row})
+    # A source whose data cannot tell the schedulers apart abstains (bot.leader).
+    abstained = [
+        src
+        for src in sources
+        if all(str(row.get(src, "")).startswith("cannot tell") for row in table.values())
+    ]
+    agreed = [src for src in sources if src not in abstained]
+    note = f"; {', '.join(abstained)} cannot tell" if abstained else ""
     return Outcome(
-        True, f"leader: {leader} (agreed by {', '.join(sources)})\n{rows}", {"table": table}
+        True, f"leader: {leader} (agreed by {', '.join(agreed)}{note})\n{rows}", {"table": table}
     )
 
 
