@@ -164,7 +164,8 @@ class SlackFront:
         """One log line with a reference id (the traceback at debug level only), and an
         ephemeral message to the person the work was for. Returns the reference."""
         ref = secrets.token_hex(3).upper()
-        log.error("ref %s: %s: %s", ref, type(exc).__name__, redact(str(exc))[:300])
+        said = " ".join(redact(str(exc)).split())[:300]  # one line, whatever the error says
+        log.error("ref %s: %s: %s", ref, type(exc).__name__, said)
         log.debug("ref %s", ref, exc_info=exc)
         if who is not None and who.user and who.channel:
             text = f"⚠️ Something went wrong (ref {ref}); nothing more was done."

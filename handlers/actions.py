@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -105,15 +106,21 @@ def register(app: AsyncApp, front: SlackFront) -> None:
 
         front.spawn(work(), who)
 
-    async def open_modal(client: Any, trigger_id: str, rid: str, who: Origin, view: Any) -> None:
+    async def open_modal(
+        client: Any, trigger_id: str, rid: str, who: Origin, view: Callable[[], Awaitable[Any]]
+    ) -> None:
         """A modal about `rid`, only for a click from its thread; remembered, so that
-        only its own submission is taken."""
-        why = await front.call(front.place_refusal(rid, who))
-        if why is not None:
-            front.spawn(front.tell(who, f"🚫 {why}"))
-            return
-        resp = await client.views_open(trigger_id=trigger_id, view=view)
-        await front.call(front.remember_view(rid, str(resp["view"]["id"]), who.user))
+        only its own submission is taken. Runs after the ack: a failure is caught here
+        and told (Bolt loses the ack of a listener that raises after acking)."""
+        try:
+            why = await front.call(front.place_refusal(rid, who))
+            if why is not None:
+                front.spawn(front.tell(who, f"🚫 {why}"))
+                return
+            resp = await client.views_open(trigger_id=trigger_id, view=await view())
+            await front.call(front.remember_view(rid, str(resp["view"]["id"]), who.user))
+        except Exception as exc:
+            front.failed(exc, who)
 
     @app.action("delete_tasks")
     async def on_delete(
@@ -121,9 +128,12 @@ def register(app: AsyncApp, front: SlackFront) -> None:
     ) -> None:
         await ack()
         rid, _ = _ids(action["value"])
-        rec = await front.call(engine.store.load(rid))
-        count = int(((rec.data.get("review") or {}) if rec else {}).get("count") or 0)
-        modal = blocks.delete_modal(rid, count)
+
+        async def modal() -> Any:
+            rec = await front.call(engine.store.load(rid))
+            count = int(((rec.data.get("review") or {}) if rec else {}).get("count") or 0)
+            return blocks.delete_modal(rid, count)
+
         await open_modal(client, body["trigger_id"], rid, origin(body), modal)
 
     async def view_refused(ack: Any, body: dict[str, Any], view: dict[str, Any], rid: str) -> bool:
@@ -170,14 +180,20 @@ def register(app: AsyncApp, front: SlackFront) -> None:
     async def on_skip(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()
         rid, sid = _ids(action["value"])
-        modal = blocks.skip_modal(rid, sid)
+
+        async def modal() -> Any:
+            return blocks.skip_modal(rid, sid)
+
         await open_modal(client, body["trigger_id"], rid, origin(body), modal)
 
     @app.action("abort")
     async def on_abort(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
         await ack()
         rid, _ = _ids(action["value"])
-        modal = blocks.abort_modal(rid)
+
+        async def modal() -> Any:
+            return blocks.abort_modal(rid)
+
         await open_modal(client, body["trigger_id"], rid, origin(body), modal)
 
     @app.view("skip_reason")
