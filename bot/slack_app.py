@@ -91,6 +91,8 @@ class Bot:
         with contextlib.suppress(Exception):
             await self.work.run(self._close_work())
         self.work.stop()
+        if not self.work.thread.is_alive():
+            self.work.loop.close()
 
 
 DELIVERY_TTL = 600  # seconds a delivery is remembered: Slack redelivers within minutes
