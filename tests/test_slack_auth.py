@@ -439,3 +439,23 @@ async def test_redeliveries_are_known_by_what_they_carry(
     assert len(transcripts()) == posted <= 6
     assert refusals <= len(double.ephemerals)
     await store.redis.aclose()
+
+
+# ------------------------------------------------------------------ the cluster file
+
+
+def test_cluster_channels_are_slack_channel_ids(tmp_path: Path) -> None:
+    from runbook.access import start_refusal
+    from runbook.clusters import ClusterFileError, load_clusters
+
+    path = lone_cluster_file(tmp_path / "clusters.toml")
+    west = load_clusters(path)["west"]
+    assert west.channels == [CHANNEL, "C0WARROOM"]
+    assert load_clusters(path)["east"].channels is None
+    assert start_refusal(west, CHANNEL) is None
+    assert start_refusal(west, "G0PRIVATE") is not None
+    for bad in ("#ops", "c0ops", "D0ALICE", "C0", "C0OPS; reboot"):
+        path.write_text(path.read_text().replace(f'"{CHANNEL}"', json.dumps(bad), 1))
+        with pytest.raises(ClusterFileError, match=r"cluster 'west': channels\[0\]: not a Slack"):
+            load_clusters(path)
+        path = lone_cluster_file(tmp_path / "clusters.toml")
