@@ -1,16 +1,32 @@
 """Assembling the Slack app: one async Bolt app over the engine, in HTTP or Socket Mode.
 
-HTTP mode serves commands, interactivity and events at `POST /slack/events`, and
-`GET /healthz`. Redelivered requests (`X-Slack-Retry-Num` > 0) are answered 200 and
-dropped: the first delivery is already being handled, and every engine transition is
-atomic anyway, so a double click or two app processes never run a step twice.
+HTTP mode serves commands and interactivity at `POST /slack/events`, and `GET /healthz`.
+Every request is verified before anything of it is read (`X-Slack-Signature` over the raw
+body, `X-Slack-Request-Timestamp` within five minutes, at most `MAX_BODY` bytes):
+unsigned or forged → 401, and nothing is parsed. A signed request that is not what Slack
+sends us (not UTF-8, not a form, `payload` not a JSON object, a field missing) → 400 and
+one log line. Only then does Bolt see it, rebuilt from the checked fields alone
+(`handlers.shapes.canonical`), so no listener meets a shape it did not expect.
+
+A redelivery is recognised by what it carries (`handlers.shapes.delivery_key`),
+remembered in Redis for ten minutes (`SET NX EX`), not by `X-Slack-Retry-Num`: a first
+delivery that carries the header (Slack's first attempt timed out) is handled, a true
+duplicate is acked and dropped. Every engine transition is atomic anyway, so a double
+click or two app processes never run a step twice.
+
+A listener that fails is logged in one line with a reference, and the person who asked
+is told ("Something went wrong (ref …); nothing more was done.").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
+import re
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -20,13 +36,15 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.console import connect
@@ -34,8 +52,8 @@ from bot.leader import detector
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
 from bot.worker import WorkLoop
-from handlers import actions, commands
-from runbook.engine import Engine
+from handlers import actions, commands, shapes
+from runbook.engine import Connect, Engine
 from runbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -73,19 +91,102 @@ class Bot:
         with contextlib.suppress(Exception):
             await self.work.run(self._close_work())
         self.work.stop()
+        if not self.work.thread.is_alive():
+            self.work.loop.close()
 
 
-async def _skip_redeliveries(
-    request: Any, next: Callable[[], Awaitable[BoltResponse]]
-) -> BoltResponse:
-    retry = (request.headers.get("x-slack-retry-num") or ["0"])[0]
-    if retry and retry.isdigit() and int(retry) > 0:
-        return BoltResponse(status=200, body="")
-    return await next()
+DELIVERY_TTL = 600  # seconds a delivery is remembered: Slack redelivers within minutes
+MAX_BODY = 1024 * 1024  # the largest body read; Slack's biggest payloads are far smaller
+TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$", re.ASCII)
+SIGNATURE_RE = re.compile(r"^v0=[0-9a-f]{64}$", re.ASCII)
 
 
-def build(settings: Settings, redis_url: str, *, worker: str | None = None) -> Bot:
-    """The Bolt app on the calling loop; the engine and its clients on a work loop."""
+def delivery_key(key: str) -> str:
+    return f"ar:delivery:{key}"
+
+
+class RawBodyVerifier(SignatureVerifier):
+    """slack_sdk's verifier (the five-minute window, the constant-time comparison) over
+    the raw bytes: a body that is not UTF-8 is verified too, and then refused as 400
+    when signed, 401 when not, instead of failing to decode before the check."""
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        raw = body if isinstance(body, bytes) else body.encode()
+        base = b"v0:" + timestamp.encode() + b":" + raw
+        return "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed(verifier: SignatureVerifier, headers: Any, body: bytes) -> bool:
+    """Slack's signature over this body, made within five minutes; headers checked first
+    (a timestamp that is not a number is simply not signed)."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not TIMESTAMP_RE.fullmatch(timestamp) or not SIGNATURE_RE.fullmatch(signature):
+        return False
+    return verifier.is_valid(body, timestamp, signature)
+
+
+def checked_body(raw: bytes) -> dict[str, Any] | None:
+    """A verified body as the request's checked fields; None for Slack's `ssl_check`.
+    `shapes.BadRequest` says what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise shapes.BadRequest("the body is not UTF-8") from None
+    form = shapes.read_form(text)
+    if form.get("ssl_check") == "1" and "command" not in form:
+        return None
+    return shapes.canonical(form)
+
+
+def guard(front: SlackFront) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Bolt middleware (HTTP and Socket Mode): a request of a shape no listener expects
+    is refused (400, one line); a delivery seen before is acked and dropped."""
+
+    async def middleware(
+        body: dict[str, Any], next: Callable[[], Awaitable[BoltResponse | None]]
+    ) -> BoltResponse | None:
+        why = shapes.problem(body)
+        if why is not None:
+            log.warning("refused a malformed request (400): %s", why)
+            return BoltResponse(status=400, body="")
+        key = shapes.delivery_key(body)
+        if key is not None:
+            try:
+                first = await front.call(
+                    front.redis.set(delivery_key(key), "1", nx=True, ex=DELIVERY_TTL)
+                )
+            except Exception as exc:  # Redis away: handle it; transitions are atomic
+                log.warning("cannot remember delivery %s: %s", key[:12], exc)
+                first = True
+            if not first:
+                log.debug("dropped a redelivery %s", key[:12])
+                return BoltResponse(status=200, body="")
+        return await next()
+
+    return middleware
+
+
+def on_error(front: SlackFront) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Bolt's error handler: one log line with a reference; the person is told."""
+
+    async def handler(
+        error: Exception, body: dict[str, Any], response: BoltResponse | None
+    ) -> BoltResponse | None:
+        who = shapes.origin(body) if shapes.problem(body) is None else None
+        front.failed(error, who)
+        if response is not None:  # not acked yet: ack, the person is told in Slack
+            return BoltResponse(status=200, body="")
+        return None
+
+    return handler
+
+
+def build(
+    settings: Settings, redis_url: str, *, worker: str | None = None, remote: Connect = connect
+) -> Bot:
+    """The Bolt app on the calling loop; the engine and its clients on a work loop.
+    `remote` reaches the schedulers (SSH and /vars; tests hand in recording fakes)."""
     work = WorkLoop()
 
     async def make() -> tuple[AsyncWebClient, Any]:
@@ -95,17 +196,22 @@ def build(settings: Settings, redis_url: str, *, worker: str | None = None) -> B
     # The listeners' own client (views.open within the trigger's 3 seconds) stays on the
     # app's loop, with its own sessions.
     listener_client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    # The signature is checked by `web_app` before Bolt sees a request (Bolt gets it
+    # rebuilt from the checked fields); Socket Mode's requests come over Slack's socket.
     app = AsyncApp(
-        client=listener_client, signing_secret=settings.signing_secret or "unused-in-socket-mode"
+        client=listener_client,
+        signing_secret=settings.signing_secret or "unused-in-socket-mode",
+        request_verification_enabled=False,
     )
-    app.middleware(_skip_redeliveries)
     approvers = Approvers(client)
     engine = Engine(
-        Store(redis), settings.clusters, connect, may_approve=approvers.may_approve, detect=detector
+        Store(redis), settings.clusters, remote, may_approve=approvers.may_approve, detect=detector
     )
     if worker:
         engine.worker = worker
     front = SlackFront(engine, client, redis, work)
+    app.middleware(guard(front))
+    app.error(on_error(front))
     commands.register(app, front)
     actions.register(app, front)
     return Bot(app, front, engine, redis, work)
@@ -123,10 +229,33 @@ async def resume(bot: Bot) -> None:
             bot.front.schedule_refresh(rid)
 
 
-def web_app(bot: Bot) -> web.Application:
+def web_app(bot: Bot, signing_secret: str) -> web.Application:
+    verifier = RawBodyVerifier(signing_secret)
+
     async def events(request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
-        bolt_response = await bot.app.async_dispatch(bolt_request)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("refused a request body over %d bytes (413)", MAX_BODY)
+            return web.Response(status=413)
+        if not signed(verifier, request.headers, raw):
+            log.info("refused an unsigned or forged request (401)")
+            return web.Response(status=401)
+        try:
+            body = checked_body(raw)
+        except shapes.BadRequest as exc:
+            log.warning("refused a malformed request (400): %s", exc)
+            return web.Response(status=400)
+        if body is None:
+            return web.Response(status=200)
+        bolt_request = AsyncBoltRequest(
+            body=json.dumps(body), headers={"content-type": "application/json"}
+        )
+        try:
+            bolt_response = await bot.app.async_dispatch(bolt_request)
+        except Exception as exc:  # a bug of ours: one line with a reference, no traceback
+            bot.front.failed(exc, shapes.origin(body))
+            return web.Response(status=500)
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.Response:
@@ -136,7 +265,7 @@ def web_app(bot: Bot) -> web.Application:
             return web.json_response({"ok": False, "redis": "unreachable"}, status=503)
         return web.json_response({"ok": True})
 
-    application = web.Application()
+    application = web.Application(client_max_size=MAX_BODY)
     application.router.add_post("/slack/events", events)
     application.router.add_get("/healthz", healthz)
     return application
@@ -147,7 +276,7 @@ async def serve(
 ) -> None:
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
-    runner = web.AppRunner(web_app(bot))
+    runner = web.AppRunner(web_app(bot, settings.signing_secret or ""))
     await runner.setup()
     site: web.BaseSite = (
         web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, settings.port)

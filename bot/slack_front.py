@@ -4,8 +4,10 @@ Every message is rendered from the restore's record in Redis (never from memory)
 app process can post or update any card, and two processes behind a load balancer keep
 one coherent thread:
 
-    ar:slack:<rid>            HASH channel, root_ts, card:<sid> (ts or "posting"), seen:<key>
-    ar:slack:channel-of:<cluster>  not used: the restore's own hash says where it lives
+    ar:slack:<rid>            HASH channel, root_ts, team, enterprise (where the restore
+                              lives: every action must come from there), card:<sid> (ts or
+                              "posting"), seen:<key>, view:<view id> (the user a modal was
+                              opened for), export:<seq> (a transcript posted for that state)
 
 A card is posted once: the process that wins `HSETNX card:<sid> posting` posts it.
 Updates are coalesced (at most one refresh a second per restore) to respect chat.update's
@@ -20,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -28,11 +31,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.worker import WorkLoop
+from handlers.shapes import Origin
 from runbook import transcript
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, backup_choice_open
 from runbook.ports import HostResult
 from runbook.redact import redact
+from runbook.store import restore_key
 from runbook.transcript_html import to_html
 
 log = logging.getLogger(__name__)
@@ -139,8 +144,9 @@ class SlackFront:
 
     # ------------------------------------------------------------ background work
 
-    def spawn(self, coro: Any) -> concurrent.futures.Future[Any]:
-        """Work after the ack, on the work loop; errors are logged, never lost silently."""
+    def spawn(self, coro: Any, who: Origin | None = None) -> concurrent.futures.Future[Any]:
+        """Work after the ack, on the work loop. A failure is logged in one line with a
+        reference, and the person it was for (`who`) is told, never left guessing."""
         future: concurrent.futures.Future[Any] = (
             self.work.submit(coro) if self.work is not None else _as_future(coro)
         )
@@ -148,11 +154,33 @@ class SlackFront:
 
         def done(f: concurrent.futures.Future[Any]) -> None:
             self.tasks.discard(f)
-            if not f.cancelled() and f.exception() is not None:
-                log.error("background work failed", exc_info=f.exception())
+            if not f.cancelled() and (exc := f.exception()) is not None:
+                self.failed(exc, who)
 
         future.add_done_callback(done)
         return future
+
+    def failed(self, exc: BaseException, who: Origin | None) -> str:
+        """One log line with a reference id (the traceback at debug level only), and an
+        ephemeral message to the person the work was for. Returns the reference."""
+        ref = secrets.token_hex(3).upper()
+        said = " ".join(redact(str(exc)).split())[:300]  # one line, whatever the error says
+        log.error("ref %s: %s: %s", ref, type(exc).__name__, said)
+        log.debug("ref %s", ref, exc_info=exc)
+        if who is not None and who.user and who.channel:
+            text = f"⚠️ Something went wrong (ref {ref}); nothing more was done."
+            self.spawn(self.tell(who, text))
+        return ref
+
+    async def tell(self, who: Origin, text: str) -> None:
+        """An ephemeral message to one person, where they asked from. A channel the bot
+        cannot post in (another workspace's, say) costs one log line, nothing more."""
+        try:
+            await self.client.chat_postEphemeral(channel=who.channel, user=who.user, text=text)
+        except SlackApiError as exc:
+            log.warning(
+                "cannot tell %s in %s: %s", who.user, who.channel, exc.response.get("error")
+            )
 
     async def call(self, coro: Any) -> Any:
         """Run `coro` on the work loop (where the store's connections live) and wait for
@@ -169,14 +197,54 @@ class SlackFront:
             return None
         return _s(raw[0]), _s(raw[1])
 
-    async def open_thread(self, rid: str, channel: str) -> str:
+    async def open_thread(self, rid: str, where: Origin) -> str:
+        """The root message, in the channel the restore was started from; the workspace
+        (team, enterprise) and channel are kept: every action must come from there."""
         rec = await self.engine.record(rid)
         cluster = self.engine.cluster_of(rec)
         text, body = blocks.root_message(rec, cluster)
-        resp = await self.client.chat_postMessage(channel=channel, text=text, blocks=body)
+        resp = await self.client.chat_postMessage(channel=where.channel, text=text, blocks=body)
         ts = _s(resp["ts"])
-        await self.redis.hset(slack_key(rid), mapping={"channel": channel, "root_ts": ts})
+        await self.redis.hset(
+            slack_key(rid),
+            mapping={
+                "channel": where.channel,
+                "root_ts": ts,
+                "team": where.team,
+                "enterprise": where.enterprise,
+            },
+        )
         return ts
+
+    async def place_refusal(self, rid: str, who: Origin, *, channel: bool = True) -> str | None:
+        """Why a request from `who` may not act on restore `rid`, or None: it must come
+        from the restore's workspace (team, and enterprise) and, unless `channel` is
+        False (a modal's submission carries no channel), from its thread's channel."""
+        raw = await self.redis.hmget(slack_key(rid), "channel", "team", "enterprise")
+        if not raw or raw[0] is None:
+            return f"Restore `{blocks.esc(rid)}` has no Slack thread: nothing was done."
+        home, team, enterprise = _s(raw[0]), _s(raw[1] or ""), _s(raw[2] or "")
+        # Restores started before the workspace was kept have no team: the channel decides.
+        if team and (who.team != team or who.enterprise != enterprise):
+            return f"Restore `{rid}` belongs to another Slack workspace: nothing was done."
+        if channel and who.channel != home:
+            return f"Restore `{rid}` lives in <#{home}>: act from its thread; nothing was done."
+        return None
+
+    async def remember_view(self, rid: str, view_id: str, user: str) -> None:
+        """A modal opened for `user` about `rid`: only its submission is taken."""
+        await self.redis.hset(slack_key(rid), f"view:{view_id}", user)
+
+    async def view_refusal(self, rid: str, view_id: str, who: Origin) -> str | None:
+        """Why a modal submission may not act on `rid`: the modal must be one the bot
+        opened for this person from the restore's thread (so its channel was checked)."""
+        why = await self.place_refusal(rid, who, channel=False)
+        if why is not None:
+            return why
+        opened_for = await self.redis.hget(slack_key(rid), f"view:{view_id}")
+        if opened_for is None or _s(opened_for) != who.user:
+            return "This dialog was not opened for you from the restore's thread: nothing was done."
+        return None
 
     async def permalink(self, rid: str) -> str | None:
         where = await self.thread(rid)
@@ -209,8 +277,12 @@ class SlackFront:
             thread_ts=where[1],
         )
 
-    async def post_transcript(self, rid: str) -> None:
-        """The transcript as Markdown, JSON and an HTML timeline, into the thread."""
+    async def post_transcript(self, rid: str) -> bool:
+        """The transcript as Markdown, JSON and an HTML timeline, into the thread; once
+        per state of the restore (its last event's seq). False: already posted."""
+        seq = _s(await self.redis.hget(restore_key(rid), "seq") or "0")
+        if not await self.redis.hsetnx(slack_key(rid), f"export:{seq}", "1"):
+            return False
         rec = await self.engine.record(rid)
         store = self.engine.store
         doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
@@ -220,6 +292,7 @@ class SlackFront:
             ("html", to_html(doc)),
         ):
             await self.upload(rid, f"aurora-restore-{rid}.{ext}", content, f"Transcript ({ext})")
+        return True
 
     # ------------------------------------------------------------ keeping it in step
 

@@ -8,7 +8,10 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import blocks
 from bot.slack_front import SlackFront
+from handlers.actions import ALREADY_POSTED
+from handlers.shapes import RID_RE, Origin, origin
 from runbook import commands as cmd
+from runbook.access import start_refusal
 from runbook.engine import Actor, Refused
 
 USAGE = (
@@ -22,7 +25,7 @@ def register(app: AsyncApp, front: SlackFront) -> None:
     @app.command("/aurora-restore")
     async def aurora_restore(ack: Any, command: dict[str, Any], client: Any) -> None:
         words = (command.get("text") or "").split()
-        user, channel = command["user_id"], command["channel_id"]
+        who = origin(command)
         if not words or words[0] in ("help", "-h", "--help"):
             await ack(response_type="ephemeral", text=blocks.help_text())
             return
@@ -32,12 +35,12 @@ def register(app: AsyncApp, front: SlackFront) -> None:
                 response_type="ephemeral",
                 text="Exporting the transcript into the restore's thread…",
             )
-            front.spawn(_export(front, words[1:], user, channel))
+            front.spawn(_export(front, words[1:], who), who)
             return
         if verb in ("status", "abort"):
             await ack(response_type="ephemeral", text=f"`/aurora-restore {verb}`: looking…")
             front.spawn(
-                _status_or_abort(front, verb, words[1:], user, channel, command.get("trigger_id"))
+                _status_or_abort(front, verb, words[1:], who, command.get("trigger_id")), who
             )
             return
         if len(words) > 2:
@@ -60,54 +63,62 @@ def register(app: AsyncApp, front: SlackFront) -> None:
                     text=f"`{blocks.esc(backup)[:80]}` is not a backup id (scheduler-backup-yyyy-MM-dd-HH-mm).\nUsage: `{USAGE}`",
                 )
                 return
+        refusal = start_refusal(engine.clusters[name], who.channel, who.channel_name)
+        if refusal is not None:
+            await ack(response_type="ephemeral", text=f"🚫 {refusal}")
+            return
         await ack(response_type="ephemeral", text=f"Starting a restore of `{name}`…")
-        front.spawn(_start(front, name, backup, user, channel))
+        front.spawn(_start(front, name, backup, who), who)
 
 
-async def _start(front: SlackFront, name: str, backup: str | None, user: str, channel: str) -> None:
+async def _start(front: SlackFront, name: str, backup: str | None, who: Origin) -> None:
     engine = front.engine
+    user = who.user
     holder = await engine.store.holder(name)
     if holder:
-        link = await front.permalink(holder)
+        here = await front.place_refusal(holder, who) is None
+        link = await front.permalink(holder) if here else None
         where = f"<{link}|its thread>" if link else f"restore `{holder}`"
-        await front.client.chat_postEphemeral(
-            channel=channel,
-            user=user,
-            text=f"Cluster `{name}` already has a restore running: see {where}.",
-        )
+        await front.tell(who, f"Cluster `{name}` already has a restore running: see {where}.")
         return
     try:
         rid = await engine.start(name, backup, Actor(user))
     except Refused as exc:
-        await front.client.chat_postEphemeral(channel=channel, user=user, text=f"🚫 {exc}")
+        await front.tell(who, f"🚫 {exc}")
         return
-    await front.open_thread(rid, channel)
+    await front.open_thread(rid, who)
     await front.line(rid, user, "started the restore", "", f"cluster {name}")
     await engine.advance(rid)
     await front.refresh(rid)
+
+
+async def _here(front: SlackFront, who: Origin) -> list[tuple[str, str]]:
+    """(cluster, restore id) of the running restores whose thread is in who's channel
+    (and workspace): status and abort see only those."""
+    engine = front.engine
+    running = []
+    for name in sorted(engine.clusters):
+        holder = await engine.store.holder(name)
+        if holder and await front.place_refusal(holder, who) is None:
+            running.append((name, holder))
+    return running
 
 
 async def _status_or_abort(
     front: SlackFront,
     verb: str,
     args: list[str],
-    user: str,
-    channel: str,
+    who: Origin,
     trigger_id: str | None,
 ) -> None:
     engine = front.engine
     client = front.client  # the work loop's client: this runs there
-    names = args[:1] or sorted(engine.clusters)
-    running: list[tuple[str, str]] = []
-    for n in names:
-        holder = await engine.store.holder(n) if n in engine.clusters else None
-        if holder:
-            running.append((n, holder))
+    running = await _here(front, who)
+    if args:
+        running = [(n, rid) for n, rid in running if n == args[0]]
     if verb == "status":
         if not running:
-            await client.chat_postEphemeral(
-                channel=channel, user=user, text="No restore is running."
-            )
+            await front.tell(who, "No restore is running in this channel.")
             return
         lines = []
         for n, rid in running:
@@ -118,37 +129,47 @@ async def _status_or_abort(
                 f"• `{n}`: restore `{rid}`, step `{current}` ({rec.steps.get(current, {}).get('status', '')})"
                 + (f" — <{link}|thread>" if link else "")
             )
-        await client.chat_postEphemeral(channel=channel, user=user, text="\n".join(lines))
+        await front.tell(who, "\n".join(lines))
         return
     if len(running) != 1:
-        await client.chat_postEphemeral(
-            channel=channel,
-            user=user,
-            text="Name the cluster: `/aurora-restore abort <cluster>`"
+        await front.tell(
+            who,
+            "Name the cluster: `/aurora-restore abort <cluster>`"
             if running
-            else "No restore is running.",
+            else "No restore is running in this channel"
+            + (f" for `{blocks.esc(args[0])[:80]}`." if args else "."),
         )
         return
     rid = running[0][1]
     if trigger_id:
-        await client.views_open(trigger_id=trigger_id, view=blocks.abort_modal(rid))
+        resp = await client.views_open(trigger_id=trigger_id, view=blocks.abort_modal(rid))
+        await front.remember_view(rid, str(resp["view"]["id"]), who.user)
 
 
-async def _export(front: SlackFront, args: list[str], user: str, channel: str) -> None:
+async def _export(front: SlackFront, args: list[str], who: Origin) -> None:
     store = front.engine.store
-    rid = args[0] if args else next(iter(await store.restore_ids(limit=1)), None)
+    if args and not RID_RE.fullmatch(args[0]):
+        await front.tell(who, f"`{blocks.esc(args[0])[:80]}` is not a restore id.")
+        return
+    rid = args[0] if args else None
+    if rid is None:  # the newest restore of this channel
+        for candidate in await store.restore_ids(limit=50):
+            if await front.place_refusal(candidate, who) is None:
+                rid = candidate
+                break
     if rid is None or await store.load(rid) is None:
-        await front.client.chat_postEphemeral(
-            channel=channel,
-            user=user,
-            text=f"No restore {rid or ''} to export (finished restores expire after 90 days).",
+        await front.tell(
+            who,
+            f"No restore {rid or 'of this channel'} to export (finished restores expire after 90 days).",
         )
         return
     if await front.thread(rid) is None:
-        await front.client.chat_postEphemeral(
-            channel=channel,
-            user=user,
-            text=f"Restore `{rid}` has no Slack thread: use `aurora-restore export {rid}`.",
+        await front.tell(
+            who, f"Restore `{rid}` has no Slack thread: use `aurora-restore export {rid}`."
         )
         return
-    await front.post_transcript(rid)
+    why = await front.place_refusal(rid, who)
+    if why is not None:
+        await front.tell(who, f"🚫 {why}")
+    elif not await front.post_transcript(rid):
+        await front.tell(who, ALREADY_POSTED)

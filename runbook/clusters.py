@@ -33,6 +33,7 @@ HOST_RE = re.compile(
 IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
 PATH_RE = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,}$")
 DURATION_RE = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -97,6 +98,12 @@ def _command(value: str) -> str:
 
 def _duration(value: str) -> str:
     parse_duration(value)
+    return value
+
+
+def _slack_channel(value: str) -> str:
+    if not SLACK_CHANNEL_RE.fullmatch(value):
+        raise ValueError(f"not a Slack channel id (C… or G…): {value!r}")
     return value
 
 
@@ -191,6 +198,8 @@ class Cluster(_Strict):
     service: Service = Service()
     ssh: Ssh = Ssh()
     approvers: Approvers = Approvers()
+    # Added: the Slack channels (ids) a restore of this cluster may start in; None: any.
+    channels: list[Annotated[str, AfterValidator(_slack_channel)]] | None = None
     schedulers: list[Scheduler] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -189,6 +189,7 @@ class Thread:
         await self.send(
             view_submission_body(
                 user_id=user,
+                view_id=view["id"],
                 callback_id="skip_reason",
                 private_metadata=view["private_metadata"],
                 state_values={"reason": {"reason": {"type": "plain_text_input", "value": reason}}},
@@ -534,6 +535,7 @@ async def test_status_and_abort_with_revert(world: dict[str, Any]) -> None:
         app.url,
         view_submission_body(
             user_id=BOB,
+            view_id=view["id"],
             callback_id="abort_restore",
             private_metadata=view["private_metadata"],
             state_values={

@@ -144,11 +144,12 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
     ids = listing_ids(rec.data["review"]["listing"])
     count = rec.data["review"]["count"]
 
-    def submit(text: str) -> bytes:
+    def submit(text: str, user: str = BOB, view: dict[str, Any] = modal) -> bytes:
         return view_submission_body(
-            user_id=BOB,
+            user_id=user,
+            view_id=view["id"],
             callback_id="delete_tasks",
-            private_metadata=modal["private_metadata"],
+            private_metadata=view["private_metadata"],
             state_values={"ids": {"ids": {"type": "plain_text_input", "value": text}}},
         )
 
@@ -158,16 +159,14 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
         "response_action": "errors",
         "errors": {"ids": "Not in the staged listing: not-a-staged-task"},
     }
-    reply = json.loads(
-        await send(
-            view_submission_body(
-                user_id=MALLORY,
-                callback_id="delete_tasks",
-                private_metadata=modal["private_metadata"],
-                state_values={"ids": {"ids": {"type": "plain_text_input", "value": ids[0]}}},
-            )
-        )
-    )
+    # Bob's dialog, submitted by someone else: refused in the dialog.
+    reply = json.loads(await send(submit(ids[0], MALLORY)))
+    assert reply["errors"]["ids"].startswith("This dialog was not opened for you")
+    # Mallory's own dialog: she is no approver.
+    await send(click("delete_tasks", msg, delete["value"], MALLORY))
+    await until(lambda: len(double.views) > views_before + 1, what="Mallory's delete modal")
+    mallorys = list(double.views.values())[-1]
+    reply = json.loads(await send(submit(ids[0], MALLORY, mallorys)))
     assert reply["errors"]["ids"] == "You are not an approver for sandbox: nothing was deleted."
     reply = json.loads(await send(submit("x; rm -rf /")))
     assert reply["errors"]["ids"].startswith("Not task ids: x;")
