@@ -48,7 +48,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.console import connect
-from bot.leader import detector
+from bot.leader import check_sources, detector
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
 from bot.worker import WorkLoop
@@ -205,7 +205,12 @@ def build(
     )
     approvers = Approvers(client)
     engine = Engine(
-        Store(redis), settings.clusters, remote, may_approve=approvers.may_approve, detect=detector
+        Store(redis),
+        settings.clusters,
+        remote,
+        may_approve=approvers.may_approve,
+        detect=detector,
+        sources=check_sources,
     )
     if worker:
         engine.worker = worker
@@ -223,10 +228,18 @@ async def resume(bot: Bot) -> None:
         rec = await bot.engine.store.load(rid)
         if rec is None or rec.status != "running":
             continue
-        with contextlib.suppress(Exception):
+        try:
             await bot.engine.recover(rid)
             await bot.engine.advance(rid)
-            bot.front.schedule_refresh(rid)
+        except Exception as exc:  # one line per restore that cannot be picked up now
+            log.warning("could not resume restore %s: %s: %s", rid, type(exc).__name__, exc)
+        bot.front.schedule_refresh(rid)
+
+
+def start_sweeping(bot: Bot) -> Any:
+    """Every process looks for steps whose worker died (their lease ran out), all the
+    time, not only at start-up: the sweep runs on the work loop until the bot closes."""
+    return bot.work.submit(bot.engine.sweep_forever())
 
 
 def web_app(bot: Bot, signing_secret: str) -> web.Application:
@@ -276,6 +289,7 @@ async def serve(
 ) -> None:
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
+    sweeper = start_sweeping(bot)
     runner = web.AppRunner(web_app(bot, settings.signing_secret or ""))
     await runner.setup()
     site: web.BaseSite = (
@@ -290,6 +304,7 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        sweeper.cancel()
         await runner.cleanup()
         await bot.close()
 
@@ -299,8 +314,10 @@ async def socket_mode(settings: Settings, redis_url: str) -> None:
 
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
+    sweeper = start_sweeping(bot)
     handler = AsyncSocketModeHandler(bot.app, settings.app_token)
     try:
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
+        sweeper.cancel()
         await bot.close()

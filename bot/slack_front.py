@@ -306,6 +306,7 @@ class SlackFront:
         "rewound": "went back",
         "backup_chosen": "chose the backup",
         "tasks_deleted": "deleted staged tasks",
+        "putting_back": "is putting the old log back (from the log.archive tarballs)",
     }
 
     def on_event(self, kind: str, info: dict[str, Any]) -> None:
@@ -350,6 +351,8 @@ class SlackFront:
         text, body = blocks.root_message(rec, cluster)
         if rec.status != "running":
             body = [*body, export_button(rid)]
+        if rec.status == "aborted" and rec.data.get("held_after_wipe"):
+            body = [*body, put_back_button(rid)]
         if await self._changed(rid, "root", body):
             await self.updates.take()
             await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=body)
@@ -445,6 +448,35 @@ def _as_future(coro: Any) -> concurrent.futures.Future[Any]:
 
     task.add_done_callback(copy)
     return future
+
+
+def put_back_button(rid: str) -> dict[str, Any]:
+    """The way back after an abort that followed the wipe (runbook.engine.put_back_log)."""
+    return {
+        "type": "actions",
+        "block_id": "put_back",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "put_back",
+                "style": "danger",
+                "text": {"type": "plain_text", "text": "Put the old log back"},
+                "value": json.dumps({"rid": rid}),
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Put the old log back?"},
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": "On every scheduler: the log.archive tarball (sha256-checked) "
+                        "replaces the wiped log, the files are reverted and the schedulers "
+                        "start with their normal flags on the old log. Needs an approver "
+                        "other than the one who started the restore.",
+                    },
+                    "confirm": {"type": "plain_text", "text": "Put it back"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                },
+            }
+        ],
+    }
 
 
 def export_button(rid: str) -> dict[str, Any]:

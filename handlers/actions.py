@@ -87,6 +87,23 @@ def register(app: AsyncApp, front: SlackFront) -> None:
 
         front.spawn(work(), who)
 
+    @app.action("put_back")
+    async def on_put_back(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """After an abort that held the schedulers stopped on the wiped log."""
+        await ack()
+        rid, _ = _ids(action["value"])
+        who = origin(body)
+
+        async def work() -> None:
+            if not await placed(rid, who):
+                return
+            try:
+                await engine.put_back_log(rid, Actor(who.user))
+            except Refused as exc:
+                await refuse(rid, who, "", exc)
+
+        front.spawn(work(), who)
+
     @app.action("choose_backup")
     async def on_choose_backup(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()

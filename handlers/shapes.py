@@ -24,7 +24,7 @@ from typing import Any
 COMMAND = "/aurora-restore"
 # Buttons whose value is {"rid": ..., "sid": ...}, and those whose value is {"rid": ...}.
 STEP_BUTTONS = ("approve", "retry", "mark_done", "rewind", "skip")
-RESTORE_BUTTONS = ("export", "delete_tasks", "abort")
+RESTORE_BUTTONS = ("export", "delete_tasks", "abort", "put_back")
 ACTIONS = (*STEP_BUTTONS, *RESTORE_BUTTONS, "choose_backup")
 VIEWS = ("delete_tasks", "skip_reason", "abort_restore")
 
