@@ -908,13 +908,28 @@ class _Extra(_Container):
         return p
 
     def remove(self, run: list[int]) -> list[_Edit]:
-        i, j, items = run[0], run[-1], self.items
+        """Remove the items and the whitespace that separated them from the next (or, at
+        the end, the previous) item: as raw text when it stands in one quoting, so a line
+        continuation goes with it; else character by character, the quotes kept."""
+        i, j, items, text = run[0], run[-1], self.items, self.f.text
+        # (piece range, raw range, the whitespace it takes): the gap to the next item, or
+        # to the previous one; one on the same line first, so the layout of the lines stays
+        cands: list[tuple[int, int, int, int, str]] = []
+        if j + 1 < len(items):
+            gap = text[items[j].end : items[j + 1].start]
+            cands.append(
+                (items[i].first, items[j + 1].first, items[i].start, items[j + 1].start, gap)
+            )
         if i > 0:
-            a, b = items[i - 1].stop, items[j].stop
-        elif j + 1 < len(items):
-            a, b = items[i].first, items[j + 1].first
-        else:
-            a, b = items[i].first, items[j].stop
+            gap = text[items[i - 1].end : items[i].start]
+            cands.append((items[i - 1].stop, items[j].stop, items[i - 1].end, items[j].end, gap))
+        if not cands:
+            cands.append((items[i].first, items[j].stop, items[i].start, items[j].end, ""))
+        cands.sort(key=lambda c: "\n" in c[4])
+        for _, _, ra, rb, _ in cands:
+            if any(s.inner_start <= ra and rb <= s.inner_end for s in self.assign.word.segments):
+                return [_Edit(ra, rb, "")]
+        a, b = cands[0][0], cands[0][1]
         return [_Edit(p.start, p.end, "") for p in self.pieces[a:b]]
 
     def add(self, words: list[str]) -> list[_Edit] | str:
@@ -928,7 +943,8 @@ class _Extra(_Container):
         if last.ctx == "u":
             value = text[vstart : word.end]
             if len(segs) == 1 and re.fullmatch(r"[A-Za-z0-9_=:/.,@%+-]*", value):
-                return [_Edit(vstart, word.end, f'"{value} {new}"' if value else f'"{new}"')]
+                # quoted around the word, so an edit of the word itself still applies
+                return [_Edit(vstart, vstart, '"'), _Edit(word.end, word.end, f' {new}"')]
             return (
                 f"line {word.line}: {EXTRA}: the value is not quoted: cannot add {new} "
                 "without changing its meaning; edit it by hand"
@@ -1072,8 +1088,8 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
     """The edits that give each wanted flag its value (None: remove it), or the problems."""
     text, items, var = c.f.text, c.items, c.var
     problems = [
-        f"line {item.line}: {var}: {_raw(text, item.start, item.end)} could expand to one of the "
-        f"flags this edit changes ({', '.join(EDITED_FLAGS)}): {_REFUSE}"
+        f"line {item.line}: {var}: {_raw(text, item.start, item.end)} could expand to a flag "
+        f"this edit changes: {_REFUSE}"
         for item in items
         if _ambiguous(item)
     ]
@@ -1086,7 +1102,7 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
         if any(o.problem for o in found):
             continue
         if value is not None and len(found) > 1:
-            lines = ", ".join(str(items[o.index].line) for o in found)
+            lines = ", ".join(dict.fromkeys(str(items[o.index].line) for o in found))
             problems.append(
                 f"line {items[found[1].index].line}: {var}: {flag} is given {len(found)} times "
                 f"(lines {lines}) and the scheduler refuses a flag given twice: fix the file by hand"
@@ -1335,10 +1351,19 @@ def _container(f: _File) -> _Container | None:
 
 
 def has_auth_flag(text: str) -> bool:
-    """Whether the file spells -http_authentication_mechanism among the scheduler's flags."""
+    """Whether the file spells -http_authentication_mechanism among the scheduler's flags,
+    in any assignment of EXTRA_SCHEDULER_ARGS / AURORA_FLAGS (also one drop_auth refuses)."""
     f = _load(text)
-    c = _container(f)
-    return c is not None and bool(_occurrences(c.items, AUTH_FLAG, c.var, text))
+    if f.flavour is None:
+        return False
+    var = FLAGS if f.flavour == "rpm" else EXTRA
+    for a in f.assigns:
+        if a.name != var or (a.word.elements is None) != (var == EXTRA):
+            continue
+        c: _Container = _Array(f, a) if var == FLAGS else _Extra(f, a)
+        if _occurrences(c.items, AUTH_FLAG, var, text):
+            return True
+    return False
 
 
 def check_disabled(text: str) -> list[str]:
