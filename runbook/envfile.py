@@ -112,6 +112,7 @@ class _Piece:
     ctx: str
     param: str | None = None
     split: bool = False
+    bad: bool = False  # a `${...}` bash refuses ("bad substitution"): the command fails
 
 
 @dataclass
@@ -159,6 +160,12 @@ _OPS = (
 )  # fmt: skip
 _REDIRECTS = frozenset({"<<<", "<<-", "&>>", "<<", ">>", "<&", ">&", "<>", ">|", "&>", "<", ">"})
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What bash accepts inside `${...}`: a parameter, then an operator and its word.
+_BRACE_RE = re.compile(
+    r"[#!]?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[[^\]]*\])?"
+    r"(?:[*@]|(?::?[-=?+]|##?|%%?|//?|/[#%]|\^\^?|,,?|:|@).*)?",
+    re.S,
+)
 _ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\[[^\]\n]*\])?(\+?)=")
 _ANSI = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b",
          "f": "\f", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}  # fmt: skip
@@ -347,6 +354,9 @@ class _Lexer:
             end = self._skip_brace(i + 2, i)
             inner = t[i + 2 : end - 1]
             param = inner if _NAME_RE.fullmatch(inner) else None
+            if not _BRACE_RE.fullmatch(inner):
+                self.i = end
+                return _Piece(i, end, None, ctx, None, bad=True)
         else:
             m = _NAME_RE.match(t, i + 1)
             if m:
@@ -559,6 +569,8 @@ def _commands(text: str, tokens: list[_Token]) -> tuple[list[_Command], set[str]
                 cur = _Command([], tok.line, _WITHIN.get(stack[-1], "") if stack else "", before)
             cur.words.append(tok)
         elif isinstance(tok, _Newline):
+            if cur is None and before in ("|", "|&", "&&", "||"):
+                continue  # the list goes on on the next line
             flush("\n")
             before = "\n"
         elif tok.op in _REDIRECTS:
@@ -645,6 +657,9 @@ class _File:
     problems: dict[str, list[str]]  # per target variable (and "IFS"): why it cannot be edited
     flavour: Flavour | None
     starts: list[int]
+
+    def line(self, pos: int) -> int:
+        return bisect.bisect_right(self.starts, pos)
 
     def clean_assign(self, name: str) -> _Assign | None:
         """The one plain top-level assignment of a target (None when there is none)."""
@@ -1093,6 +1108,7 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
         for item in items
         if _ambiguous(item)
     ]
+    problems += _hidden_flags(c)
     edits: list[_Edit] = []
     missing: list[str] = []
     removed: list[int] = []
@@ -1144,6 +1160,38 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
         else:
             edits += added
     return edits, problems
+
+
+def _hidden_flags(c: _Container) -> list[str]:
+    """An expansion bash splits into words, whose text (or known value) names a flag an
+    edit here touches: after the edit that flag could be there twice, or still there."""
+    text, env = c.f.text, _values(c.f, c.assign.command)
+    out = []
+    for item in c.items:
+        for p in item.pieces:
+            if p.cooked is not None or not p.split:
+                continue
+            spelled = text[p.start : p.end] + (env.get(p.param, "") if p.param else "")
+            for flag in EDITED_FLAGS:
+                if flag[1:] in spelled:
+                    out.append(
+                        f"line {item.line}: {c.var}: {_raw(text, item.start, item.end)} holds {flag} "
+                        f"inside an expansion, which bash splits into words: {_REFUSE}"
+                    )
+                    break
+    return out
+
+
+def _bad_substitutions(f: _File, a: _Assign) -> list[str]:
+    """`${...}` that bash refuses: the whole assignment fails where bash runs it."""
+    words = [a.word, *(a.word.elements or [])]
+    return [
+        f"line {f.line(p.start)}: {a.name}: {_raw(f.text, p.start, p.end)} is a bad substitution: "
+        "bash fails the assignment; fix the file by hand"
+        for w in words
+        for p in w.pieces
+        if p.bad
+    ]
 
 
 def _runs(indices: list[int]) -> list[list[int]]:
@@ -1213,6 +1261,7 @@ def _edit(text: str, wanted: Mapping[str, str | None], master: bool) -> tuple[st
     if flav == "rpm":
         problems += f.problems[FLAGS]
         a = f.clean_assign(FLAGS)
+        problems += _bad_substitutions(f, a) if a is not None else []
         if a is not None and a.word.elements is None:
             problems.append(f"line {a.word.line}: {FLAGS} is not an array: {_REFUSE}")
         elif a is not None and not problems:
@@ -1225,12 +1274,14 @@ def _edit(text: str, wanted: Mapping[str, str | None], master: bool) -> tuple[st
         if a is None and not f.problems[MASTER]:
             new_lines.append(f'{MASTER}="{BOGUS_MASTER}"')
         elif a is not None:
+            problems += _bad_substitutions(f, a)
             try:
                 edits += _master_edit(f, a)
             except EnvFileError as exc:
                 problems.append(str(exc))
     problems += f.problems[EXTRA] + f.problems["IFS"]
     a = f.clean_assign(EXTRA)
+    problems += _bad_substitutions(f, a) if a is not None else []
     if a is not None and a.word.elements is not None:
         problems.append(f"line {a.word.line}: {EXTRA} is an array: {_REFUSE}")
     elif a is not None and not f.problems[EXTRA]:

@@ -314,6 +314,18 @@ def test_drop_auth_removes_the_flag_and_its_separating_whitespace(before: str, a
         ),
         ('MESOS_MASTER=x\n[ -n "$Y" ] && EXTRA_SCHEDULER_ARGS="-a"\n', 2, "in a list or pipeline"),
         ('MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-a" exec true\n', 2, "as a prefix to a command"),
+        ('MESOS_MASTER=x\ntrue |\n  EXTRA_SCHEDULER_ARGS="-a"\n', 3, "in a list or pipeline"),
+        ('MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-a=${X)}"\n', 2, "bad substitution"),
+        (
+            'MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-w=$(echo a -max_registration_delay=1mins)"\n',
+            2,
+            "holds -max_registration_delay inside an expansion",
+        ),
+        (
+            'MESOS_MASTER=x\nS="a -http_authentication_mechanism=B"\nEXTRA_SCHEDULER_ARGS="-w=$S"\n',
+            3,
+            "holds -http_authentication_mechanism inside an expansion",
+        ),
         (
             'MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-a"\nunset EXTRA_SCHEDULER_ARGS\n',
             3,
@@ -734,12 +746,16 @@ def test_real_bash_rpm_generated(bash_env: dict[str, str]) -> None:
 
 
 @needs_bash
-def test_the_host_check_sees_what_the_text_cannot(bash_env: dict[str, str]) -> None:
+def test_the_host_check_sees_what_the_text_cannot(bash_env: dict[str, str], tmp_path: Path) -> None:
     """An expansion after `=` may print a flag: the static edit cannot see it, bash can."""
-    text = 'MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-w=$(echo a -max_registration_delay=1mins)"\n'
+    flags = tmp_path / "flags"
+    flags.write_text("a -max_registration_delay=1mins\n")
+    text = f'MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-w=$(cat {flags})"\n'
     before = _argv("debian", text, bash_env)
     after = _argv("debian", envfile.disable(text), bash_env)
-    assert envfile.argv_changes(before, after, envfile.DISABLED_ARGV) != []
+    assert envfile.argv_changes(before, after, envfile.DISABLED_ARGV) == [
+        "-max_registration_delay is ['1mins', '360mins'], want ['360mins'] once"
+    ]
 
 
 @needs_bash
