@@ -667,90 +667,44 @@ class _File:
         return found[0] if len(found) == 1 else None
 
 
+_DECLARING = ("export", "declare", "typeset", "local", "readonly")
+_HAND = "edit it by hand"
+
+
 def _analyse(text: str) -> _File:
+    """Read the file: its commands, every assignment, and per target variable (and IFS)
+    each reason an edit of it would not keep the file's meaning."""
     lexer = _Lexer(text)
-    tokens = lexer.run()
-    commands, functions, closed = _commands(text, tokens)
+    commands, functions, closed = _commands(text, lexer.run())
     assigns: list[_Assign] = []
     problems: dict[str, list[str]] = {name: [] for name in (*TARGETS, "IFS")}
-
-    def problem(name: str, line: int, why: str) -> None:
-        problems[name].append(f"line {line}: {why}")
-
     for cmd in commands:
         leading, rest = _split_assigns(text, cmd)
-        assigns += leading
         verb = text[rest[0].start : rest[0].end] if rest else ""
-        for a in leading:
-            if a.name in TARGETS:
-                if rest:
-                    problem(
-                        a.name,
-                        a.word.line,
-                        f"{a.name} is assigned as a prefix to a command ({verb}): {_REFUSE}",
-                    )
-                elif cmd.within:
-                    problem(
-                        a.name, a.word.line, f"{a.name} is assigned inside {cmd.within}: {_REFUSE}"
-                    )
-                elif not cmd.clean:
-                    problem(
-                        a.name,
-                        a.word.line,
-                        f"{a.name} is assigned in a list or pipeline (after {cmd.before!r} or before {cmd.after!r}): {_REFUSE}",
-                    )
-                elif a.plus:
-                    problem(a.name, a.word.line, f"{a.name} is assigned with +=: {_REFUSE}")
-                elif a.index:
-                    problem(a.name, a.word.line, f"{a.name} is assigned by index: {_REFUSE}")
-        declaring = verb in ("export", "declare", "typeset", "local", "readonly")
-        for d in _declared(text, cmd, rest, verb) if declaring else []:
-            assigns.append(d)
-            if d.name in TARGETS or d.name == "IFS":
-                problem(d.name, d.word.line, f"{d.name} is assigned inside {verb}: {_REFUSE}")
-        for w in rest:
-            raw = text[w.start : w.end]
-            for name in (*TARGETS, "IFS"):
-                if verb == "export" and raw == name:
-                    continue  # `export NAME` changes no value
-                if re.search(rf"(?<![A-Za-z0-9_$\{{]){name}(?![A-Za-z0-9_])", raw) and not (
-                    declaring and _ASSIGN_RE.match(raw)
-                ):
-                    problem(
-                        name,
-                        w.line,
-                        f"{name} is named by a command ({verb}): its value cannot be known; {_REFUSE.split('; ')[1]}",
-                    )
-        for w in _all_words(cmd):
-            raw = text[w.start : w.end]
-            for name in TARGETS:
-                if re.search(rf"\$\{{?[#!]?{name}(?![A-Za-z0-9_])", raw):
-                    problem(
-                        name,
-                        w.line,
-                        f"{name} is referenced: changing it would change more than the scheduler's flags; edit it by hand",
-                    )
+        declared = _declared(text, cmd, rest, verb) if verb in _DECLARING else []
+        assigns += leading + declared
+        for name, line, why in (
+            *_assignment_problems(cmd, leading, declared, verb),
+            *_naming_problems(text, rest, verb),
+            *_reference_problems(text, cmd),
+        ):
+            problems[name].append(f"line {line}: {why}")
     for a in assigns:
         if a.name == "IFS" and not a.via:
-            problem(
-                "IFS",
-                a.word.line,
-                f"IFS is assigned: how {EXTRA} splits into words cannot be known; edit it by hand",
+            problems["IFS"].append(
+                f"line {a.word.line}: IFS is assigned: how {EXTRA} splits into words cannot be known; {_HAND}"
             )
     for name in TARGETS:
         plain = [a for a in assigns if a.name == name and a.command.clean and not a.via]
         if len(plain) > 1:
             lines = " and ".join(str(a.word.line) for a in plain)
-            problem(
-                name,
-                plain[1].word.line,
-                f"{name} is assigned twice (lines {lines}): fix the file by hand first",
+            problems[name].append(
+                f"line {plain[1].word.line}: {name} is assigned twice (lines {lines}): fix the file by hand first"
             )
-    names = {a.name for a in assigns}
     flavour: Flavour | None = None
     if any(a.name == FLAGS and a.word.elements is not None for a in assigns):
         flavour = "rpm"
-    elif MASTER in names or EXTRA in names:
+    elif any(a.name in (MASTER, EXTRA) for a in assigns):
         flavour = "debian"
     return _File(
         text,
@@ -765,14 +719,69 @@ def _analyse(text: str) -> _File:
     )
 
 
+_Problem = tuple[str, int, str]  # (variable, line, why)
+
+
+def _assignment_problems(
+    cmd: _Command, leading: list[_Assign], declared: list[_Assign], verb: str
+) -> Iterator[_Problem]:
+    """A target assigned anywhere but in a plain top-level `NAME=value` statement."""
+    for a in leading:
+        if a.name not in TARGETS:
+            continue
+        if verb:
+            how = f"as a prefix to a command ({verb})"
+        elif cmd.within:
+            how = f"inside {cmd.within}"
+        elif not cmd.clean:
+            sep = cmd.before if cmd.before not in ("start", "\n", ";") else cmd.after
+            how = f"in a list, pipeline or background job (next to {sep!r})"
+        elif a.plus:
+            how = "with +="
+        elif a.index:
+            how = "by index"
+        else:
+            continue
+        yield a.name, a.word.line, f"{a.name} is assigned {how}: {_REFUSE}"
+    for d in declared:
+        if d.name in TARGETS or d.name == "IFS":
+            yield d.name, d.word.line, f"{d.name} is assigned inside {verb}: {_REFUSE}"
+
+
+def _naming_problems(text: str, rest: list[_Word], verb: str) -> Iterator[_Problem]:
+    """A target named by a command (`unset`, `read`, `declare -r`, `eval "NAME=..."`, ...)."""
+    for w in rest:
+        raw = text[w.start : w.end]
+        for name in (*TARGETS, "IFS"):
+            if verb == "export" and raw == name:
+                continue  # `export NAME` changes no value
+            if verb in _DECLARING and _ASSIGN_RE.match(raw):
+                continue  # an assignment argument: _assignment_problems
+            if re.search(rf"(?<![A-Za-z0-9_$\{{]){name}(?![A-Za-z0-9_])", raw):
+                yield (
+                    name,
+                    w.line,
+                    f"{name} is named by a command ({verb}): its value cannot be known; {_HAND}",
+                )
+
+
+def _reference_problems(text: str, cmd: _Command) -> Iterator[_Problem]:
+    """A target read elsewhere: an edit of it would change more than the scheduler's flags."""
+    for w in _all_words(cmd):
+        raw = text[w.start : w.end]
+        for name in TARGETS:
+            if re.search(rf"\$\{{?[#!]?{name}(?![A-Za-z0-9_])", raw):
+                yield (
+                    name,
+                    w.line,
+                    f"{name} is referenced: changing it would change more than the scheduler's flags; {_HAND}",
+                )
+
+
 def _all_words(cmd: _Command) -> Iterator[_Word]:
     for w in (*cmd.words, *cmd.others):
         yield w
         yield from w.elements or ()
-
-
-def _load(text: str) -> _File:
-    return _analyse(text)
 
 
 # --------------------------------------------------------------------------- values
@@ -1253,7 +1262,7 @@ def _master_edit(f: _File, a: _Assign) -> list[_Edit]:
 
 def _edit(text: str, wanted: Mapping[str, str | None], master: bool) -> tuple[str, list[str]]:
     """The edited text and the problems (the text unchanged when there are any)."""
-    f = _load(text)
+    f = _analyse(text)
     flav = _need(f)
     problems: list[str] = []
     edits: list[_Edit] = []
@@ -1324,7 +1333,7 @@ def _disable_wanted(flav: Flavour) -> dict[str, str | None]:
 def flavour(text: str) -> Flavour:
     """ "rpm" when an AURORA_FLAGS=( ... ) array is assigned, "debian" when MESOS_MASTER or
     EXTRA_SCHEDULER_ARGS is; EnvFileError otherwise (or when the file cannot be read)."""
-    return _need(_load(text))
+    return _need(_analyse(text))
 
 
 def parse(text: str) -> dict[str, str]:
@@ -1336,7 +1345,7 @@ def parse(text: str) -> dict[str, str]:
     one assigned inside `if`/a function/a pipeline, or assigned before a `source`/`.`/`eval`
     (which may change anything). EnvFileError when the file cannot be read as bash.
     """
-    return _values(_load(text))
+    return _values(_analyse(text))
 
 
 def settings(text: str) -> dict[str, str]:
@@ -1345,7 +1354,7 @@ def settings(text: str) -> dict[str, str]:
     Debian: LOGDB_FILE_PATH, BACKUP_DIR, QUORUM_SIZE; RPM: the -native_log_file_path,
     -backup_dir and -native_log_quorum_size elements of AURORA_FLAGS (`-f=v` or `-f v`).
     """
-    f = _load(text)
+    f = _analyse(text)
     if _need(f) == "debian":
         values = _values(f)
         return {key: values[var] for key, (var, _) in SETTINGS.items() if var in values}
@@ -1383,7 +1392,7 @@ def disable(text: str) -> str:
     EnvFileError (one line each problem, naming the line) where the meaning cannot be kept.
     Idempotent: disable(disable(t)) == disable(t).
     """
-    f = _load(text)
+    f = _analyse(text)
     return _checked(_edit(text, _disable_wanted(_need(f)), master=True))
 
 
@@ -1404,7 +1413,7 @@ def _container(f: _File) -> _Container | None:
 def has_auth_flag(text: str) -> bool:
     """Whether the file spells -http_authentication_mechanism among the scheduler's flags,
     in any assignment of EXTRA_SCHEDULER_ARGS / AURORA_FLAGS (also one drop_auth refuses)."""
-    f = _load(text)
+    f = _analyse(text)
     if f.flavour is None:
         return False
     var = FLAGS if f.flavour == "rpm" else EXTRA
@@ -1421,7 +1430,7 @@ def check_disabled(text: str) -> list[str]:
     """A static check of a disabled file: what is wrong; empty when the bogus master and the
     two delays are there, each once, with nothing that could expand to another of them."""
     try:
-        f = _load(text)
+        f = _analyse(text)
         flav = _need(f)
     except EnvFileError as exc:
         return [str(exc)]
@@ -1457,7 +1466,7 @@ def check_editable(text: str) -> list[str]:
     """Everything that would make disable() or drop_auth() refuse, one line each; empty when
     both can edit the file. For preflight: computed in memory before anything changes."""
     try:
-        f = _load(text)
+        f = _analyse(text)
         flav = _need(f)
     except EnvFileError as exc:
         return [str(exc)]
