@@ -879,14 +879,12 @@ class _Container:
     """The list of argv words an edit works on: EXTRA_SCHEDULER_ARGS or AURORA_FLAGS."""
 
     var: str
-    line: int
     items: list[_Item]
 
     def __init__(self, f: _File, assign: _Assign) -> None:
         self.f = f
         self.assign = assign
         self.var = assign.name
-        self.line = assign.word.line
 
     def replace(self, item: _Item, a: int, b: int, new: str) -> list[_Edit]:
         """Replace pieces [a, b) of the item by `new` (safe in any quoting), in place."""
@@ -1261,22 +1259,35 @@ def _master_edit(f: _File, a: _Assign) -> list[_Edit]:
 
 
 def _edit(text: str, wanted: Mapping[str, str | None], master: bool) -> tuple[str, list[str]]:
-    """The edited text and the problems (the text unchanged when there are any)."""
+    """The edited text and the problems (the text unchanged when there are any).
+
+    `master`: also point Debian's MESOS_MASTER at BOGUS_MASTER (RPM: name
+    -mesos_master_address in `wanted`)."""
     f = _analyse(text)
-    flav = _need(f)
-    problems: list[str] = []
+    edits, problems = _edit_rpm(f, wanted) if _need(f) == "rpm" else _edit_debian(f, wanted, master)
+    return (text if problems else _apply(text, edits)), list(dict.fromkeys(problems))
+
+
+def _edit_rpm(f: _File, wanted: Mapping[str, str | None]) -> tuple[list[_Edit], list[str]]:
+    problems = list(f.problems[FLAGS])
+    a = f.clean_assign(FLAGS)
+    if a is None:
+        return [], problems
+    problems += _bad_substitutions(f, a)
+    if a.word.elements is None:
+        problems.append(f"line {a.word.line}: {FLAGS} is not an array: {_REFUSE}")
+    if problems:
+        return [], problems
+    return _plan(_Array(f, a), wanted)
+
+
+def _edit_debian(
+    f: _File, wanted: Mapping[str, str | None], master: bool
+) -> tuple[list[_Edit], list[str]]:
+    text = f.text
     edits: list[_Edit] = []
+    problems: list[str] = []
     new_lines: list[str] = []
-    if flav == "rpm":
-        problems += f.problems[FLAGS]
-        a = f.clean_assign(FLAGS)
-        problems += _bad_substitutions(f, a) if a is not None else []
-        if a is not None and a.word.elements is None:
-            problems.append(f"line {a.word.line}: {FLAGS} is not an array: {_REFUSE}")
-        elif a is not None and not problems:
-            e, p = _plan(_Array(f, a), wanted)
-            edits, problems = edits + e, problems + p
-        return (text if problems else _apply(text, edits)), problems
     if master:
         problems += f.problems[MASTER]
         a = f.clean_assign(MASTER)
@@ -1290,34 +1301,33 @@ def _edit(text: str, wanted: Mapping[str, str | None], master: bool) -> tuple[st
                 problems.append(str(exc))
     problems += f.problems[EXTRA] + f.problems["IFS"]
     a = f.clean_assign(EXTRA)
-    problems += _bad_substitutions(f, a) if a is not None else []
-    if a is not None and a.word.elements is not None:
-        problems.append(f"line {a.word.line}: {EXTRA} is an array: {_REFUSE}")
-    elif a is not None and not f.problems[EXTRA]:
-        extra = _Extra(f, a)
-        if master:
-            for occ in _occurrences(extra.items, MASTER_FLAG, EXTRA, text):
-                item = extra.items[occ.index]
-                problems.append(
-                    f"line {item.line}: {EXTRA}: {_raw(text, item.start, item.end)} repeats {MASTER_FLAG}, "
-                    f"which the startup script passes from {MASTER}: fix the file by hand"
-                )
-        e, p = _plan(extra, wanted)
-        edits, problems = edits + e, problems + p
-    elif a is None and not f.problems[EXTRA]:
+    if a is None and not f.problems[EXTRA]:
         words = [f"{k}={v}" for k, v in wanted.items() if v is not None]
         if words:
             new_lines.append(f'{EXTRA}="{" ".join(words)}"')
+    elif a is not None and a.word.elements is not None:
+        problems.append(f"line {a.word.line}: {EXTRA} is an array: {_REFUSE}")
+    elif a is not None:
+        problems += _bad_substitutions(f, a)
+        extra = _Extra(f, a)
+        for occ in _occurrences(extra.items, MASTER_FLAG, EXTRA, text) if master else []:
+            item = extra.items[occ.index]
+            problems.append(
+                f"line {item.line}: {EXTRA}: {_raw(text, item.start, item.end)} repeats {MASTER_FLAG}, "
+                f"which the startup script passes from {MASTER}: fix the file by hand"
+            )
+        e, p = _plan(extra, wanted)
+        edits, problems = edits + e, problems + p
     if new_lines:
         e, p = _append_lines(f, new_lines)
         edits, problems = edits + e, problems + p
-    return (text if problems else _apply(text, edits)), problems
+    return edits, problems
 
 
 def _checked(result: tuple[str, list[str]]) -> str:
     text, problems = result
     if problems:
-        raise EnvFileError("; ".join(dict.fromkeys(problems)))
+        raise EnvFileError("; ".join(problems))
     return text
 
 

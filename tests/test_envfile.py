@@ -312,9 +312,17 @@ def test_drop_auth_removes_the_flag_and_its_separating_whitespace(before: str, a
             3,
             "assigned twice (lines 2 and 3)",
         ),
-        ('MESOS_MASTER=x\n[ -n "$Y" ] && EXTRA_SCHEDULER_ARGS="-a"\n', 2, "in a list, pipeline or background job (next to '&&')"),
+        (
+            'MESOS_MASTER=x\n[ -n "$Y" ] && EXTRA_SCHEDULER_ARGS="-a"\n',
+            2,
+            "in a list, pipeline or background job (next to '&&')",
+        ),
         ('MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-a" exec true\n', 2, "as a prefix to a command"),
-        ('MESOS_MASTER=x\ntrue |\n  EXTRA_SCHEDULER_ARGS="-a"\n', 3, "in a list, pipeline or background job (next to '|')"),
+        (
+            'MESOS_MASTER=x\ntrue |\n  EXTRA_SCHEDULER_ARGS="-a"\n',
+            3,
+            "in a list, pipeline or background job (next to '|')",
+        ),
         ('MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-a=${X)}"\n', 2, "bad substitution"),
         (
             'MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS="-w=$(echo a -max_registration_delay=1mins)"\n',
