@@ -1505,11 +1505,11 @@ def argv_script(flavour: Flavour) -> str:
     else:
         argv = f'("${{{FLAGS}[@]}}")'
     inner = (
-        "cd / || exit 3\n"
+        "builtin cd / || exit 3\n"
         "__aurora_envfile=$1; shift\n"
-        'source "$__aurora_envfile" >&2\n'
+        'builtin source "$__aurora_envfile" >&2\n'
         f"__aurora_argv={argv}\n"
-        'printf "%s\\0" "${#__aurora_argv[@]}" "${__aurora_argv[@]}"\n'
+        'builtin printf "%s\\0" "${#__aurora_argv[@]}" "${__aurora_argv[@]}"\n'
     )
     return (
         "f=$1; case $f in /*) ;; *) f=$PWD/$f ;; esac\n"

@@ -562,6 +562,9 @@ def test_argv_script_debian(bash_env: dict[str, str], tmp_path: Path) -> None:
     r = subprocess.run([BASH, "-c", envfile.argv_script("debian"), "_", "/nonexistent"],
                        capture_output=True, env=bash_env)  # fmt: skip
     assert r.returncode != 0 and r.stdout == b""
+    # a file that defines printf or cd, or prints, does not change what is printed
+    odd = "printf() { echo fake; }\ncd() { :; }\necho noise\n" + SITE
+    assert _argv("debian", odd, bash_env) == argv
     r = subprocess.run([BASH, "-c", envfile.argv_script("debian"), "_", "/dev/stdin"],
                        input=b"echo noise\nexit 0\n", capture_output=True, env=bash_env)  # fmt: skip
     with pytest.raises(EnvFileError):
