@@ -271,8 +271,8 @@ class _Lexer:
                 self.i += 1
         ends = [p.end for p in pieces] + [s.end for s in segs]
         word = _Word(start, max(ends, default=start), self.line(start), pieces, segs)
-        m = _ASSIGN_RE.match(t, start)
-        if arrays and m and m.end() == self.i and t.startswith("(", self.i):
+        assign = _assignment(word)
+        if arrays and assign and assign[1] == self.i and t.startswith("(", self.i):
             self._array(word)
         return word
 
@@ -631,14 +631,35 @@ class _Edit:
     new: str
 
 
+def _assignment(w: _Word) -> tuple[re.Match[str], int] | None:
+    """`NAME=`, `NAME+=` or `NAME[...]=` at the start of the word, as bash reads it (a
+    `\\`-newline inside is no character; a quoted or escaped character ends it), and where
+    the value starts."""
+    chars = []
+    for p in w.pieces:
+        if p.ctx != "u" or p.cooked is None or p.end - p.start != 1:
+            return None
+        chars.append(p.cooked)
+        if p.cooked == "=":
+            m = _ASSIGN_RE.fullmatch("".join(chars))
+            return (m, p.end) if m else None
+    return None
+
+
 def _split_assigns(text: str, cmd: _Command) -> tuple[list[_Assign], list[_Word]]:
     assigns: list[_Assign] = []
     for k, w in enumerate(cmd.words):
-        m = _ASSIGN_RE.match(text, w.start)
-        if not m or m.end() > w.end:
+        found = _assignment(w)
+        if found is None:
             return assigns, cmd.words[k:]
-        assigns.append(_Assign(m[1], w, cmd, m.end(), bool(m[3]), bool(m[2])))
+        m, value_start = found
+        assigns.append(_Assign(m[1], w, cmd, value_start, bool(m[3]), bool(m[2])))
     return assigns, []
+
+
+def _joined(text: str, w: _Word) -> str:
+    """The word's text with its `\\`-newlines taken out, to look for names in."""
+    return text[w.start : w.end].replace("\\\n", "")
 
 
 def _raw(text: str, start: int, end: int) -> str:
@@ -751,11 +772,11 @@ def _assignment_problems(
 def _naming_problems(text: str, rest: list[_Word], verb: str) -> Iterator[_Problem]:
     """A target named by a command (`unset`, `read`, `declare -r`, `eval "NAME=..."`, ...)."""
     for w in rest:
-        raw = text[w.start : w.end]
+        raw = _joined(text, w)
         for name in (*TARGETS, "IFS"):
             if verb == "export" and raw == name:
                 continue  # `export NAME` changes no value
-            if verb in _DECLARING and _ASSIGN_RE.match(raw):
+            if verb in _DECLARING and _assignment(w):
                 continue  # an assignment argument: _assignment_problems
             if re.search(rf"(?<![A-Za-z0-9_$\{{]){name}(?![A-Za-z0-9_])", raw):
                 yield (
@@ -768,7 +789,7 @@ def _naming_problems(text: str, rest: list[_Word], verb: str) -> Iterator[_Probl
 def _reference_problems(text: str, cmd: _Command) -> Iterator[_Problem]:
     """A target read elsewhere: an edit of it would change more than the scheduler's flags."""
     for w in _all_words(cmd):
-        raw = text[w.start : w.end]
+        raw = _joined(text, w)
         for name in TARGETS:
             if re.search(rf"\$\{{?[#!]?{name}(?![A-Za-z0-9_])", raw):
                 yield (
@@ -812,9 +833,10 @@ def _declared(text: str, cmd: _Command, rest: list[_Word], verb: str) -> list[_A
     """The NAME=value arguments of a declaration builtin (export, declare, ...)."""
     out = []
     for w in rest[1:]:
-        m = _ASSIGN_RE.match(text, w.start)
-        if m and m.end() <= w.end:
-            out.append(_Assign(m[1], w, cmd, m.end(), bool(m[3]), bool(m[2]), verb))
+        found = _assignment(w)
+        if found is not None:
+            m, value_start = found
+            out.append(_Assign(m[1], w, cmd, value_start, bool(m[3]), bool(m[2]), verb))
     return out
 
 

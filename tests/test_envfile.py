@@ -398,6 +398,18 @@ def test_what_is_fine_to_leave_alone() -> None:
     ]
 
 
+def test_a_line_continuation_inside_a_name_is_read_as_bash_does() -> None:
+    text = 'MESOS_MASTER=x\nEXTRA_SCHEDULE\\\nR_ARGS="-a"\n'
+    assert envfile.disable(text) == text.replace("x\n", f"{BOGUS_MASTER}\n", 1).replace(
+        '"-a"', '"-a -max_registration_delay=360mins -reconciliation_initial_delay=365days"'
+    )
+    rpm = "AURORA_F\\\nLAGS=(-a)\n"
+    assert envfile.flavour(rpm) == "rpm"
+    assert envfile.disable(rpm).startswith("AURORA_F\\\nLAGS=(-a -mesos_master_address=")
+    with pytest.raises(EnvFileError, match="line 3: EXTRA_SCHEDULER_ARGS is named by a command"):
+        envfile.disable('MESOS_MASTER=x\nEXTRA_SCHEDULER_ARGS=""\nunset EXTRA_SCHED\\\nULER_ARGS\n')
+
+
 def test_not_an_aurora_file() -> None:
     with pytest.raises(EnvFileError, match="not an Aurora scheduler environment file"):
         envfile.flavour("GLOG_v=0\n")
