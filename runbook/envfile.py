@@ -112,6 +112,7 @@ class _Piece:
     ctx: str
     param: str | None = None
     split: bool = False
+    bad: bool = False  # a `${...}` bash refuses ("bad substitution"): the command fails
 
 
 @dataclass
@@ -159,6 +160,12 @@ _OPS = (
 )  # fmt: skip
 _REDIRECTS = frozenset({"<<<", "<<-", "&>>", "<<", ">>", "<&", ">&", "<>", ">|", "&>", "<", ">"})
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What bash accepts inside `${...}`: a parameter, then an operator and its word.
+_BRACE_RE = re.compile(
+    r"[#!]?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[[^\]]*\])?"
+    r"(?:[*@]|(?::?[-=?+]|##?|%%?|//?|/[#%]|\^\^?|,,?|:|@).*)?",
+    re.S,
+)
 _ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\[[^\]\n]*\])?(\+?)=")
 _ANSI = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b",
          "f": "\f", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}  # fmt: skip
@@ -264,8 +271,8 @@ class _Lexer:
                 self.i += 1
         ends = [p.end for p in pieces] + [s.end for s in segs]
         word = _Word(start, max(ends, default=start), self.line(start), pieces, segs)
-        m = _ASSIGN_RE.match(t, start)
-        if arrays and m and m.end() == self.i and t.startswith("(", self.i):
+        assign = _assignment(word)
+        if arrays and assign and assign[1] == self.i and t.startswith("(", self.i):
             self._array(word)
         return word
 
@@ -347,6 +354,9 @@ class _Lexer:
             end = self._skip_brace(i + 2, i)
             inner = t[i + 2 : end - 1]
             param = inner if _NAME_RE.fullmatch(inner) else None
+            if not _BRACE_RE.fullmatch(inner):
+                self.i = end
+                return _Piece(i, end, None, ctx, None, bad=True)
         else:
             m = _NAME_RE.match(t, i + 1)
             if m:
@@ -559,6 +569,8 @@ def _commands(text: str, tokens: list[_Token]) -> tuple[list[_Command], set[str]
                 cur = _Command([], tok.line, _WITHIN.get(stack[-1], "") if stack else "", before)
             cur.words.append(tok)
         elif isinstance(tok, _Newline):
+            if cur is None and before in ("|", "|&", "&&", "||"):
+                continue  # the list goes on on the next line
             flush("\n")
             before = "\n"
         elif tok.op in _REDIRECTS:
@@ -619,14 +631,35 @@ class _Edit:
     new: str
 
 
+def _assignment(w: _Word) -> tuple[re.Match[str], int] | None:
+    """`NAME=`, `NAME+=` or `NAME[...]=` at the start of the word, as bash reads it (a
+    `\\`-newline inside is no character; a quoted or escaped character ends it), and where
+    the value starts."""
+    chars = []
+    for p in w.pieces:
+        if p.ctx != "u" or p.cooked is None or p.end - p.start != 1:
+            return None
+        chars.append(p.cooked)
+        if p.cooked == "=":
+            m = _ASSIGN_RE.fullmatch("".join(chars))
+            return (m, p.end) if m else None
+    return None
+
+
 def _split_assigns(text: str, cmd: _Command) -> tuple[list[_Assign], list[_Word]]:
     assigns: list[_Assign] = []
     for k, w in enumerate(cmd.words):
-        m = _ASSIGN_RE.match(text, w.start)
-        if not m or m.end() > w.end:
+        found = _assignment(w)
+        if found is None:
             return assigns, cmd.words[k:]
-        assigns.append(_Assign(m[1], w, cmd, m.end(), bool(m[3]), bool(m[2])))
+        m, value_start = found
+        assigns.append(_Assign(m[1], w, cmd, value_start, bool(m[3]), bool(m[2])))
     return assigns, []
+
+
+def _joined(text: str, w: _Word) -> str:
+    """The word's text with its `\\`-newlines taken out, to look for names in."""
+    return text[w.start : w.end].replace("\\\n", "")
 
 
 def _raw(text: str, start: int, end: int) -> str:
@@ -646,96 +679,53 @@ class _File:
     flavour: Flavour | None
     starts: list[int]
 
+    def line(self, pos: int) -> int:
+        return bisect.bisect_right(self.starts, pos)
+
     def clean_assign(self, name: str) -> _Assign | None:
         """The one plain top-level assignment of a target (None when there is none)."""
         found = [a for a in self.assigns if a.name == name and a.command.clean and not a.via]
         return found[0] if len(found) == 1 else None
 
 
+_DECLARING = ("export", "declare", "typeset", "local", "readonly")
+_HAND = "edit it by hand"
+
+
 def _analyse(text: str) -> _File:
+    """Read the file: its commands, every assignment, and per target variable (and IFS)
+    each reason an edit of it would not keep the file's meaning."""
     lexer = _Lexer(text)
-    tokens = lexer.run()
-    commands, functions, closed = _commands(text, tokens)
+    commands, functions, closed = _commands(text, lexer.run())
     assigns: list[_Assign] = []
     problems: dict[str, list[str]] = {name: [] for name in (*TARGETS, "IFS")}
-
-    def problem(name: str, line: int, why: str) -> None:
-        problems[name].append(f"line {line}: {why}")
-
     for cmd in commands:
         leading, rest = _split_assigns(text, cmd)
-        assigns += leading
         verb = text[rest[0].start : rest[0].end] if rest else ""
-        for a in leading:
-            if a.name in TARGETS:
-                if rest:
-                    problem(
-                        a.name,
-                        a.word.line,
-                        f"{a.name} is assigned as a prefix to a command ({verb}): {_REFUSE}",
-                    )
-                elif cmd.within:
-                    problem(
-                        a.name, a.word.line, f"{a.name} is assigned inside {cmd.within}: {_REFUSE}"
-                    )
-                elif not cmd.clean:
-                    problem(
-                        a.name,
-                        a.word.line,
-                        f"{a.name} is assigned in a list or pipeline (after {cmd.before!r} or before {cmd.after!r}): {_REFUSE}",
-                    )
-                elif a.plus:
-                    problem(a.name, a.word.line, f"{a.name} is assigned with +=: {_REFUSE}")
-                elif a.index:
-                    problem(a.name, a.word.line, f"{a.name} is assigned by index: {_REFUSE}")
-        declaring = verb in ("export", "declare", "typeset", "local", "readonly")
-        for d in _declared(text, cmd, rest, verb) if declaring else []:
-            assigns.append(d)
-            if d.name in TARGETS or d.name == "IFS":
-                problem(d.name, d.word.line, f"{d.name} is assigned inside {verb}: {_REFUSE}")
-        for w in rest:
-            raw = text[w.start : w.end]
-            for name in (*TARGETS, "IFS"):
-                if verb == "export" and raw == name:
-                    continue  # `export NAME` changes no value
-                if re.search(rf"(?<![A-Za-z0-9_$\{{]){name}(?![A-Za-z0-9_])", raw) and not (
-                    declaring and _ASSIGN_RE.match(raw)
-                ):
-                    problem(
-                        name,
-                        w.line,
-                        f"{name} is named by a command ({verb}): its value cannot be known; {_REFUSE.split('; ')[1]}",
-                    )
-        for w in _all_words(cmd):
-            raw = text[w.start : w.end]
-            for name in TARGETS:
-                if re.search(rf"\$\{{?[#!]?{name}(?![A-Za-z0-9_])", raw):
-                    problem(
-                        name,
-                        w.line,
-                        f"{name} is referenced: changing it would change more than the scheduler's flags; edit it by hand",
-                    )
+        declared = _declared(text, cmd, rest, verb) if verb in _DECLARING else []
+        assigns += leading + declared
+        for name, line, why in (
+            *_assignment_problems(cmd, leading, declared, verb),
+            *_naming_problems(text, rest, verb),
+            *_reference_problems(text, cmd),
+        ):
+            problems[name].append(f"line {line}: {why}")
     for a in assigns:
         if a.name == "IFS" and not a.via:
-            problem(
-                "IFS",
-                a.word.line,
-                f"IFS is assigned: how {EXTRA} splits into words cannot be known; edit it by hand",
+            problems["IFS"].append(
+                f"line {a.word.line}: IFS is assigned: how {EXTRA} splits into words cannot be known; {_HAND}"
             )
     for name in TARGETS:
         plain = [a for a in assigns if a.name == name and a.command.clean and not a.via]
         if len(plain) > 1:
             lines = " and ".join(str(a.word.line) for a in plain)
-            problem(
-                name,
-                plain[1].word.line,
-                f"{name} is assigned twice (lines {lines}): fix the file by hand first",
+            problems[name].append(
+                f"line {plain[1].word.line}: {name} is assigned twice (lines {lines}): fix the file by hand first"
             )
-    names = {a.name for a in assigns}
     flavour: Flavour | None = None
     if any(a.name == FLAGS and a.word.elements is not None for a in assigns):
         flavour = "rpm"
-    elif MASTER in names or EXTRA in names:
+    elif any(a.name in (MASTER, EXTRA) for a in assigns):
         flavour = "debian"
     return _File(
         text,
@@ -750,14 +740,69 @@ def _analyse(text: str) -> _File:
     )
 
 
+_Problem = tuple[str, int, str]  # (variable, line, why)
+
+
+def _assignment_problems(
+    cmd: _Command, leading: list[_Assign], declared: list[_Assign], verb: str
+) -> Iterator[_Problem]:
+    """A target assigned anywhere but in a plain top-level `NAME=value` statement."""
+    for a in leading:
+        if a.name not in TARGETS:
+            continue
+        if verb:
+            how = f"as a prefix to a command ({verb})"
+        elif cmd.within:
+            how = f"inside {cmd.within}"
+        elif not cmd.clean:
+            sep = cmd.before if cmd.before not in ("start", "\n", ";") else cmd.after
+            how = f"in a list, pipeline or background job (next to {sep!r})"
+        elif a.plus:
+            how = "with +="
+        elif a.index:
+            how = "by index"
+        else:
+            continue
+        yield a.name, a.word.line, f"{a.name} is assigned {how}: {_REFUSE}"
+    for d in declared:
+        if d.name in TARGETS or d.name == "IFS":
+            yield d.name, d.word.line, f"{d.name} is assigned inside {verb}: {_REFUSE}"
+
+
+def _naming_problems(text: str, rest: list[_Word], verb: str) -> Iterator[_Problem]:
+    """A target named by a command (`unset`, `read`, `declare -r`, `eval "NAME=..."`, ...)."""
+    for w in rest:
+        raw = _joined(text, w)
+        for name in (*TARGETS, "IFS"):
+            if verb == "export" and raw == name:
+                continue  # `export NAME` changes no value
+            if verb in _DECLARING and _assignment(w):
+                continue  # an assignment argument: _assignment_problems
+            if re.search(rf"(?<![A-Za-z0-9_$\{{]){name}(?![A-Za-z0-9_])", raw):
+                yield (
+                    name,
+                    w.line,
+                    f"{name} is named by a command ({verb}): its value cannot be known; {_HAND}",
+                )
+
+
+def _reference_problems(text: str, cmd: _Command) -> Iterator[_Problem]:
+    """A target read elsewhere: an edit of it would change more than the scheduler's flags."""
+    for w in _all_words(cmd):
+        raw = _joined(text, w)
+        for name in TARGETS:
+            if re.search(rf"\$\{{?[#!]?{name}(?![A-Za-z0-9_])", raw):
+                yield (
+                    name,
+                    w.line,
+                    f"{name} is referenced: changing it would change more than the scheduler's flags; {_HAND}",
+                )
+
+
 def _all_words(cmd: _Command) -> Iterator[_Word]:
     for w in (*cmd.words, *cmd.others):
         yield w
         yield from w.elements or ()
-
-
-def _load(text: str) -> _File:
-    return _analyse(text)
 
 
 # --------------------------------------------------------------------------- values
@@ -788,9 +833,10 @@ def _declared(text: str, cmd: _Command, rest: list[_Word], verb: str) -> list[_A
     """The NAME=value arguments of a declaration builtin (export, declare, ...)."""
     out = []
     for w in rest[1:]:
-        m = _ASSIGN_RE.match(text, w.start)
-        if m and m.end() <= w.end:
-            out.append(_Assign(m[1], w, cmd, m.end(), bool(m[3]), bool(m[2]), verb))
+        found = _assignment(w)
+        if found is not None:
+            m, value_start = found
+            out.append(_Assign(m[1], w, cmd, value_start, bool(m[3]), bool(m[2]), verb))
     return out
 
 
@@ -855,14 +901,12 @@ class _Container:
     """The list of argv words an edit works on: EXTRA_SCHEDULER_ARGS or AURORA_FLAGS."""
 
     var: str
-    line: int
     items: list[_Item]
 
     def __init__(self, f: _File, assign: _Assign) -> None:
         self.f = f
         self.assign = assign
         self.var = assign.name
-        self.line = assign.word.line
 
     def replace(self, item: _Item, a: int, b: int, new: str) -> list[_Edit]:
         """Replace pieces [a, b) of the item by `new` (safe in any quoting), in place."""
@@ -908,13 +952,28 @@ class _Extra(_Container):
         return p
 
     def remove(self, run: list[int]) -> list[_Edit]:
-        i, j, items = run[0], run[-1], self.items
+        """Remove the items and the whitespace that separated them from the next (or, at
+        the end, the previous) item: as raw text when it stands in one quoting, so a line
+        continuation goes with it; else character by character, the quotes kept."""
+        i, j, items, text = run[0], run[-1], self.items, self.f.text
+        # (piece range, raw range, the whitespace it takes): the gap to the next item, or
+        # to the previous one; one on the same line first, so the layout of the lines stays
+        cands: list[tuple[int, int, int, int, str]] = []
+        if j + 1 < len(items):
+            gap = text[items[j].end : items[j + 1].start]
+            cands.append(
+                (items[i].first, items[j + 1].first, items[i].start, items[j + 1].start, gap)
+            )
         if i > 0:
-            a, b = items[i - 1].stop, items[j].stop
-        elif j + 1 < len(items):
-            a, b = items[i].first, items[j + 1].first
-        else:
-            a, b = items[i].first, items[j].stop
+            gap = text[items[i - 1].end : items[i].start]
+            cands.append((items[i - 1].stop, items[j].stop, items[i - 1].end, items[j].end, gap))
+        if not cands:
+            cands.append((items[i].first, items[j].stop, items[i].start, items[j].end, ""))
+        cands.sort(key=lambda c: "\n" in c[4])
+        for _, _, ra, rb, _ in cands:
+            if any(s.inner_start <= ra and rb <= s.inner_end for s in self.assign.word.segments):
+                return [_Edit(ra, rb, "")]
+        a, b = cands[0][0], cands[0][1]
         return [_Edit(p.start, p.end, "") for p in self.pieces[a:b]]
 
     def add(self, words: list[str]) -> list[_Edit] | str:
@@ -928,7 +987,8 @@ class _Extra(_Container):
         if last.ctx == "u":
             value = text[vstart : word.end]
             if len(segs) == 1 and re.fullmatch(r"[A-Za-z0-9_=:/.,@%+-]*", value):
-                return [_Edit(vstart, word.end, f'"{value} {new}"' if value else f'"{new}"')]
+                # quoted around the word, so an edit of the word itself still applies
+                return [_Edit(vstart, vstart, '"'), _Edit(word.end, word.end, f' {new}"')]
             return (
                 f"line {word.line}: {EXTRA}: the value is not quoted: cannot add {new} "
                 "without changing its meaning; edit it by hand"
@@ -1072,11 +1132,12 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
     """The edits that give each wanted flag its value (None: remove it), or the problems."""
     text, items, var = c.f.text, c.items, c.var
     problems = [
-        f"line {item.line}: {var}: {_raw(text, item.start, item.end)} could expand to one of the "
-        f"flags this edit changes ({', '.join(EDITED_FLAGS)}): {_REFUSE}"
+        f"line {item.line}: {var}: {_raw(text, item.start, item.end)} could expand to a flag "
+        f"this edit changes: {_REFUSE}"
         for item in items
         if _ambiguous(item)
     ]
+    problems += _hidden_flags(c)
     edits: list[_Edit] = []
     missing: list[str] = []
     removed: list[int] = []
@@ -1086,7 +1147,7 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
         if any(o.problem for o in found):
             continue
         if value is not None and len(found) > 1:
-            lines = ", ".join(str(items[o.index].line) for o in found)
+            lines = ", ".join(dict.fromkeys(str(items[o.index].line) for o in found))
             problems.append(
                 f"line {items[found[1].index].line}: {var}: {flag} is given {len(found)} times "
                 f"(lines {lines}) and the scheduler refuses a flag given twice: fix the file by hand"
@@ -1128,6 +1189,38 @@ def _plan(c: _Container, wanted: Mapping[str, str | None]) -> tuple[list[_Edit],
         else:
             edits += added
     return edits, problems
+
+
+def _hidden_flags(c: _Container) -> list[str]:
+    """An expansion bash splits into words, whose text (or known value) names a flag an
+    edit here touches: after the edit that flag could be there twice, or still there."""
+    text, env = c.f.text, _values(c.f, c.assign.command)
+    out = []
+    for item in c.items:
+        for p in item.pieces:
+            if p.cooked is not None or not p.split:
+                continue
+            spelled = text[p.start : p.end] + (env.get(p.param, "") if p.param else "")
+            for flag in EDITED_FLAGS:
+                if flag[1:] in spelled:
+                    out.append(
+                        f"line {item.line}: {c.var}: {_raw(text, item.start, item.end)} holds {flag} "
+                        f"inside an expansion, which bash splits into words: {_REFUSE}"
+                    )
+                    break
+    return out
+
+
+def _bad_substitutions(f: _File, a: _Assign) -> list[str]:
+    """`${...}` that bash refuses: the whole assignment fails where bash runs it."""
+    words = [a.word, *(a.word.elements or [])]
+    return [
+        f"line {f.line(p.start)}: {a.name}: {_raw(f.text, p.start, p.end)} is a bad substitution: "
+        "bash fails the assignment; fix the file by hand"
+        for w in words
+        for p in w.pieces
+        if p.bad
+    ]
 
 
 def _runs(indices: list[int]) -> list[list[int]]:
@@ -1188,60 +1281,75 @@ def _master_edit(f: _File, a: _Assign) -> list[_Edit]:
 
 
 def _edit(text: str, wanted: Mapping[str, str | None], master: bool) -> tuple[str, list[str]]:
-    """The edited text and the problems (the text unchanged when there are any)."""
-    f = _load(text)
-    flav = _need(f)
-    problems: list[str] = []
+    """The edited text and the problems (the text unchanged when there are any).
+
+    `master`: also point Debian's MESOS_MASTER at BOGUS_MASTER (RPM: name
+    -mesos_master_address in `wanted`)."""
+    f = _analyse(text)
+    edits, problems = _edit_rpm(f, wanted) if _need(f) == "rpm" else _edit_debian(f, wanted, master)
+    return (text if problems else _apply(text, edits)), list(dict.fromkeys(problems))
+
+
+def _edit_rpm(f: _File, wanted: Mapping[str, str | None]) -> tuple[list[_Edit], list[str]]:
+    problems = list(f.problems[FLAGS])
+    a = f.clean_assign(FLAGS)
+    if a is None:
+        return [], problems
+    problems += _bad_substitutions(f, a)
+    if a.word.elements is None:
+        problems.append(f"line {a.word.line}: {FLAGS} is not an array: {_REFUSE}")
+    if problems:
+        return [], problems
+    return _plan(_Array(f, a), wanted)
+
+
+def _edit_debian(
+    f: _File, wanted: Mapping[str, str | None], master: bool
+) -> tuple[list[_Edit], list[str]]:
+    text = f.text
     edits: list[_Edit] = []
+    problems: list[str] = []
     new_lines: list[str] = []
-    if flav == "rpm":
-        problems += f.problems[FLAGS]
-        a = f.clean_assign(FLAGS)
-        if a is not None and a.word.elements is None:
-            problems.append(f"line {a.word.line}: {FLAGS} is not an array: {_REFUSE}")
-        elif a is not None and not problems:
-            e, p = _plan(_Array(f, a), wanted)
-            edits, problems = edits + e, problems + p
-        return (text if problems else _apply(text, edits)), problems
     if master:
         problems += f.problems[MASTER]
         a = f.clean_assign(MASTER)
         if a is None and not f.problems[MASTER]:
             new_lines.append(f'{MASTER}="{BOGUS_MASTER}"')
         elif a is not None:
+            problems += _bad_substitutions(f, a)
             try:
                 edits += _master_edit(f, a)
             except EnvFileError as exc:
                 problems.append(str(exc))
     problems += f.problems[EXTRA] + f.problems["IFS"]
     a = f.clean_assign(EXTRA)
-    if a is not None and a.word.elements is not None:
-        problems.append(f"line {a.word.line}: {EXTRA} is an array: {_REFUSE}")
-    elif a is not None and not f.problems[EXTRA]:
-        extra = _Extra(f, a)
-        if master:
-            for occ in _occurrences(extra.items, MASTER_FLAG, EXTRA, text):
-                item = extra.items[occ.index]
-                problems.append(
-                    f"line {item.line}: {EXTRA}: {_raw(text, item.start, item.end)} repeats {MASTER_FLAG}, "
-                    f"which the startup script passes from {MASTER}: fix the file by hand"
-                )
-        e, p = _plan(extra, wanted)
-        edits, problems = edits + e, problems + p
-    elif a is None and not f.problems[EXTRA]:
+    if a is None and not f.problems[EXTRA]:
         words = [f"{k}={v}" for k, v in wanted.items() if v is not None]
         if words:
             new_lines.append(f'{EXTRA}="{" ".join(words)}"')
+    elif a is not None and a.word.elements is not None:
+        problems.append(f"line {a.word.line}: {EXTRA} is an array: {_REFUSE}")
+    elif a is not None:
+        problems += _bad_substitutions(f, a)
+        extra = _Extra(f, a)
+        for occ in _occurrences(extra.items, MASTER_FLAG, EXTRA, text) if master else []:
+            item = extra.items[occ.index]
+            problems.append(
+                f"line {item.line}: {EXTRA}: {_raw(text, item.start, item.end)} repeats {MASTER_FLAG}, "
+                f"which the startup script passes from {MASTER}: fix the file by hand"
+            )
+        e, p = _plan(extra, wanted)
+        edits, problems = edits + e, problems + p
     if new_lines:
         e, p = _append_lines(f, new_lines)
         edits, problems = edits + e, problems + p
-    return (text if problems else _apply(text, edits)), problems
+    return edits, problems
 
 
 def _checked(result: tuple[str, list[str]]) -> str:
     text, problems = result
     if problems:
-        raise EnvFileError("; ".join(dict.fromkeys(problems)))
+        raise EnvFileError("; ".join(problems))
     return text
 
 
@@ -1257,7 +1365,7 @@ def _disable_wanted(flav: Flavour) -> dict[str, str | None]:
 def flavour(text: str) -> Flavour:
     """ "rpm" when an AURORA_FLAGS=( ... ) array is assigned, "debian" when MESOS_MASTER or
     EXTRA_SCHEDULER_ARGS is; EnvFileError otherwise (or when the file cannot be read)."""
-    return _need(_load(text))
+    return _need(_analyse(text))
 
 
 def parse(text: str) -> dict[str, str]:
@@ -1269,7 +1377,7 @@ def parse(text: str) -> dict[str, str]:
     one assigned inside `if`/a function/a pipeline, or assigned before a `source`/`.`/`eval`
     (which may change anything). EnvFileError when the file cannot be read as bash.
     """
-    return _values(_load(text))
+    return _values(_analyse(text))
 
 
 def settings(text: str) -> dict[str, str]:
@@ -1278,7 +1386,7 @@ def settings(text: str) -> dict[str, str]:
     Debian: LOGDB_FILE_PATH, BACKUP_DIR, QUORUM_SIZE; RPM: the -native_log_file_path,
     -backup_dir and -native_log_quorum_size elements of AURORA_FLAGS (`-f=v` or `-f v`).
     """
-    f = _load(text)
+    f = _analyse(text)
     if _need(f) == "debian":
         values = _values(f)
         return {key: values[var] for key, (var, _) in SETTINGS.items() if var in values}
@@ -1316,7 +1424,7 @@ def disable(text: str) -> str:
     EnvFileError (one line each problem, naming the line) where the meaning cannot be kept.
     Idempotent: disable(disable(t)) == disable(t).
     """
-    f = _load(text)
+    f = _analyse(text)
     return _checked(_edit(text, _disable_wanted(_need(f)), master=True))
 
 
@@ -1335,17 +1443,26 @@ def _container(f: _File) -> _Container | None:
 
 
 def has_auth_flag(text: str) -> bool:
-    """Whether the file spells -http_authentication_mechanism among the scheduler's flags."""
-    f = _load(text)
-    c = _container(f)
-    return c is not None and bool(_occurrences(c.items, AUTH_FLAG, c.var, text))
+    """Whether the file spells -http_authentication_mechanism among the scheduler's flags,
+    in any assignment of EXTRA_SCHEDULER_ARGS / AURORA_FLAGS (also one drop_auth refuses)."""
+    f = _analyse(text)
+    if f.flavour is None:
+        return False
+    var = FLAGS if f.flavour == "rpm" else EXTRA
+    for a in f.assigns:
+        if a.name != var or (a.word.elements is None) != (var == EXTRA):
+            continue
+        c: _Container = _Array(f, a) if var == FLAGS else _Extra(f, a)
+        if _occurrences(c.items, AUTH_FLAG, var, text):
+            return True
+    return False
 
 
 def check_disabled(text: str) -> list[str]:
     """A static check of a disabled file: what is wrong; empty when the bogus master and the
     two delays are there, each once, with nothing that could expand to another of them."""
     try:
-        f = _load(text)
+        f = _analyse(text)
         flav = _need(f)
     except EnvFileError as exc:
         return [str(exc)]
@@ -1381,7 +1498,7 @@ def check_editable(text: str) -> list[str]:
     """Everything that would make disable() or drop_auth() refuse, one line each; empty when
     both can edit the file. For preflight: computed in memory before anything changes."""
     try:
-        f = _load(text)
+        f = _analyse(text)
         flav = _need(f)
     except EnvFileError as exc:
         return [str(exc)]
@@ -1410,11 +1527,11 @@ def argv_script(flavour: Flavour) -> str:
     else:
         argv = f'("${{{FLAGS}[@]}}")'
     inner = (
-        "cd / || exit 3\n"
+        "builtin cd / || exit 3\n"
         "__aurora_envfile=$1; shift\n"
-        'source "$__aurora_envfile" >&2\n'
+        'builtin source "$__aurora_envfile" >&2\n'
         f"__aurora_argv={argv}\n"
-        'printf "%s\\0" "${#__aurora_argv[@]}" "${__aurora_argv[@]}"\n'
+        'builtin printf "%s\\0" "${#__aurora_argv[@]}" "${__aurora_argv[@]}"\n'
     )
     return (
         "f=$1; case $f in /*) ;; *) f=$PWD/$f ;; esac\n"
