@@ -101,10 +101,25 @@ def _rule(
 # A keyword ends the name it is in: `DB_PASSWORD`, `db.password`, `x-api-key`, `clientSecret`
 # (but not `password_file`, `tokens`, `--password-file`); up to four digits may follow.
 _KEYS = (
-    r"(?P<k>(?i:passwords?|passwd|passphrase|pwd|secret[_-]?(?:key|string|value)|secret"
-    r"|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?))"
-    r"[0-9]{0,4}(?![A-Za-z0-9_-])"
+    r"(?P<k>(?i:p(?:ass(?:words?|wd|phrase)|wd|rivate[_-]?key)"
+    r"|secret(?:[_-]?(?:key|string|value))?|token|a(?:pi|ccess)[_-]?key|credentials?))"
+    r"[0-9]{0,4}+(?![A-Za-z0-9_-])"
 )
+# The same keywords spelt out, for the option rule: a lookbehind per spelling at the end
+# of an option's name (fixed-width lookbehinds are O(1), where a search for the keyword
+# inside each name would try every keyword at every position).
+_SPELLINGS = [
+    f"{head}{sep}{tail}"
+    for head, tails in (
+        ("secret", ("key", "string", "value")),
+        ("api", ("key",)),
+        ("access", ("key",)),
+        ("private", ("key",)),
+    )
+    for tail in tails
+    for sep in ("", "_", "-")
+] + ["password", "passwords", "passwd", "passphrase", "pwd", "secret", "token", "credential"]
+_ENDS_WITH_KEY = "(?>" + "|".join(f"(?<=(?i:{w}))" for w in _SPELLINGS + ["credentials"]) + ")"
 # A value: "double-quoted" (also \"escaped\" inside JSON), 'single-quoted', or bare (up to
 # whitespace, a quote, `,`, `;`, `&`, `<`; never `{`/`[`: a nested object, or a mask).
 _VALUE = (
@@ -113,20 +128,23 @@ _VALUE = (
     r"""|'(?P<v2>(?:\\.|[^'\\\n]){1,512})"""
     r"""|(?![{\[])(?P<v3>[^\s'"`,;&<]{1,512}))"""
 )
-_PEM_NAME = r"-----(?:BEGIN|END)[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 _PEM_END = r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 
 _RULES: tuple[_Rule, ...] = (
-    # PEM private keys: the BEGIN line stays, the body and END line are masked; without an
-    # END within 16 KiB, the 16 KiB after BEGIN are masked.
+    # PEM private keys: the BEGIN and END lines stay, the body is masked; without an END
+    # within 16 KiB, the 16 KiB after BEGIN are (unless that is a mask already).
     _rule(
         "pem",
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-        rf"(?P<v1>[\s\S]{{0,16384}}?{_PEM_END}|[\s\S]{{1,16384}})",
+        rf"(?:(?P<v1>[\s\S]{{0,16384}}?)(?={_PEM_END})|(?!\[REDACTED\])(?P<v2>[\s\S]{{1,16384}}))",
         ("private key",),
     ),
     # The end of a key whose beginning was cut off (a capped output starts mid-key).
-    _rule("pem-tail", rf"\A(?P<v1>[\s\S]{{0,16384}}?{_PEM_END})", ("-----end",)),
+    _rule(
+        "pem-tail",
+        rf"\A(?:…\[truncated\]\n)?(?P<v1>[\s\S]{{1,16384}}?)(?={_PEM_END})",
+        ("-----end",),
+    ),
     # Authorization / Proxy-Authorization headers (the scheme stays visible).
     _rule(
         "authorization",
@@ -177,9 +195,8 @@ _RULES: tuple[_Rule, ...] = (
     # --password x, --db-password "x", -token x (the value does not start with `-`).
     _rule(
         "cli-option",
-        r"(?<![\w-])-{1,2}[A-Za-z0-9_.-]{0,64}?" + _KEYS + r"[ \t]{1,8}(?!-)" + _VALUE,
+        r"(?<![\w-])-{1,2}[A-Za-z0-9_.-]{1,64}+" + _ENDS_WITH_KEY + r"[ \t]{1,8}+(?!-)" + _VALUE,
         ("pass", "pwd", "secret", "token", "key", "credential"),
-        keep_paths_after="pwd",
     ),
     # .netrc: machine h login u password p
     _rule(
