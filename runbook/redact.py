@@ -139,10 +139,11 @@ _RULES: tuple[_Rule, ...] = (
         rf"(?:(?P<v1>[\s\S]{{0,16384}}?)(?={_PEM_END})|(?!\[REDACTED\])(?P<v2>[\s\S]{{1,16384}}))",
         ("private key",),
     ),
-    # The end of a key whose beginning was cut off (a capped output starts mid-key).
+    # The end of a key whose beginning was cut off (a capped output starts mid-key): from
+    # the start of the text to an END line with no BEGIN line before it.
     _rule(
         "pem-tail",
-        rf"\A(?:…\[truncated\]\n)?(?P<v1>[\s\S]{{1,16384}}?)(?={_PEM_END})",
+        rf"\A(?:…\[truncated\]\n)?(?P<v1>(?:[^-]|-(?!----BEGIN)){{1,16384}}?)(?={_PEM_END})",
         ("-----end",),
     ),
     # Authorization / Proxy-Authorization headers (the scheme stays visible).

@@ -113,6 +113,11 @@ SECRETS: list[tuple[str, str, str]] = [
     ),
     ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n(no end)", "b3BlbnNzaC1rZXk", ""),
     (
+        "before\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n-----END EC PRIVATE KEY-----\nafter",
+        "MHcCAQEEI",
+        "before\n-----BEGIN EC PRIVATE KEY-----",
+    ),
+    (
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIFHz\n"
         "-----END ENCRYPTED PRIVATE KEY-----",
         "MIIFHz",
