@@ -23,6 +23,7 @@ hostile text per pattern):
 - a repetition followed by something that may fail is bounded (`{0,64}`, `{1,512}`),
   so a failed attempt costs a constant; a repetition that ends a pattern may be
   unbounded (it succeeds as soon as it stops, no backtracking);
+- where a repetition must not give back what it took, it is possessive (`{1,64}+`);
 - no nested quantifiers, and alternatives inside a repetition start with different
   characters;
 - each rule has trigger words; a rule whose words are absent from the (lower-cased) text
@@ -57,13 +58,17 @@ Replace = Callable[[re.Match[str]], str]
 
 @dataclass(frozen=True)
 class _Rule:
-    """One compiled pattern, the lower-case words one of which must occur for it to run,
-    and how a match is replaced (see `_masker`)."""
+    """One compiled pattern, the words one of which must occur for it to run (in the
+    lower-cased text, or as written when a word has an upper-case letter), and how a
+    match is replaced (see `_masker`)."""
 
     name: str
     pattern: re.Pattern[str]
     triggers: tuple[str, ...]
     replace: Replace
+
+    def wanted(self, text: str, lowered: str) -> bool:
+        return any(t in (text if t != t.lower() else lowered) for t in self.triggers)
 
 
 def _masker(pattern: re.Pattern[str], keep_paths_after: str | None = None) -> Replace:
@@ -122,11 +127,12 @@ _SPELLINGS = [
 _ENDS_WITH_KEY = "(?>" + "|".join(f"(?<=(?i:{w}))" for w in _SPELLINGS + ["credentials"]) + ")"
 # A value: "double-quoted" (also \"escaped\" inside JSON), 'single-quoted', or bare (up to
 # whitespace, a quote, `,`, `;`, `&`, `<`; never `{`/`[`: a nested object, or a mask).
+# It ends the pattern, so it may be unbounded: a value of any length is masked whole.
 _VALUE = (
-    r"""(?:\\"(?P<v0>[^"\\\n]{1,512})"""
-    r"""|"(?P<v1>(?:\\.|[^"\\\n]){1,512})"""
-    r"""|'(?P<v2>(?:\\.|[^'\\\n]){1,512})"""
-    r"""|(?![{\[])(?P<v3>[^\s'"`,;&<]{1,512}))"""
+    r"""(?:\\"(?P<v0>[^"\\\n]+)"""
+    r"""|"(?P<v1>(?:\\.|[^"\\\n])+)"""
+    r"""|'(?P<v2>(?:\\.|[^'\\\n])+)"""
+    r"""|(?![{\[])(?P<v3>[^\s'"`,;&<]+))"""
 )
 _PEM_END = r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 
@@ -151,7 +157,7 @@ _RULES: tuple[_Rule, ...] = (
         "authorization",
         r"(?i)\bauthorization[\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?"
         r"(?:(?:basic|bearer|negotiate|token|digest|ntlm|aws4-hmac-sha256)[ \t]{1,8})?"
-        r"(?P<v1>[^\s'\"]{1,4096})",
+        r"(?P<v1>[^\s'\"]+)",
         ("authorization",),
     ),
     # scheme://user:password@host (the user may be empty: redis://:pw@host).
@@ -171,7 +177,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     # AWS access key ids: long-term (AKIA), temporary/STS (ASIA), and the rarer ABIA/ACCA.
     _rule(
-        "aws-key-id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", ("akia", "asia", "abia", "acca")
+        "aws-key-id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", ("AKIA", "ASIA", "ABIA", "ACCA")
     ),
     # GitHub and GitLab tokens.
     _rule(
@@ -202,14 +208,14 @@ _RULES: tuple[_Rule, ...] = (
     # .netrc: machine h login u password p
     _rule(
         "netrc",
-        r"(?i)\blogin[ \t]{1,8}[^\s]{1,256}[ \t]{1,8}password[ \t]{1,8}(?P<v1>[^\s]{1,512})",
+        r"(?i)\blogin[ \t]{1,8}[^\s]{1,256}[ \t]{1,8}password[ \t]{1,8}(?P<v1>\S+)",
         ("login",),
     ),
     # curl -u user:password (not docker's -u 1000:1000).
     _rule(
         "user-option",
         r"(?<![\w-])(?:-u|--user)[ \t]{1,8}[\"']?[^\s:'\"]{1,256}:"
-        r"(?![0-9]{1,10}(?:[\s'\"]|\Z))(?P<v1>[^\s'\"]{1,512})",
+        r"(?![0-9]{1,10}(?:[\s'\"]|\Z))(?P<v1>[^\s'\"]+)",
         ("-u", "--user"),
     ),
     # Bare user:password@host (not image:tag@sha256:..., not user@host, not host:port).
@@ -290,7 +296,7 @@ def _apply(text: str) -> str:
         text = _literals.sub(MASK, text)
     lowered = text.lower()
     for rule in _RULES:
-        if any(t in lowered for t in rule.triggers):
+        if rule.wanted(text, lowered):
             text = rule.pattern.sub(rule.replace, text)
     for pattern in _extra:
         if pattern.groups:
