@@ -414,24 +414,26 @@ def test_filter_survives_bad_arguments_and_redacts_tracebacks() -> None:
 
 @pytest.fixture
 def captured_root() -> Iterator[io.StringIO]:
-    """A handler on the root logger, and the logging state install_log_redaction changes
-    put back afterwards."""
+    """A handler on the root logger; afterwards, the filters and levels that
+    install_log_redaction changes are put back as they were."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     root, ssh = logging.getLogger(), logging.getLogger("asyncssh")
-    level, root_level = ssh.level, root.level
+    levels = (root.level, ssh.level)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    targets: list[logging.Filterer] = [*root.handlers, ssh]
+    if logging.lastResort is not None:
+        targets.append(logging.lastResort)
+    before = {id(t): list(t.filters) for t in targets}
     try:
         yield stream
     finally:
         root.removeHandler(handler)
-        root.setLevel(root_level)
-        ssh.setLevel(level)
-        for target in (ssh, logging.lastResort):
-            for f in list(target.filters if target else []):
-                if isinstance(f, RedactingFilter) and target is not None:
-                    target.removeFilter(f)
+        root.setLevel(levels[0])
+        ssh.setLevel(levels[1])
+        for t in targets:
+            t.filters[:] = before[id(t)]
 
 
 def test_install_log_redaction_on_asyncssh(captured_root: io.StringIO) -> None:
