@@ -45,11 +45,27 @@ def _data_dir() -> Path:
     return Path(state) / "aurora-restore"
 
 
+def _redaction(command: str) -> bool:
+    """Compile AURORA_RESTORE_REDACT and redact log records (the Slack commands do the
+    first in bot.settings.load); False, with one line on stderr, for a bad pattern."""
+    from runbook.redact import configure, install_log_redaction
+
+    try:
+        configure(os.environ.get("AURORA_RESTORE_REDACT", ""))
+    except ValueError as exc:
+        print(f"aurora-restore {command}: error: {exc}", file=sys.stderr)
+        return False
+    install_log_redaction()
+    return True
+
+
 def _console(args: argparse.Namespace) -> int:
     from bot.console import run_console
     from bot.redis_server import redis_url_from_env
     from runbook.clusters import ClusterFileError, load_clusters
 
+    if not _redaction("console"):
+        return 2
     try:
         clusters = load_clusters(args.cluster)
     except ClusterFileError as exc:
@@ -143,6 +159,8 @@ def _put_back(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
+    if not _redaction("demo"):
+        return 2
     return run_demo(
         yes=args.yes,
         out=Path(args.out) if args.out else None,
@@ -166,6 +184,9 @@ def _slack(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from runbook.redact import install_log_redaction
+
+    install_log_redaction()  # after basicConfig: it filters the root logger's handlers
     from bot import slack_app
 
     url, server = redis_url_from_env(settings.data_dir)

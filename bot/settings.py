@@ -10,7 +10,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+from runbook import redact
 from runbook.clusters import Cluster, ClusterFileError, load_clusters, parse_duration
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -43,6 +45,19 @@ def _require(env: Mapping[str, str], name: str, hint: str) -> str:
     if not value:
         raise SettingsError(f"{name} is not set: {hint}")
     return value
+
+
+def _register_secrets(values: list[str | None], redis_url: str | None) -> None:
+    """The bot's own secrets are masked wherever they appear (outputs, messages, logs),
+    and so is the password inside REDIS_URL, as written and percent-decoded."""
+    try:
+        password = urlsplit(redis_url).password if redis_url else None
+    except ValueError:  # a malformed URL: redis-py reports it when connecting
+        password = None
+    if password:
+        values += [password, unquote(password)]
+    for value in values:
+        redact.register_secret(value or "")
 
 
 def load(env: Mapping[str, str] | None = None, *, socket_mode: bool = False) -> Settings:
@@ -88,6 +103,11 @@ def load(env: Mapping[str, str] | None = None, *, socket_mode: bool = False) -> 
                 f"AURORA_RESTORE_RETENTION must be a duration like 90d, not {retention!r}"
             ) from None
     redis_url = env.get("REDIS_URL", "").strip() or None
+    try:
+        redact.configure(env.get("AURORA_RESTORE_REDACT", ""))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    _register_secrets([token, secret, app_token], redis_url)
     data = env.get("AURORA_RESTORE_DATA", "").strip()
     state = env.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local/state")
     return Settings(
