@@ -32,6 +32,7 @@ from runbook.ports import (
     VarsProbe,
 )
 from runbook.procedure import Step, Targets
+from runbook.redact import redact
 
 INACTIVE = {"inactive", "failed", "unknown"}
 
@@ -185,7 +186,8 @@ def render_for(ctx: StepContext, template: str, hosts: list[str] | None = None) 
 def planned_commands(
     cluster: Cluster, step: Step, facts: Mapping[str, Any]
 ) -> dict[str, list[str]]:
-    """The exact commands a step will send, per host, for its card (best effort before facts)."""
+    """The exact commands a step will send, per host, for its card (best effort before
+    facts), with secrets masked: a cluster-file template may hold one."""
     if step.targets is Targets.BOT:
         return {}
     hosts = (
@@ -199,9 +201,9 @@ def planned_commands(
         lines = []
         for t in step.commands:
             try:
-                lines.append(cmd.render(t, values, verbatim(cluster, facts, h)))
+                lines.append(redact(cmd.render(t, values, verbatim(cluster, facts, h))))
             except KeyError:
-                lines.append(t)
+                lines.append(redact(t))
         out[h] = lines
     return out
 

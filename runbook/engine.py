@@ -25,7 +25,7 @@ from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
 from runbook.ports import HostResult, LeaderDetector, Remote, SourcesCheck, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
-from runbook.redact import cap, redact
+from runbook.redact import redact, redact_capped
 from runbook.store import RestoreRecord, Store, output_digest
 
 log = logging.getLogger(__name__)
@@ -905,8 +905,8 @@ class Engine:
         return outcome
 
     async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
-        stdout, out_cut = cap(redact(r.stdout), OUTPUT_CAP)
-        stderr, err_cut = cap(redact(r.stderr), OUTPUT_CAP)
+        stdout, out_cut = redact_capped(r.stdout, OUTPUT_CAP)
+        stderr, err_cut = redact_capped(r.stderr, OUTPUT_CAP)
         output = {
             "exit_status": r.exit_status,
             "duration": round(r.duration, 3),

@@ -51,7 +51,9 @@ async def test_a_retry_of_a_destructive_step_needs_the_second_approver(
     assert not out.ok
     log_dir.with_name("db.away").rename(log_dir)
     before = await store.events(rid)
-    with pytest.raises(Refused, match="log.wipe is destructive: retrying it needs an approver other than alice"):
+    with pytest.raises(
+        Refused, match="log.wipe is destructive: retrying it needs an approver other than alice"
+    ):
         await engine.retry(rid, "log.wipe", ALICE)
     assert await store.events(rid) == before  # refused: nothing ran, nothing recorded
     assert (await engine.retry(rid, "log.wipe", BOB)).ok
@@ -69,7 +71,11 @@ async def test_a_mark_done_of_a_destructive_step_needs_the_second_approver(
     assert await drive(engine, rid, "log.wipe") == "at log.wipe"
     # An interrupted wipe, as a dead worker leaves it.
     await store.transition(
-        rid, "log.wipe", ("awaiting",), {"status": "interrupted", "attempt": 1}, {"type": "interrupted"}
+        rid,
+        "log.wipe",
+        ("awaiting",),
+        {"status": "interrupted", "attempt": 1},
+        {"type": "interrupted"},
     )
     with pytest.raises(Refused, match="marking done it needs an approver other than alice"):
         await engine.mark_done(rid, "log.wipe", ALICE)
