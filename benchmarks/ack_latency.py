@@ -139,11 +139,19 @@ async def main() -> None:
                             out.append(rid)
                     return out
 
+                async def channel_of(rid: str) -> str:
+                    # Cluster cNN was started in channel C00NN: a click comes from there
+                    # (actions are bound to the restore's channel).
+                    rec = await st.load(rid)
+                    assert rec is not None
+                    return f"C{int(rec.meta['cluster'][1:]):04d}"
+
                 deadline = time.monotonic() + 120
                 while len(await waiting()) < RESTORES and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
                 rids = await waiting()
                 bodies = []
+                channels = {rid: await channel_of(rid) for rid in rids}
                 for i in range(CLICKS):
                     rid = rids[i % len(rids)]
                     user = "U0ALICE" if i < min(APPROVALS, len(rids)) else "U0MALLORY"
@@ -153,7 +161,7 @@ async def main() -> None:
                             user_id=user,
                             action_id="approve",
                             value=value,
-                            channel_id="C0000",
+                            channel_id=channels[rid],
                             message_ts="1700000000.000200",
                             thread_ts="1700000000.000100",
                         )
