@@ -636,15 +636,25 @@ def _action_blocks(
             btns.append(button("Skip…", "skip", value))
         btns.append(abort)
     elif status == "interrupted":
-        btns.append(button("Retry", "retry", value, style="primary"))
         btns.append(
             button(
-                "Mark done",
-                "mark_done",
+                "Retry",
+                "retry",
                 value,
-                confirm=_destructive_confirm(step, cluster, "Mark done"),
+                style="primary",
+                confirm=_destructive_confirm(step, cluster, "Retry"),
             )
         )
+        # Done only where the step's check says it finished (runbook.actions.CHECK).
+        if state.get("appears_finished"):
+            btns.append(
+                button(
+                    "Mark done",
+                    "mark_done",
+                    value,
+                    confirm=_destructive_confirm(step, cluster, "Mark done"),
+                )
+            )
         if step.skippable:
             btns.append(button("Skip…", "skip", value))
         btns.append(abort)

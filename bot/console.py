@@ -285,7 +285,9 @@ class Console:
             await self.after_abort(rid)
             return True
         options = "[r]etry, [s]kip, a[b]ort" + (
-            ", [d]one (it finished)" if state["status"] == "interrupted" else ""
+            ", [d]one (it finished)"
+            if state["status"] == "interrupted" and state.get("appears_finished")
+            else ""
         )
         if state.get("rewind"):
             options = f"[g] {step.rewind_label or 'go back'}, " + options

@@ -1173,6 +1173,115 @@ def active_task_count(v: Mapping[str, str]) -> int | None:
     return total if found else None
 
 
+def _verdict(finished: bool, text: str, verdict: str) -> Outcome:
+    return Outcome(finished, f"{verdict}: {text}", {"verdict": verdict})
+
+
+FINISHED, NOT_RUN, UNKNOWN = "finished", "did not run", "cannot tell"
+
+
+async def check_files_as_planned(ctx: StepContext) -> Outcome:
+    """Each edited file is as the plan would leave it (finished), as it was (did not
+    run), or neither (cannot tell), by sha256."""
+    if ctx.plan is None or not ctx.plan.files:
+        return _verdict(False, "no plan of the edit is kept", UNKNOWN)
+    done: list[str] = []
+    untouched: list[str] = []
+    other: list[str] = []
+    for host, edits in ctx.plan.files.items():
+        for path, edit in edits.items():
+            try:
+                data = await ctx.remote.read_file(host, path)
+            except Exception as exc:
+                other.append(f"{host}:{path} unreadable ({getattr(exc, 'reason', exc)})")
+                continue
+            digest = _sha(data)
+            (
+                done
+                if digest == edit["after"]
+                else untouched
+                if digest == edit["before"]
+                else other
+            ).append(f"{host}:{path}")
+    if not untouched and not other:
+        return _verdict(True, "every file is as the plan leaves it", FINISHED)
+    if not done and not other:
+        return _verdict(False, "every file is as it was before", NOT_RUN)
+    return _verdict(
+        False,
+        f"edited: {', '.join(done) or 'none'}; as before: {', '.join(untouched) or 'none'}"
+        + (f"; neither: {', '.join(other)}" if other else ""),
+        UNKNOWN,
+    )
+
+
+async def check_initialized(ctx: StepContext) -> Outcome:
+    res = await ctx.run(render_for(ctx, WIPED), record=False)
+    empty = [h for h, r in res.items() if r.ok]
+    if not empty:
+        return _verdict(True, "every replica holds an initialized log", FINISHED)
+    if len(empty) == len(res):
+        return _verdict(False, "every log directory is still empty", NOT_RUN)
+    return _verdict(False, f"still empty on {', '.join(empty)}", UNKNOWN)
+
+
+async def check_placed(ctx: StepContext) -> Outcome:
+    leader = ctx.leader
+    r = await ctx.run(render_for(ctx, ctx.step.commands[1], [leader]), record=False)
+    if not r[leader].ok:
+        return _verdict(False, f"{leader} has no {ctx.facts.get('backup')}", NOT_RUN)
+    digest = (r[leader].stdout.split() or [""])[0]
+    copies = [f["after"] for f in (ctx.plan.files.get(leader, {}) if ctx.plan else {}).values()]
+    if copies and digest not in copies:
+        return _verdict(False, f"{leader} holds a file of another sha256 ({digest[:12]}…)", UNKNOWN)
+    return _verdict(True, f"{leader} holds the backup, sha256 {digest[:12]}…", FINISHED)
+
+
+async def _staged(ctx: StepContext, host: str) -> tuple[bool | None, str]:
+    """Is a recovery staged on `host`: True, False ("No backup loaded."), or None."""
+    r = await ctx.run(render_for(ctx, PRINT_RECOVERY, [host]), record=False)
+    res = r[host]
+    said = (res.stderr + res.stdout).strip()
+    if res.ok:
+        return True, "a recovery is staged"
+    # Recovery.java: "No backup loaded." when nothing is staged.
+    if "No backup loaded" in said:
+        return False, "nothing is staged"
+    return (
+        None,
+        f"the client failed ({(said.splitlines() or [f'exit {res.exit_status}'])[-1][:200]})",
+    )
+
+
+async def check_staged(ctx: StepContext) -> Outcome:
+    leader = ctx.leader
+    staged, why = await _staged(ctx, leader)
+    if staged:
+        return _verdict(True, f"{why} on {leader}", FINISHED)
+    if staged is False:
+        return _verdict(False, f"{why} on {leader}", NOT_RUN)
+    return _verdict(False, f"on {leader}: {why}", UNKNOWN)
+
+
+async def check_committed(ctx: StepContext) -> Outcome:
+    """After a commit the leader it ran on shuts down (a failover): still leading with
+    the recovery staged means it did not run."""
+    old = ctx.leader
+    state = lifecycle((await ctx.vars()).get(old, "no answer"))
+    if state == "LEADER_AWAITING_REGISTRATION":
+        staged, why = await _staged(ctx, old)
+        if staged:
+            return _verdict(
+                False, f"{old} still leads with the recovery staged (/vars: {state})", NOT_RUN
+            )
+        return _verdict(False, f"{old} still leads but {why} (/vars: {state})", UNKNOWN)
+    return _verdict(
+        True,
+        f"{old} is no longer the leader (/vars: {state}): it shut down after the commit",
+        FINISHED,
+    )
+
+
 async def nothing(ctx: StepContext) -> Outcome:
     return Outcome(True, ctx.step.check)
 
@@ -1219,16 +1328,23 @@ RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
 }
 
 # Read-only checks, run after a bot died mid-step: did the command appear to finish?
+# Each answers "finished" (ok), "did not run" or "cannot tell, and why".
 CHECK: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
+    "prep.admin_access": check_files_as_planned,
+    "prep.auth": check_files_as_planned,
+    "log.init": check_initialized,
+    "restore.place": check_placed,
+    "restore.stage": check_staged,
+    "restore.commit": check_committed,
     "prep.stop": check_stopped,
     "log.stop": check_stopped,
     "prep.start": check_came_up_disabled,
     "log.start": check_came_up_disabled,
     "cleanup.restart": check_came_up,
-    "prep.disable": check_disabled,
+    "prep.disable": check_files_as_planned,
     "log.archive": check_archived,
     "log.wipe": check_wiped,
-    "cleanup.revert": check_reverted,
+    "cleanup.revert": check_files_as_planned,
 }
 
 # Gathered when a step starts waiting for approval, for its card.

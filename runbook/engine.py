@@ -578,6 +578,13 @@ class Engine:
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         self._two_person(rec, self.step(sid), by, "marking done")
+        if rec.steps.get(sid, {}).get("status") == "interrupted" and not rec.steps[sid].get(
+            "appears_finished"
+        ):
+            raise Refused(
+                f"{sid} can be marked done only when its check says it finished "
+                f"({rec.steps[sid].get('check') or 'it has no check'}): retry it, or abort"
+            )
         res = await self.store.transition(
             rid,
             sid,

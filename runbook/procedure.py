@@ -281,6 +281,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("sudo -n -u {scheduler_user} {!mesos_log} initialize --path={log_dir}",),
         check="exit 0 everywhere",
+        reads=(WIPED,),
     ),
     Step(
         id="log.start",
@@ -334,6 +335,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=(_admin("scheduler_stage_recovery", "{backup}"),),
         check="exit 0",
+        reads=(PRINT_RECOVERY,),
     ),
     Step(
         id="restore.review",
