@@ -15,7 +15,6 @@ Reading a file is `cat -- PATH` (`read_command`), so reads are planned like any 
 
 from __future__ import annotations
 
-import base64
 import difflib
 import hashlib
 import json
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.ports import HostResult, OnResult, Remote
+from runbook.redact import redact
 
 # Block Kit sections hold 3,000 characters: a diff longer than this goes in a file.
 DIFF_CAP = 2500
@@ -55,11 +55,12 @@ class Plan:
     files: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def edit(self, host: str, path: str, before: bytes, after: bytes) -> None:
+        """A file edit, bound by the sha256 of the content before and after. The content
+        itself is not kept (it may hold secrets); the diff is shown with them masked."""
         self.files.setdefault(host, {})[path] = {
             "before": sha256(before),
             "after": sha256(after),
-            "content": base64.b64encode(after).decode(),
-            "diff": unified_diff(path, before, after),
+            "diff": redact(unified_diff(path, before, after)),
         }
 
     def copy(self, host: str, path: str, digest: str, size: int, source: str) -> None:
@@ -67,12 +68,8 @@ class Plan:
         self.files.setdefault(host, {})[path] = {
             "before": "",
             "after": digest,
-            "content": "",
             "diff": f"{path}: copied from {source}, sha256 {digest}\n",
         }
-
-    def content(self, host: str, path: str) -> bytes:
-        return base64.b64decode(self.files[host][path]["content"])
 
     def digest(self) -> str:
         body = {
@@ -86,11 +83,13 @@ class Plan:
         return sha256(json.dumps(body, sort_keys=True).encode())
 
     def to_dict(self) -> dict[str, Any]:
+        """What is stored in Redis and shown: masked (see `masked`)."""
+        shown = self.masked()
         return {
-            "commands": self.commands,
-            "reads": self.reads,
-            "files": self.files,
-            "digest": self.digest(),
+            "commands": shown.commands,
+            "reads": shown.reads,
+            "files": shown.files,
+            "digest": shown.digest(),
         }
 
     @classmethod
@@ -103,6 +102,15 @@ class Plan:
 
     def allowed(self, host: str) -> set[str]:
         return set(self.commands.get(host, [])) | set(self.reads.get(host, []))
+
+    def masked(self) -> Plan:
+        """The plan as it is stored and shown: commands with secrets masked (a cluster-file
+        template may hold one). The guard compares commands in this form."""
+        return Plan(
+            commands={h: [redact(c) for c in cs] for h, cs in self.commands.items()},
+            reads={h: [redact(c) for c in cs] for h, cs in self.reads.items()},
+            files=self.files,
+        )
 
     def differences(self, other: Plan) -> list[str]:
         """What changed between this plan and a newer rendering, one line each."""
@@ -138,7 +146,7 @@ class PlannedRemote:
         self.plan = plan
 
     def _check(self, host: str, command: str, data: bytes | None = None) -> None:
-        if command not in self.plan.allowed(host):
+        if redact(command) not in self.plan.allowed(host):
             raise PlanViolation(f"{host}: not in the approved plan, not sent: {command}")
         if data is not None:
             wanted = {f["after"] for f in self.plan.files.get(host, {}).values()}
