@@ -31,6 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the settings of the shell that runs it: every AURORA_RESTORE_*,
+    REDIS_URL and SLACK_* variable is cleared (a test sets what it needs)."""
+    for name in list(os.environ):
+        if name.startswith(("AURORA_RESTORE_", "SLACK_")) or name == "REDIS_URL":
+            monkeypatch.delenv(name, raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
