@@ -531,11 +531,14 @@ async def log_tails(
     return out
 
 
-async def came_up(ctx: StepContext, hosts: list[str], accept: tuple[str, ...]) -> Outcome:
+async def came_up(
+    ctx: StepContext, hosts: list[str], accept: tuple[str, ...], wait: float | None = None
+) -> Outcome:
     """Every host answers /vars in one of the `accept` lifecycle states within the
     bounded wait. The packaged unit has no `Type=`, so systemd calls a scheduler active as
     soon as it forks, also one that exits at once on a bad flag: only /vars tells."""
-    wait = min(ctx.timing.start_wait, parse_duration(ctx.cluster.start_wait).total_seconds())
+    if wait is None:
+        wait = min(ctx.timing.start_wait, parse_duration(ctx.cluster.start_wait).total_seconds())
     deadline = time.monotonic() + wait
     while True:
         got = await ctx.vars()
@@ -574,12 +577,16 @@ async def start(ctx: StepContext) -> Outcome:
     return await _start(ctx, UP_NORMAL)
 
 
+# A check looks; it does not wait out a start (a scheduler just started gets a moment).
+CHECK_WAIT = 5.0
+
+
 async def check_came_up_disabled(ctx: StepContext) -> Outcome:
-    return await came_up(ctx, ctx.hosts, UP_DISABLED)
+    return await came_up(ctx, ctx.hosts, UP_DISABLED, CHECK_WAIT)
 
 
 async def check_came_up(ctx: StepContext) -> Outcome:
-    return await came_up(ctx, ctx.hosts, UP_NORMAL)
+    return await came_up(ctx, ctx.hosts, UP_NORMAL, CHECK_WAIT)
 
 
 def _admin_entry(cluster: Cluster, s: Scheduler, listen: str) -> dict[str, Any]:
