@@ -244,3 +244,16 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     await client.flushall()
     yield Store(client)
     await client.aclose()
+
+
+@pytest.fixture
+async def one_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A `Store` on the embedded server only (what the bot runs without REDIS_URL): for the
+    long scenario tests, where the kind of server does not matter; the store's own tests
+    and the engine's rules run on both kinds (`store`)."""
+    from bot.redis_server import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path / "valkey-one") as server:
+        client = aioredis.Redis.from_url(server.start())
+        yield Store(client)
+        await client.aclose()
