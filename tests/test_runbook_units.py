@@ -19,8 +19,8 @@ from bot.blocks import MESSAGE_BUDGET, TOP_N, render_step
 from runbook import envfile
 from runbook.actions import PREVIEW, RUN, StepContext
 from runbook.clusters import parse_clusters
-from runbook.commands import InvalidValue, backup_id, placeholders, render, task_id
-from runbook.listing import ListingError, parse_listing, summarize
+from runbook.commands import InvalidValue, backup_id, placeholders, render
+from runbook.listing import ListingError, check_ids, parse_listing, summarize
 from runbook.ports import HostResult, OnResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, get_step, step_ids
 from runbook.redact import MASK, cap, redact
@@ -101,10 +101,11 @@ def test_backup_ids_are_validated(bad: str) -> None:
 
 
 def test_task_ids() -> None:
-    assert task_id("www-data-prod-hello-0-1f2e") == "www-data-prod-hello-0-1f2e"
+    """Typed task ids are checked for their form before the listing (runbook.listing)."""
+    good = "www-data-prod-hello-0-1f2e"
+    assert check_ids([good], {good}) == ([good], None)
     for bad in ("a b", "a,b", "-rf", "x;y"):
-        with pytest.raises(InvalidValue):
-            task_id(bad)
+        assert check_ids([bad], {bad}) == ([], f"Not task ids: {bad}")
 
 
 ENV = """# Debian
