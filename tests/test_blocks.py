@@ -560,7 +560,7 @@ def test_failed_leader_offers_recheck_and_a_commit_whose_leader_changed_goes_bac
     check_blocks(card.blocks, card.text)
     by_id = {e["action_id"]: e for e in _elements(card.blocks)}
     assert set(by_id) == {"rewind", "retry", "abort"}
-    assert by_id["rewind"]["text"]["text"] == "Back to restore.stage"
+    assert by_id["rewind"]["text"]["text"] == get_step("restore.commit").rewind_label
     assert by_id["rewind"]["style"] == "primary" and "style" not in by_id["retry"]
     assert "restore.leader" in by_id["rewind"]["confirm"]["text"]["text"]
     # Without the way back (any other failure), Retry is the first choice.

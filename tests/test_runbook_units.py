@@ -28,7 +28,9 @@ from runbook.store import RestoreRecord
 from sandbox.backups import ACTIVE_STATES  # aurora.md §5.2: what print_recovery_tasks lists
 from tests.slack_double import MAX_BLOCKS_MESSAGE, MAX_SECTION_TEXT, validate_blocks
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "shared/docs/runbook.md"
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs/runbook.md"
+# A row of a step table in docs/runbook.md: | id | risk | what it does | check |
+STEP_ROW = re.compile(r"^\| ([a-z]+\.[a-z_]+) \| ([a-z-]+) \| (.+) \| ([^|]+) \|$", re.M)
 
 
 def test_every_step_of_the_runbook_in_order() -> None:
@@ -58,16 +60,31 @@ def test_every_step_of_the_runbook_in_order() -> None:
         "cleanup.transcript",
     ]
     assert step_ids() == ids
-    if RUNBOOK.exists():  # the spec, when shared/ is beside the checkout
-        table_rows = re.findall(r"^\| ([a-z]+\.[a-z_]+) \| ([a-z-]+) \|", RUNBOOK.read_text(), re.M)
-        assert [sid for sid, _ in table_rows] == ids
-        assert {sid: risk for sid, risk in table_rows} == {
-            s.id: s.risk.value for s in ONLINE_PROCEDURE
-        }
+    # The spec in the repository: its step tables name every step, in order, with the
+    # risk and the check the procedure gives it, and no step the procedure lacks.
+    rows = STEP_ROW.findall(RUNBOOK.read_text())
+    assert [sid for sid, *_ in rows] == ids
+    table = {sid: (risk, check.strip()) for sid, risk, _what, check in rows}
+    assert len(table) == len(rows), "a step appears twice in docs/runbook.md"
+    procedure = {s.id: (s.risk.value, s.check) for s in ONLINE_PROCEDURE}
+    assert {sid: risk for sid, (risk, _) in table.items()} == {
+        sid: risk for sid, (risk, _) in procedure.items()
+    }
+    assert table == procedure
     risks = {s.id: s.risk for s in ONLINE_PROCEDURE}
     assert risks["log.wipe"] is Risk.DESTRUCTIVE and risks["restore.commit"] is Risk.DESTRUCTIVE
     assert {s.id for s in ONLINE_PROCEDURE if s.condition} == {"prep.ack_backup", "prep.auth"}
     assert not next(s for s in ONLINE_PROCEDURE if s.id == "prep.ack_backup").skippable
+
+
+def test_a_way_back_is_named_after_the_step_it_goes_to() -> None:
+    """The card's button, the refusal and the console's prompt all say `rewind_label`:
+    it must name the step the way back goes to."""
+    ways = [s for s in ONLINE_PROCEDURE if s.rewind_to]
+    assert [s.id for s in ways] == ["restore.commit"]
+    for s in ways:
+        assert s.rewind_to in step_ids()[: step_ids().index(s.id)], s.id
+        assert s.rewind_label == f"Back to {s.rewind_to}", s.id
 
 
 def test_templates_quote_every_value() -> None:
