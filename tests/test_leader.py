@@ -236,7 +236,7 @@ async def test_disabled_sandbox_leader_from_candidates_only(
     make_sandbox: Callable[..., RunningSandbox], zookeeper: str, probe: HttpVarsProbe
 ) -> None:
     """Disabled schedulers never register, so never write `member_`: ZooKeeper's leader
-    is the candidate with the lowest sequence (aurora.md §4.2)."""
+    is the candidate with the lowest sequence (docs/aurora-notes.md §F4)."""
     sb = make_sandbox("--zk", zookeeper)
     cluster = sb.cluster
     # As prep.disable leaves the env file: a Mesos master nobody runs, no deadline near.

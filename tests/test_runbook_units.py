@@ -25,7 +25,7 @@ from runbook.ports import HostResult, OnResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, get_step, step_ids
 from runbook.redact import MASK, cap, redact
 from runbook.store import RestoreRecord
-from sandbox.backups import ACTIVE_STATES  # aurora.md §5.2: what print_recovery_tasks lists
+from sandbox.backups import ACTIVE_STATES  # docs/aurora-notes.md §F5: print_recovery_tasks
 from tests.slack_double import MAX_BLOCKS_MESSAGE, MAX_SECTION_TEXT, validate_blocks
 
 RUNBOOK = Path(__file__).resolve().parents[1] / "docs/runbook.md"
