@@ -8,7 +8,7 @@ checklist, one card per step, one line per action in the thread, and two modals.
 Whatever the input (long host names, 50 schedulers, 10 KB of output, a review of
 10,000 tasks), no payload breaks a Block Kit limit: text is escaped for mrkdwn first
 and then cut with "…", counts are capped, and a card stays under `MESSAGE_BUDGET`
-characters. When output had to be cut, `StepCard.needs_file` (or `long_output`) tells
+characters. When output had to be cut, `StepCard.needs_file` (from `render_step`) tells
 the caller to attach the full output (`output_text`) as a file.
 """
 
@@ -792,28 +792,6 @@ def render_step(
     blocks += actions_blocks
     text = clip(f"{esc(step.id)} · {esc(step.title)}: {esc(status)}", FALLBACK_TEXT)
     return StepCard(text, blocks[:MAX_BLOCKS], needs_file)
-
-
-def step_card(
-    rec: RestoreRecord,
-    cluster: Cluster,
-    sid: str,
-    *,
-    progress: Mapping[str, HostResult] | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and blocks of a step's card (see `render_step` for `needs_file`)."""
-    card = render_step(rec, cluster, sid, progress=progress)
-    return card.text, card.blocks
-
-
-def long_output(
-    rec: RestoreRecord,
-    cluster: Cluster,
-    sid: str,
-    progress: Mapping[str, HostResult] | None,
-) -> bool:
-    """True when the card cut the output: attach `output_text(sid, progress)` as a file."""
-    return render_step(rec, cluster, sid, progress=progress).needs_file
 
 
 # ---------------------------------------------------------------- thread lines

@@ -5,7 +5,7 @@ and what identifies one delivery of it.
 `payload` JSON of an interaction), `problem` says in one line what is wrong with a
 request dict (None: nothing), `canonical` keeps only the fields the listeners and Bolt
 read, and `delivery_key` names one delivery so that a redelivery is recognised by what
-it carries (slack.md §2: Slack redelivers the same payload, with `X-Slack-Retry-Num`
+it carries (docs/slack-notes.md, "Retries and redeliveries": Slack redelivers the same payload, with `X-Slack-Retry-Num`
 on the Events API only, and a replayed body is byte for byte the first one).
 
 Nothing here raises on a request's content except `BadRequest`, whose message is the

@@ -28,10 +28,10 @@ from bot.leader import (
     detect_leader,
     interpret,
     log_command,
-    render_table,
 )
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
+from runbook.actions import table_rows
 from runbook.clusters import Cluster, Scheduler
 from runbook.ports import HostResult
 from tests.conftest import RunningSandbox, free_port, wait_for
@@ -132,7 +132,7 @@ async def test_sources_agree_then_disagree_then_none(
     active = sb.leaders("ACTIVE")[0]
     async with SshExecutor(cluster) as ssh:
         report = await detect_leader(cluster, probe, ssh, state="ACTIVE", log_path=SANDBOX_LOG)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == active
         assert report.by_source == {"vars": active, "zookeeper": active, "logs": active}
@@ -224,7 +224,7 @@ async def test_zookeeper_down_is_reported_without_hanging(
     assert report.by_source == {"vars": "sched-1", "zookeeper": None}
     assert report.table["sched-1"]["zookeeper"].startswith("unavailable:")
     assert report.problems[0].startswith("ZooKeeper unavailable:")
-    assert "unavailable" in render_table(report)
+    assert "unavailable" in table_rows(report.table)
 
 
 def _sequence(node: str) -> int:
@@ -236,7 +236,7 @@ async def test_disabled_sandbox_leader_from_candidates_only(
     make_sandbox: Callable[..., RunningSandbox], zookeeper: str, probe: HttpVarsProbe
 ) -> None:
     """Disabled schedulers never register, so never write `member_`: ZooKeeper's leader
-    is the candidate with the lowest sequence (aurora.md §4.2)."""
+    is the candidate with the lowest sequence (docs/aurora-notes.md §F4)."""
     sb = make_sandbox("--zk", zookeeper)
     cluster = sb.cluster
     # As prep.disable leaves the env file: a Mesos master nobody runs, no deadline near.
@@ -283,7 +283,7 @@ async def test_disabled_sandbox_leader_from_candidates_only(
             assert sb.leaders("LEADER_AWAITING_REGISTRATION") == [leader]
 
             report = await detect_leader(cluster, probe, ssh, log_path=SANDBOX_LOG)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == leader
         assert report.by_source == {"vars": leader, "zookeeper": leader, "logs": leader}
@@ -345,7 +345,7 @@ async def test_lowest_sequence_leads_whatever_the_names(
         assert min(names, key=_sequence) == created["sched-2"]
 
         report = await detect_leader(cluster, probe)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == "sched-2"
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
@@ -380,7 +380,7 @@ async def test_legacy_singleton_candidates_are_read_too(
         for host in ("sched-2", "sched-1"):
             candidate(zk, path, "singleton_candidate_", host)
         report = await detect_leader(cluster, probe)
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
         assert report.table["sched-1"]["zookeeper"] == "candidate"
 
@@ -588,7 +588,7 @@ async def test_candidates_holding_addresses_match_by_address(
         for host in ("sched-2", "sched-3", "sched-1"):  # sched-2 lowest
             candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", addresses[host])
         report = await detect_leader(cluster, probe)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.abstained == {}
         assert report.leader == "sched-2"
@@ -618,7 +618,7 @@ async def test_member_holding_an_address(
         member = '{"serviceEndpoint":{"host":"127.0.0.3","port":8081},"status":"ALIVE"}'
         candidate(zk, path, "member_", member)
         report = await detect_leader(cluster, probe, state="ACTIVE")
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
         assert report.table["sched-2"]["zookeeper"] == "leader (member_ 127.0.0.3)"
         assert report.table["sched-1"]["zookeeper"] == "candidate (127.0.0.2)"
@@ -639,7 +639,7 @@ async def test_candidate_matched_by_resolving_the_host(
         candidate(zk, path, "singleton_candidate_", "127.0.0.1")
         candidate(zk, path, "singleton_candidate_", "127.0.0.6")
         report = await detect_leader(cluster, probe)
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.by_source == {"vars": "localhost", "zookeeper": "localhost"}
         assert report.table["localhost"]["zookeeper"] == "leader (127.0.0.1)"
         assert report.table["sched-2"]["zookeeper"] == "candidate (127.0.0.6)"
@@ -667,7 +667,7 @@ async def test_identical_candidates_abstain_and_the_others_agree(
         cluster = addressed_cluster(ports, addresses, zookeeper, path)
         nodes = [candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "127.0.1.1") for _ in range(3)]
         report = await detect_leader(cluster, probe, remote)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == "sched-3"
         assert report.by_source == {"vars": "sched-3", "zookeeper": None, "logs": "sched-3"}
@@ -675,14 +675,14 @@ async def test_identical_candidates_abstain_and_the_others_agree(
         assert report.abstained == {"zookeeper": reason}
         assert all(row["zookeeper"] == reason for row in report.table.values())
         assert report.table["sched-3"]["logs"] == "leader"
-        assert f"abstained: ZooKeeper: {reason}" in text
+        assert f"zookeeper {reason}" in text
 
         for node in nodes:
             zk.delete(f"{path}/{node}")
         candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "192.0.2.7")
         report = await detect_leader(cluster, probe, remote)
         reason = "cannot tell: 192.0.2.7 matches no scheduler in the cluster file"
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.leader == "sched-3"
         assert report.abstained == {"zookeeper": reason}
         assert report.table["sched-1"]["zookeeper"] == reason
@@ -700,7 +700,7 @@ async def test_journal_is_the_default_log(
     remote.journal("sched-1", "aurora-scheduler", [short("sched-1", x) for x in STARTING])
     remote.journal("sched-2", "aurora-scheduler", [short("sched-2", x) for x in LEADING])
     report = await detect_leader(fake_cluster(ports), probe, remote)
-    assert report.problems == [], render_table(report)
+    assert report.problems == [], table_rows(report.table)
     assert report.by_source == {"vars": "sched-2", "logs": "sched-2"}
     assert {h: row["logs"] for h, row in report.table.items()} == {
         "sched-1": "follower",
@@ -749,7 +749,7 @@ async def test_scheduler_log_set_reads_the_file(
     remote = LocalRemote(tmp_path, list(ports))
     remote.journal("sched-1", "aurora-scheduler", LEADING)  # sched-2's journal is empty
     report = await detect_leader(fake_cluster(ports), probe, remote)
-    assert report.problems == [], render_table(report)
+    assert report.problems == [], table_rows(report.table)
     assert {h: row["logs"] for h, row in report.table.items()} == {
         "sched-1": "leader",
         "sched-2": "unknown",
@@ -777,7 +777,7 @@ async def test_scheduler_log_set_reads_the_file(
         }
     )
     report = await detect_leader(cluster, probe, remote)
-    assert report.problems == [], render_table(report)
+    assert report.problems == [], table_rows(report.table)
     assert report.by_source == {"vars": "sched-1", "logs": "sched-1"}
     assert {h: row["logs"] for h, row in report.table.items()} == {
         "sched-1": "leader",
@@ -804,7 +804,7 @@ async def test_one_reader_across_polls(fakes: Fakes, probe: HttpVarsProbe, zooke
             assert session is not None
             candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "sched-1")
             report = await detect_leader(cluster, probe, zk=reader)
-            assert report.problems == [], render_table(report)
+            assert report.problems == [], table_rows(report.table)
             assert report.by_source == {"vars": "sched-1", "zookeeper": "sched-1"}
             assert reader.session_id == session
         finally:
