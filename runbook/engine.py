@@ -744,9 +744,6 @@ class Engine:
                 f"no archive recorded by log.archive on {', '.join(missing)}: the old log cannot be put back there"
             )
         if not rec.data.get("originals"):
-            raise Refused("the original files are no longer kept: revert by hand")
-
-        if not rec.data.get("originals"):
             raise Refused("the original files are no longer kept: revert them by hand")
         ok, status = await self.store.restore_event(
             rid, {"status": "putting_back"}, {"type": "putting_back", "actor": by.id}, ("aborted",)

@@ -370,7 +370,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         fills_log=True,
         # A new leader has no staged recovery: find it, place the backup there, stage again.
         rewind_to="restore.leader",
-        rewind_label="Back to restore.stage",
+        rewind_label="Back to restore.leader",
         reads=(PRINT_RECOVERY,),
     ),
     Step(

@@ -206,7 +206,7 @@ async def test_choose_backup_delete_tasks_and_go_back_after_a_leader_change(
     commit_events = [e for e in await store.events(rid) if e.get("step") == "restore.commit"]
     assert [e["type"] for e in commit_events[len(commits_before) :]] == ["failed"]
     assert not [e for e in commit_events if e["type"] == "host_result"]  # nothing was sent
-    with pytest.raises(Refused, match="Back to restore.stage"):
+    with pytest.raises(Refused, match="Back to restore.leader"):
         await engine.retry(rid, "restore.commit", BOB)
     with pytest.raises(Refused, match="mallory is not an approver"):
         await engine.rewind(rid, "restore.commit", MALLORY)
