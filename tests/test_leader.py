@@ -131,18 +131,22 @@ async def test_sources_agree_then_disagree_then_none(
     await asyncio.to_thread(wait_for, lambda: len(sb.leaders("ACTIVE")) == 1, 30)
     active = sb.leaders("ACTIVE")[0]
     async with SshExecutor(cluster) as ssh:
-        report = await detect_leader(cluster, probe, ssh, state="ACTIVE", log_path=SANDBOX_LOG)
+        report = await detect_leader(cluster, probe, ssh, state="ACTIVE")
         text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == active
         assert report.by_source == {"vars": active, "zookeeper": active, "logs": active}
         assert report.table[active] == {
             "vars": "leader",
-            "zookeeper": "leader (member_)",
+            # member_ and candidates hold the advertised host: the IP address.
+            "zookeeper": f"leader (member_ {cluster.scheduler(active).connect_address})",
             "logs": "leader",
         }
         others = [h for h in report.table if h != active]
-        assert all(report.table[h]["zookeeper"] == "candidate" for h in others)
+        assert all(
+            report.table[h]["zookeeper"] == f"candidate ({cluster.scheduler(h).connect_address})"
+            for h in others
+        )
         assert all(report.table[h]["logs"] == "follower" for h in others)
         assert active in text and "zookeeper" in text
 
@@ -174,7 +178,7 @@ async def test_sources_agree_then_disagree_then_none(
         )
         assert all(r.ok for r in results.values()), results
         await asyncio.to_thread(wait_for, lambda: set(sb.states().values()) == {"DOWN"}, 20)
-        report = await detect_leader(cluster, probe, ssh, state="ACTIVE", log_path=SANDBOX_LOG)
+        report = await detect_leader(cluster, probe, ssh, state="ACTIVE")
         assert report.leader is None
         assert report.by_source == {"vars": None, "zookeeper": None, "logs": None}
         assert all(row["vars"].startswith("down:") for row in report.table.values())
@@ -279,19 +283,26 @@ async def test_disabled_sandbox_leader_from_candidates_only(
             assert not [n for n in nodes if n.startswith("member_")], nodes
             lock_nodes = [n for n in nodes if "-lock-" in n]
             lowest = min(lock_nodes, key=_sequence)
-            leader = zk.get(f"{cluster.serverset_path}/{lowest}")[0].decode()
+            # The candidate's data is the scheduler's advertised host: its IP address.
+            datum = zk.get(f"{cluster.serverset_path}/{lowest}")[0].decode()
+            leader = next(s.host for s in cluster.schedulers if s.connect_address == datum)
             assert sb.leaders("LEADER_AWAITING_REGISTRATION") == [leader]
 
-            report = await detect_leader(cluster, probe, ssh, log_path=SANDBOX_LOG)
+            report = await detect_leader(cluster, probe, ssh)
         text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == leader
         assert report.by_source == {"vars": leader, "zookeeper": leader, "logs": leader}
-        assert report.table[leader] == {"vars": "leader", "zookeeper": "leader", "logs": "leader"}
+        assert report.table[leader] == {
+            "vars": "leader",
+            "zookeeper": f"leader ({datum})",
+            "logs": "leader",
+        }
         for host in (h for h in report.table if h != leader):
+            address = cluster.scheduler(host).connect_address
             assert report.table[host] == {
                 "vars": "follower (STORAGE_PREPARED)",
-                "zookeeper": "candidate",
+                "zookeeper": f"candidate ({address})",
                 "logs": "follower",
             }
         assert "member_" not in text
