@@ -106,16 +106,20 @@ class StepContext:
     detect: LeaderDetector | None = None
     # Whether each leader source can be read at all (bot.leader.check_sources), for preflight.
     sources: SourcesCheck | None = None
-    # every command actually sent (reads too), for the card and the transcript
+    # The commands the step ran (each with a host result), and those it only read with
+    # (checks, previews, file reads, leader detection): both shown on its card.
     sent: list[dict[str, str]] = field(default_factory=list)
+    reads: list[dict[str, str]] = field(default_factory=list)
     # The approved plan of a step that changes something (runbook.plan), when it runs.
     plan: Plan | None = None
 
     def __post_init__(self) -> None:
         # Every command goes through the recorder (leader detection's too), so a card
         # shows all a step sent; a planned step's remote sends nothing outside its plan.
-        inner = PlannedRemote(self.remote, self.plan) if self.plan is not None else self.remote
-        self.remote = Recorder(inner, self.sent)
+        self._planned = (
+            PlannedRemote(self.remote, self.plan) if self.plan is not None else self.remote
+        )
+        self.remote = Recorder(self._planned, self.reads)
 
     @property
     def hosts(self) -> list[str]:
@@ -143,8 +147,11 @@ class StepContext:
         record: bool = True,
     ) -> dict[str, HostResult]:
         timeout = parse_duration(self.cluster.ssh.command_timeout).total_seconds()
-        return await self.remote.run(
-            per_host, timeout=timeout, stdin=stdin, on_result=self.on_result if record else None
+        if not record:  # a read: noted as one by the recorder
+            return await self.remote.run(per_host, timeout=timeout, stdin=stdin)
+        self.sent.append(dict(per_host))
+        return await self._planned.run(
+            per_host, timeout=timeout, stdin=stdin, on_result=self.on_result
         )
 
     async def vars(self) -> dict[str, dict[str, str] | str]:

@@ -130,6 +130,7 @@ class Engine:
     retention_seconds: int = field(default_factory=lambda: retention_from_env())
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    _reads: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ helpers
 
@@ -937,6 +938,7 @@ class Engine:
             self._tasks.pop(rec.rid, None)
         summary = redact(outcome.summary)[:2000]
         commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
+        self._reads[rec.rid] = [{h: redact(c) for h, c in b.items()} for b in ctx.reads][:500]
         return outcome, summary, commands_sent
 
     async def _execute(self, rid: str, sid: str) -> Outcome:
@@ -951,6 +953,8 @@ class Engine:
                 "status": "succeeded" if outcome.ok else "failed",
                 "summary": summary,
                 "commands": commands_sent,
+                # What it only read with (checks, previews, leader sources): on its card.
+                "reads": self._reads.pop(rid, []),
             },
             {
                 "type": "succeeded" if outcome.ok else "failed",

@@ -85,8 +85,9 @@ async def test_every_command_sent_in_a_whole_restore_was_shown_and_approved(
         step = engine.step(sid)
         allowed = shown.setdefault(sid, set())
         if step.risk is Risk.READ_ONLY:
-            for batch in rec.steps[sid].get("commands") or []:
-                allowed |= set(batch.items())
+            for part in ("commands", "reads"):
+                for batch in rec.steps[sid].get(part) or []:
+                    allowed |= set(batch.items())
         else:
             plan = rec.data.get(f"plan:{sid}") or {}
             for part in ("commands", "reads"):
