@@ -30,6 +30,22 @@ needs every acknowledged write to survive the bot being killed. Our configuratio
   `valkey-server` and it answers PING), `start()` returns its URL instead of starting a
   second server on the same AOF; a pidfile or socket left by a killed server is removed
   and a fresh one started. A lock file serialises concurrent `start()`s.
+- Supervised: the process that started the server watches it (a thread blocked in
+  `waitpid`) and, when it dies while the bot still runs (OOM killer, `kill -9`), starts
+  it again on the same data dir, AOF and socket (or loopback port), with one log line per
+  restart. With `appendfsync always` nothing it acknowledged is lost, and the bot's
+  clients reconnect by themselves (the store retries while it is away: runbook/store.py).
+  The watcher thread lives as long as the server, so the restarted server still gets
+  PR_SET_PDEATHSIG from it and dies with the bot.
+
+The embedded store is single-process. It lives and dies with the process that started
+it; a second process on the same data dir only *uses* it (`reused`): it does not
+supervise it, and when the owner goes the store goes with it. So several `serve`
+processes (behind a load balancer, say) must share a real Redis through `REDIS_URL`. A
+process that uses a store it does not own cannot lose clicks silently either: before
+doing what a click asks it checks the store answers (bot/slack_front.py,
+`SlackFront.spawn`) and otherwise tells the person "the bot cannot reach its store;
+nothing was done".
 """
 
 from __future__ import annotations
@@ -39,6 +55,7 @@ import contextlib
 import ctypes
 import fcntl
 import importlib.util
+import logging
 import os
 import platform
 import signal
@@ -51,6 +68,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, unquote, urlsplit
+
+log = logging.getLogger(__name__)
 
 SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) on Linux, less the NUL
 _PR_SET_PDEATHSIG = 1
@@ -114,15 +133,16 @@ def ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def _preexec() -> Callable[[], None] | None:
+def _preexec(long_lived_thread: bool = False) -> Callable[[], None] | None:
     """A preexec_fn that makes the server get SIGKILL when the bot dies (Linux only).
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not only the
-    process, so it is set only when start() runs on the main thread. Started from another
-    thread, the server may outlive a killed bot; the next start() then reuses it."""
+    process, so it is set only when start() runs on the main thread, or on a thread that
+    lives as long as the server (the supervisor's, `long_lived_thread`). Started from
+    another thread, the server may outlive a killed bot; the next start() then reuses it."""
     if not sys.platform.startswith("linux"):
         return None
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() and not long_lived_thread:
         return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -144,14 +164,22 @@ class EmbeddedRedis:
 
     `start()` returns the URL (and is idempotent); `stop()` shuts the server down
     gracefully if this object started it. As a context manager, leaving the block stops
-    it; entering does not start it (call `start()`, which may raise)."""
+    it; entering does not start it (call `start()`, which may raise). A server this
+    object started is restarted when it dies (`supervise`, on by default); `restarts`
+    counts those restarts."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, supervise: bool = True) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.pid: int | None = None
         self.reused = False
+        self.supervise = supervise
+        self.restarts = 0
+        self._stopping = threading.Event()
+        # Held while the server is (re)started or stopped: a restart never races stop().
+        self._guard = threading.RLock()
+        self._watcher: threading.Thread | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -173,19 +201,81 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10) -> str:
         """Start (or reuse) the server on data_dir; return its URL once it answers PING."""
-        if self.url and (self.proc is None or self.proc.poll() is None):
-            return self.url
-        deadline = time.monotonic() + timeout
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._lock():
-            running = self._running_server(deadline)
-            if running is not None:
-                self.url, self.pid = running
-                self.reused = True
+        with self._guard:
+            if self.url and (self.proc is None or self.proc.poll() is None):
                 return self.url
-            for stale in (self.socket_path, self.pidfile, self.addr_file):
-                stale.unlink(missing_ok=True)
-            return self._spawn(deadline, timeout)
+            deadline = time.monotonic() + timeout
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._lock():
+                running = self._running_server(deadline)
+                if running is not None:
+                    self.url, self.pid = running
+                    self.reused = True
+                    return self.url
+                self._remove_stale()
+                url = self._spawn(deadline, timeout)
+            self._stopping.clear()
+            if self.supervise:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="embedded-store-supervisor", daemon=True
+                )
+                self._watcher.start()
+            return url
+
+    def _remove_stale(self) -> None:
+        for stale in (self.socket_path, self.pidfile, self.addr_file):
+            stale.unlink(missing_ok=True)
+
+    # -- supervision -----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Wait for the server to exit; unless it was stopped, start it again (on this
+        thread, which lives as long as the server: see `_preexec`)."""
+        while not self._stopping.is_set():
+            proc = self.proc
+            if proc is None:
+                return
+            proc.wait()
+            with self._guard:
+                if self._stopping.is_set() or self.proc is not proc:
+                    return
+                self._restart(proc)
+
+    def _restart(self, dead: subprocess.Popen[bytes]) -> None:
+        """Start the server again on the same data dir and address, trying until it
+        answers or the object is stopped; one log line per restart (or failed try)."""
+        code = dead.returncode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        port = urlsplit(self.url).port if self.url.startswith("redis://") else None
+        wait = 0.2
+        while not self._stopping.is_set():
+            try:
+                with self._lock():
+                    running = self._running_server(time.monotonic() + 10)
+                    if running is not None:  # another process started one meanwhile: use it
+                        self.proc, (self.url, self.pid), self.reused = None, running, True
+                        log.warning(
+                            "the embedded store (pid %s) died (%s); another process's "
+                            "server now runs on %s (pid %s)",
+                            dead.pid, how, self.data_dir, self.pid,
+                        )  # fmt: skip
+                        return
+                    self._remove_stale()
+                    self._spawn(time.monotonic() + 10, 10, port=port, from_supervisor=True)
+            except (RuntimeError, OSError) as exc:
+                log.warning(
+                    "the embedded store (pid %s) died (%s) and could not be restarted on "
+                    "%s: %s", dead.pid, how, self.data_dir, " ".join(str(exc).split())[:300],
+                )  # fmt: skip
+                self._stopping.wait(wait)
+                wait = min(wait * 2, 5.0)
+                continue
+            self.restarts += 1
+            log.warning(
+                "the embedded store (pid %s) died (%s); restarted it on %s (pid %s)",
+                dead.pid, how, self.data_dir, self.pid,
+            )  # fmt: skip
+            return
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -217,7 +307,15 @@ class EmbeddedRedis:
             time.sleep(0.02)
         return None  # dead (or the pid now belongs to something else): stale files
 
-    def _spawn(self, deadline: float, timeout: float) -> str:
+    def _spawn(
+        self,
+        deadline: float,
+        timeout: float,
+        *,
+        port: int | None = None,
+        from_supervisor: bool = False,
+    ) -> str:
+        """Start a server; `port` (a restart) is tried first, so clients find it again."""
         # A path longer than sun_path would be cut (or refused); bind loopback instead.
         use_socket = len(os.fsencode(self.socket_path)) <= SOCKET_PATH_MAX
         attempts = 1 if use_socket else 3  # a free port can be taken before we bind it
@@ -230,9 +328,9 @@ class EmbeddedRedis:
                     "--unixsocketperm", "700",
                 ]  # fmt: skip
             else:
-                port = _free_port()
-                url = f"redis://127.0.0.1:{port}/0"
-                listen = ["--port", str(port), "--bind", "127.0.0.1"]
+                chosen = port if port and attempt == 0 else _free_port()
+                url = f"redis://127.0.0.1:{chosen}/0"
+                listen = ["--port", str(chosen), "--bind", "127.0.0.1"]
             self.addr_file.write_text(url + "\n")
             args = [
                 str(valkey_binary()),
@@ -257,7 +355,7 @@ class EmbeddedRedis:
                     stderr=log,
                     cwd=self.data_dir,
                     start_new_session=True,
-                    preexec_fn=_preexec(),
+                    preexec_fn=_preexec(long_lived_thread=from_supervisor),
                 )
             self.proc, self.pid = proc, proc.pid
             atexit.register(self.stop)
@@ -269,12 +367,12 @@ class EmbeddedRedis:
                     return url
                 time.sleep(0.01)
             if proc.poll() is None:  # timed out
-                self.stop()
+                self._end()
                 raise RuntimeError(
                     f"the embedded valkey-server did not answer within {timeout:g}s; "
                     f"see {self.logfile}"
                 )
-            self.stop()
+            self._end()
             if attempt + 1 < attempts and "Address already in use" in self._log_since(log_start):
                 continue
             raise RuntimeError(
@@ -297,7 +395,15 @@ class EmbeddedRedis:
         """Shut the server down if we started it: SHUTDOWN (flush and fsync the AOF,
         remove pidfile and socket; SIGTERM if the command can't be sent), then wait;
         SIGKILL if it hangs. A reused server belongs to the process that started it and
-        is left alone."""
+        is left alone. The supervisor stops first, so the shutdown is not a death."""
+        self._stopping.set()
+        with self._guard:
+            self._end()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(10)
+
+    def _end(self) -> None:
         proc, self.proc = self.proc, None
         atexit.unregister(self.stop)
         if proc is not None:

@@ -43,6 +43,7 @@ from runbook.transcript_html import to_html
 log = logging.getLogger(__name__)
 
 MIN_REFRESH_INTERVAL = 1.0
+STORE_UNREACHABLE = "⚠️ The bot cannot reach its store; nothing was done. Try again in a minute."
 GROUP_CACHE_SECONDS = 60.0
 
 
@@ -140,13 +141,18 @@ class SlackFront:
         self._last: dict[str, float] = {}
         self.tasks: set[concurrent.futures.Future[Any]] = set()
         self.updates = update_bucket()
+        self.store_down = False  # logged once per outage, not once per click
         engine.listener = self.on_event
 
     # ------------------------------------------------------------ background work
 
     def spawn(self, coro: Any, who: Origin | None = None) -> concurrent.futures.Future[Any]:
         """Work after the ack, on the work loop. A failure is logged in one line with a
-        reference, and the person it was for (`who`) is told, never left guessing."""
+        reference, and the person it was for (`who`) is told, never left guessing. Work
+        for a person runs only when the store answers: an acked click is never dropped
+        silently (see `_if_store_reachable`)."""
+        if who is not None:
+            coro = self._if_store_reachable(coro, who)
         future: concurrent.futures.Future[Any] = (
             self.work.submit(coro) if self.work is not None else _as_future(coro)
         )
@@ -159,6 +165,19 @@ class SlackFront:
 
         future.add_done_callback(done)
         return future
+
+    async def _if_store_reachable(self, coro: Any, who: Origin) -> Any:
+        """Run `coro` if the store answers a PING; otherwise do nothing of it, tell the
+        person so, and log one line for the whole outage."""
+        if not await self.engine.store.reachable():
+            coro.close()
+            if not self.store_down:
+                self.store_down = True
+                log.warning("the store cannot be reached: clicks are refused until it is back")
+            await self.tell(who, STORE_UNREACHABLE)
+            return None
+        self.store_down = False
+        return await coro
 
     def failed(self, exc: BaseException, who: Origin | None) -> str:
         """One log line with a reference id (the traceback at debug level only), and an

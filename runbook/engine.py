@@ -27,7 +27,7 @@ from runbook.plan import Plan
 from runbook.ports import HostResult, LeaderDetector, Remote, SourcesCheck, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import redact, redact_capped
-from runbook.store import RestoreRecord, Store, output_digest
+from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, output_digest
 
 log = logging.getLogger(__name__)
 
@@ -1024,9 +1024,14 @@ class Engine:
 
     async def sweep(self) -> list[tuple[str, str]]:
         """Every running restore's steps whose lease ran out (their worker died) become
-        `interrupted`, with their check run: any living process does it, at any time."""
+        `interrupted`, with their check run: any living process does it, at any time.
+        A step this engine is running itself is alive whatever its lease says (after a
+        store outage longer than the lease, say): it is left alone."""
         found = []
         for rid in await self.store.restore_ids(limit=200):
+            mine = self._tasks.get(rid)
+            if mine is not None and not mine.done():
+                continue
             rec = await self.store.load(rid)
             if rec is None or rec.status != "running":
                 continue
@@ -1036,11 +1041,19 @@ class Engine:
         return found
 
     async def sweep_forever(self, every: float | None = None) -> None:
-        """`sweep` every half lease (at least each second), until cancelled."""
+        """`sweep` every half lease (at least each second), until cancelled.
+
+        After the store was unreachable every lease has run out, the living ones too:
+        once it answers again, the first sweep waits a lease and the store's longest
+        retry pause, so that the workers still running their steps renew first."""
         interval = every if every is not None else max(self.lease_ms / 2000, 1.0)
+        grace = self.lease_ms / 1000 + RETRY_PAUSE_MAX
         failing = False
         while True:
             try:
+                if failing:
+                    await self.store.restore_ids(limit=1)  # raises while still away
+                    await asyncio.sleep(grace)
                 await self.sweep()
                 failing = False
             except asyncio.CancelledError:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PREFIX = "ar:"
 LOCK_TTL_MS = 24 * 3600 * 1000  # a restore idle for a day frees its cluster
 RESTORES = PREFIX + "restores"
+RETRY_PAUSE_MAX = 2.0  # the longest pause between two tries while the store is away
 
 
 def restore_key(rid: str) -> str:
@@ -233,7 +234,7 @@ class Store:
                     self.down_since = time.monotonic()
                     log.warning("the store is unreachable (%s); retrying until it is back", exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, RETRY_PAUSE_MAX)
                 continue
             if self.down_since is not None:
                 log.warning("the store is back after %.1fs", time.monotonic() - self.down_since)

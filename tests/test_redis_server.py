@@ -55,7 +55,8 @@ def test_data_survives_a_stop_and_start(tmp_path: Path) -> None:
 
 
 async def test_kill_9_of_the_server_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    server = EmbeddedRedis(tmp_path)
+    # Unsupervised, as when the bot that owned it is gone too (supervision: test_outages).
+    server = EmbeddedRedis(tmp_path, supervise=False)
     r = aioredis.Redis.from_url(server.start())
     for i in range(200):
         await r.hset("h", str(i), i)
