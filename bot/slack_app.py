@@ -150,6 +150,12 @@ def guard(front: SlackFront) -> Callable[..., Awaitable[BoltResponse | None]]:
         if why is not None:
             log.warning("refused a malformed request (400): %s", why)
             return BoltResponse(status=400, body="")
+        team = await front.own_team()
+        if team is not None and shapes.origin(body).team != team:
+            log.warning("refused a request from another workspace (%s)", shapes.origin(body).team)
+            return BoltResponse(
+                status=200, body="This bot answers only in its own workspace; nothing was done."
+            )
         key = shapes.delivery_key(body)
         if key is not None:
             try:

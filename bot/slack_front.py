@@ -137,6 +137,7 @@ class SlackFront:
         self.engine = engine
         self.client = client
         self.redis = redis
+        self._team: str | None = None
         self._pending: dict[str, concurrent.futures.Future[None]] = {}
         self._last: dict[str, float] = {}
         self.tasks: set[concurrent.futures.Future[Any]] = set()
@@ -200,6 +201,18 @@ class SlackFront:
             log.warning(
                 "cannot tell %s in %s: %s", who.user, who.channel, exc.response.get("error")
             )
+
+    async def own_team(self) -> str | None:
+        """The workspace the bot is installed in (auth.test, asked once): requests from
+        any other team are refused. None while Slack cannot be asked (then nothing is
+        refused for it: every action is still bound to its restore's own team)."""
+        if self._team is None:
+            try:
+                resp = await self.call(self.client.auth_test())
+                self._team = str(resp.get("team_id") or "") or None
+            except Exception as exc:
+                log.warning("auth.test failed (%s): the workspace is not checked yet", exc)
+        return self._team
 
     async def call(self, coro: Any) -> Any:
         """Run `coro` on the work loop (where the store's connections live) and wait for
