@@ -440,7 +440,9 @@ async def test_fuzz_changes_nothing_and_never_fails(tmp_path: Path) -> None:
             line for line in captured.lines if "Traceback" in line or "ERROR" in line
         ][:5]
         rec = await bot.front.call(store.load(rid))
-        assert rec is not None and rec.status == "running"
+        # A failed preflight ended the restore (and freed the cluster): it stays so.
+        assert rec is not None and rec.status == "failed"
+        assert await bot.front.call(store.holder("west")) is None
         # Only refusals and exports were written: no step moved.
         events = await bot.front.call(store.events(rid))
         assert [e["type"] for e in events] == [e["type"] for e in events_before]
@@ -449,9 +451,8 @@ async def test_fuzz_changes_nothing_and_never_fails(tmp_path: Path) -> None:
         told = [e["text"] for e in double.ephemerals] + replies
         for reason in (
             "lives in <#",
-            "belongs to another Slack workspace",
+            "answers only in its own workspace",
             "is not an approver for west",
-            "already has a restore running",
             "starts only in",
             "not in a direct message",
             "No restore is running in this channel",
