@@ -119,7 +119,9 @@ end
 # embed): Redis offers only `redis.sha1hex`, and hashing in the script keeps reading the
 # last hash, appending and moving `chain` one atomic step. Chains before this used
 # redis.sha1hex(prev .. body) from an empty prev (runbook.transcript reads both).
-PRELUDE = SHA256_LUA + r"""
+PRELUDE = (
+    SHA256_LUA
+    + r"""
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -134,6 +136,7 @@ local function append(e, now)
   redis.call('HSET', KEYS[1], 'chain', h)
 end
 """
+)
 
 # KEYS: restore hash, events stream, cluster lock
 # ARGV: sid, allowed statuses (comma list), step patch JSON, restore patch JSON, event JSON,
