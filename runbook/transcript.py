@@ -420,6 +420,10 @@ def clock(ts: Any) -> str:
     return ts.split("T", 1)[1][:12] + " UTC"
 
 
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def _seconds(value: Any) -> str:
     return f"{value:.3f}s" if isinstance(value, int | float) else "-"
 
@@ -453,13 +457,21 @@ def _abort_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Details the record leaves to the step (its summary) or to the Abort section.
+_DETAIL_ELSEWHERE = ("succeeded", *ABORT_ENDINGS, "log_put_back", "put_back_failed")
+
+
 def _record_lines(doc: dict[str, Any]) -> list[str]:
     lines = ["## Record", ""]
     for r in doc.get("record") or []:
         if r.get("type") in ("awaiting_approval",):
             continue  # the per-step timings say it
         where = r.get("step") or f"restore (at {r.get('current_step') or 'no step'})"
-        lines.append(f"- {clock(r.get('at'))} · {where} · {r['text']}")
+        detail = r.get("detail") if r.get("type") not in _DETAIL_ELSEWHERE else None
+        lines.append(
+            f"- {clock(r.get('at'))} · {where} · {r['text']}"
+            + (f": {_inline(detail)}" if detail else "")
+        )
     lines.append("")
     return lines
 
@@ -476,7 +488,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         ),
         f"- started by {doc['started_by']} at {doc['started_at']}; ended {doc['ended_at']}",
         f"- outcome: **{doc['outcome']}**",
-        f"- reviewed tasks: {doc.get('reviewed_tasks')}; leader: {doc.get('leader')}",
+        f"- reviewed tasks: {_dash(doc.get('reviewed_tasks'))}; leader: {_dash(doc.get('leader'))}",
         f"- event chain digest ({chain_name(doc)}): `{doc['chain_digest']}`",
         "",
         *_abort_lines(doc),
@@ -945,7 +957,12 @@ def not_vouched(doc: dict[str, Any]) -> list[str]:
     verify-transcript report, so that nobody takes them for checked)."""
     _, bodies = _check_chain(doc)
     said = _header(doc, bodies)
-    out = [k for k in NOT_IN_LOG if doc.get(k) not in (None, {}, [])]
+    rough = "backup_age_hours" in facts_from_log(bodies)
+    out = [
+        f"{k} (to 0.1 h only)" if k == "backup_age_seconds" and rough else k
+        for k in NOT_IN_LOG
+        if doc.get(k) not in (None, {}, [])
+    ]
     if chain_name(doc).startswith("SHA-1") and doc.get("restore"):
         out.insert(0, "restore")
     out += [

@@ -51,7 +51,7 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-s
 #timeline{border-collapse:collapse;width:100%}
 #timeline th,#timeline td{text-align:left;padding:.2em .5em;border-bottom:1px solid #e3e6ea;
 white-space:nowrap;font-size:.9em}
-#timeline td.step-bar{width:55%;min-width:200px}
+#timeline td.step-bar,#timeline th.axis-head{width:55%;min-width:200px;padding-right:14px}
 #timeline tr.step:hover{background:#f5f7fa}
 .track{position:relative;height:14px;background:#f0f2f5;border-radius:2px}
 .track span{position:absolute;top:0;bottom:0;min-width:2px}
@@ -293,8 +293,8 @@ def _header(doc: dict[str, Any]) -> str:
             "Outcome",
             f'<span class="outcome outcome-{_e(outcome.replace(" ", "-"))}">{_e(outcome)}</span>',
         ),
-        ("Leader", _e(doc.get("leader"))),
-        ("Reviewed tasks", _e(doc.get("reviewed_tasks"))),
+        ("Leader", _e(_or_dash(doc.get("leader")))),
+        ("Reviewed tasks", _e(_or_dash(doc.get("reviewed_tasks")))),
         ("Chain digest", f"<code>{_e(doc.get('chain_digest'))}</code> ({_e(_chain(doc))})"),
     ]
     body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
@@ -302,6 +302,10 @@ def _header(doc: dict[str, Any]) -> str:
         f'<header id="summary"><h1>Restore <code>{_e(doc.get("restore"))}</code> of cluster '
         f"<code>{_e(doc.get('cluster'))}</code></h1><dl>{body}</dl></header>"
     )
+
+
+def _or_dash(value: Any) -> Any:
+    return "—" if value is None else value
 
 
 def _chain(doc: dict[str, Any]) -> str:
@@ -416,18 +420,26 @@ def _record(doc: dict[str, Any]) -> str:
             continue
         where = r.get("step") or f"restore (at {r.get('current_step') or 'no step'})"
         marker = r.get("marker")
-        detail = r.get("detail")
+        detail = _first_line(r.get("detail"))
         items.append(
             f'<li class="event{" mark-" + _e(marker) if marker else ""}" '
             f'data-event="{_e(r.get("type"))}">'
             f"<time>{_e(_clock(r.get('at')))}</time> <code>{_e(where)}</code> {_e(r.get('text'))}"
-            + (f'<pre class="detail">{_e(detail)}</pre>' if detail and "\n" in str(detail) else "")
-            + (f' <q class="detail">{_e(detail)}</q>' if detail and "\n" not in str(detail) else "")
+            + (f' <q class="detail">{_e(detail)}</q>' if detail else "")
             + "</li>"
         )
     if not items:
         return ""
     return f'<section id="record"><h2>Record</h2><ol class="record">{"".join(items)}</ol></section>'
+
+
+def _first_line(text: Any, limit: int = 300) -> str:
+    """The first line of a detail, for the record (the whole text is under its step)."""
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = lines[0] if len(lines[0]) <= limit else lines[0][:limit] + "…"
+    return head + (" …" if len(lines) > 1 else "")
 
 
 def _clock(ts: Any) -> str:
