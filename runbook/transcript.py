@@ -531,11 +531,7 @@ def _step_lines(s: dict[str, Any]) -> list[str]:
         lines.append("")
         for e in shown:
             lines.append(f"- {e['at']} {e.get('text') or e['type']}")
-            if (
-                e.get("detail")
-                and e["type"] not in ("failed",)
-                or (e["type"] == "failed" and e.get("detail") != s["summary"] and e.get("detail"))
-            ):
+            if e.get("detail") and e["detail"] != s["summary"]:  # the summary is above
                 lines.append(f"  {_inline(e['detail'])}")
     for batch in s["commands"]:
         lines += ["", *fence("\n".join(f"[{h}] $ {c}" for h, c in batch.items()), "sh")]
