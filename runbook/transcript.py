@@ -505,7 +505,9 @@ def _step_lines(s: dict[str, Any]) -> list[str]:
         "",
         f"{s['status']} · {s['risk']} · check: {s.get('check') or get_step(s['id']).check}",
     ]
-    if s.get("started_at") or s.get("awaiting_at"):
+    if s["status"] == "awaiting" and s.get("awaiting_at") and not s.get("started_at"):
+        lines.append(f"waiting for approval since {clock(s['awaiting_at'])}")
+    elif s.get("started_at") or s.get("awaiting_at"):
         lines.append(
             f"started {clock(s.get('started_at'))} · waited for approval "
             f"{_seconds(s.get('waiting_seconds'))} · ran {_seconds(s.get('running_seconds'))}"

@@ -60,15 +60,15 @@ white-space:nowrap;font-size:.9em}
 .axis .tick{position:absolute;transform:translateX(-50%);white-space:nowrap;bottom:0}
 .axis .tick::after{content:"";position:absolute;left:50%;bottom:-.35em;height:.3em;
 border-left:1px solid #888}
-.marker{display:inline-block;width:10px;height:10px;box-sizing:border-box;
-border:2px solid #fff;z-index:2}
-.track span.marker{top:1px;bottom:auto;min-width:0;transform:translateX(-50%)}
-.marker-abort{background:#d50000;transform:rotate(45deg);border-color:#fff;
+.marker{display:inline-block;width:13px;height:13px;box-sizing:border-box;z-index:2}
+.track span.marker{top:0;bottom:auto;min-width:0;transform:translateX(-50%)}
+.marker-abort{background:#d50000;transform:rotate(45deg);border:2px solid #fff;
 box-shadow:0 0 0 1px #d50000}
 .track span.marker-abort{transform:translateX(-50%) rotate(45deg)}
-.marker-interruption{background:#aa00ff;border-radius:0 50% 50% 50%}
-.marker-retry{background:#0091ea;border-radius:50%}
-.marker-refusal{background:#212121;border-color:#ffab00}
+.marker-interruption{background:#aa00ff;clip-path:polygon(50% 100%,0 0,100% 0)}
+.marker-retry{background:#0091ea;border:2px solid #fff;border-radius:50%;
+box-shadow:0 0 0 1px #0091ea}
+.marker-refusal{background:#212121;border:3px solid #ffab00}
 .marker-ending{background:#fff;border:3px solid #37474f;border-radius:50%}
 #legend .key{margin-left:1em}#legend .key .marker{margin-right:.3em;vertical-align:middle}
 tr.restore-row td{font-weight:600;background:#fafbfc}
@@ -163,7 +163,13 @@ def _span_html(
 
 def _bar(step: dict[str, Any], origin: datetime | None, total: float, now: datetime | None) -> str:
     awaiting, started, ended = step_times(step)
-    if started is None or origin is None or total <= 0:
+    if origin is None or total <= 0:
+        return ""
+    if started is None:  # still waiting for approval when exported (or aborted)
+        if step.get("status") == "awaiting" and awaiting is not None and now is not None:
+            return _span_html(
+                "bar-waiting", awaiting, max(now, awaiting), origin, total, "waiting for approval"
+            )
         return ""
     spans = []
     if awaiting is not None and awaiting <= started:
@@ -369,7 +375,10 @@ def _restore_events(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _timeline(doc: dict[str, Any]) -> str:
     origin, total = _span(doc)
-    now = _parse(doc.get("ended_at"))
+    # A wait or a run with no end lasts until the abort, else until the export.
+    raw = doc.get("abort")
+    abort: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    now = _parse(abort.get("at")) or _parse(doc.get("ended_at"))
     grid = _grid(origin, total)
     # An abort shows on the row of the step that was current, too.
     at_step: dict[str, list[dict[str, Any]]] = {}

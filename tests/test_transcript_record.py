@@ -96,6 +96,7 @@ async def test_an_aborted_and_reverted_restore_reads_completely(
     aborted, ended = first(events, "aborted"), first(events, "reverted")
     assert ended["summary"]
 
+    (tmp_path / "aborted.json").write_text(transcript.to_json(doc))
     md = transcript.to_markdown(doc)
     (tmp_path / "aborted.md").write_text(md)
     abort = section(md, "Abort")
@@ -174,6 +175,7 @@ async def test_an_interrupted_then_retried_restore_reads_completely(
         "it appears finished" if checked["appears_finished"] else "it does not appear finished"
     )
 
+    (tmp_path / "retried.json").write_text(transcript.to_json(doc))
     md = transcript.to_markdown(doc)
     (tmp_path / "retried.md").write_text(md)
     stop = section(md, "prep.stop — " + doc["steps"][2]["title"])
