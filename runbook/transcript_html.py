@@ -8,21 +8,35 @@ DOM structure (relied on by tests and by anyone scraping the page):
 
 - `<header id="summary">`: cluster, restore id, backup and its age, who started it, start
   and end, outcome (`<span class="outcome outcome-<outcome>">`), chain digest.
-- `<table id="timeline">`: one `<tr class="step" data-step="<step id>" data-status="...">`
-  per step, in the order of the document, with cells `td.step-id`, `td.step-status`,
-  `td.step-who` and `td.step-bar`. The last holds a `<div class="track">` (position:
-  relative) in which a started step has absolute-positioned `<span class="bar-waiting">`
-  (waiting for approval) and/or `<span class="bar-running">` (running) spans, whose `left`
-  and `width` are percentages of the restore's total duration. A step never started
-  (no start time) has an empty track. A `<div id="legend">` explains the colours.
+- `<section id="abort">` (an aborted restore only): who aborted (`p.abort-who`), when,
+  the step that was current, whether a revert was asked for; how the abort ended
+  (`p.abort-ending[data-ending]`) with its summary, per host, in `<pre class="abort-summary">`;
+  the way back (`p.put-back`).
+- `<table id="timeline">`: the header's last cell holds the clock axis, `<div class="axis">`
+  with `<span class="tick">` labels (UTC `HH:MM:SS`, with milliseconds when the ticks
+  are finer than a second) at round times. A first `<tr class="restore-row">` carries the
+  restore-level events' markers; then one `<tr class="step" data-step="<step id>"
+  data-status="...">` per step, in the order of the document, with cells `td.step-id`,
+  `td.step-status`, `td.step-who` and `td.step-bar`. The last holds a `<div class="track">`
+  (position: relative) with absolute-positioned `<span class="bar-waiting">` (waiting
+  for approval; until the abort or the export for a step still awaiting) and one
+  `<span class="bar-running">` per run (a retried step has several), whose `left` and
+  `width` are percentages of the restore's total duration, and
+  `<span class="marker marker-<kind>" data-event="<type>">` at the time of each event
+  that has a marker (`abort`, `interruption`, `retry`, `refusal`, `ending`; an abort
+  also shows on the row of the step that was current). A step never started (no start
+  time) and not awaiting has no bar. A `<div id="legend">` explains colours and markers.
+- `<section id="record">`: every event but host results, in order: `<li class="event
+  mark-<kind>" data-event="<type>">` with its UTC time, step (or the restore and the
+  step that was current), how it reads and the first line of its detail.
 - `<section id="steps">`: per step a `<details class="step-detail" id="step-<id>">` with
   the commands (`<pre class="command">`) and per host a `<div class="host">` with exit
   status, duration, error and the tail (last `OUTPUT_TAIL` characters) of stdout/stderr
   in `<pre class="stdout">` / `<pre class="stderr">`.
 
-Timings of a step come from its `awaiting_at` / `started_at` / `ended_at` fields when the
-document has them, else from its events (first `awaiting_approval`, first `approved` or
-`started`, last final event).
+Timings of a step come from its `awaiting_at` / `started_at` / `ended_at` fields (and
+`runs`) when the document has them, else from its events (first `awaiting_approval`,
+first `approved` or `started`, last final event), so version-1 documents still draw.
 """
 
 from __future__ import annotations
