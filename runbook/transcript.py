@@ -82,7 +82,8 @@ EVENTS: dict[str, Kind] = {
     "backup_chosen": Kind("{who} chose backup {backup}", ("reason",)),
     "deleting_tasks": Kind("{who} is deleting recovery tasks", ("ids",)),
     "tasks_deleted": Kind("tasks deleted (listing {before} → {after})", ("summary",)),
-    "aborted": Kind("ABORTED by {who} at {at_step}, {revert_text}", marker="abort"),
+    # The engine records no reason for an abort yet; one would show as its detail.
+    "aborted": Kind("ABORTED by {who} at {at_step}, {revert_text}", ("reason",), marker="abort"),
     "held_stopped": Kind(
         "abort ended: schedulers held stopped (log wiped, backup not committed)",
         ("summary",),
@@ -457,6 +458,13 @@ def _abort_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def where_of(r: dict[str, Any]) -> str:
+    """Where a record entry happened: its step, or the restore and the step then current."""
+    if r.get("step"):
+        return str(r["step"])
+    return f"restore (at {r['current_step']})" if r.get("current_step") else "restore"
+
+
 # Details the record leaves to the step (its summary) or to the Abort section.
 _DETAIL_ELSEWHERE = ("succeeded", *ABORT_ENDINGS, "log_put_back", "put_back_failed")
 
@@ -466,7 +474,7 @@ def _record_lines(doc: dict[str, Any]) -> list[str]:
     for r in doc.get("record") or []:
         if r.get("type") in ("awaiting_approval",):
             continue  # the per-step timings say it
-        where = r.get("step") or f"restore (at {r.get('current_step') or 'no step'})"
+        where = where_of(r)
         detail = r.get("detail") if r.get("type") not in _DETAIL_ELSEWHERE else None
         lines.append(
             f"- {clock(r.get('at'))} · {where} · {r['text']}"
@@ -768,6 +776,8 @@ def _check_step(
             problems.append(f"{sid}: {key} {step[key]!r} is not the procedure's {value!r}")
     for key, rule in _STEP_FIELDS.items():
         if key not in step:
+            if not old:
+                problems.append(f"{sid}: field {key!r} is missing")
             continue
         want = rule(st)
         if step["status"] == "not needed" and key == "status":
@@ -782,7 +792,9 @@ def _check_step(
         **step_timing(evs),
     }
     for key, want in derived.items():
-        if key in step and not _same(step[key], want):
+        if key not in step and not old:
+            problems.append(f"{sid}: field {key!r} is missing")
+        elif key in step and not _same(step[key], want):
             problems.append(f"{sid}: {key} is not what the log says")
     problems += _check_hosts(sid, step.get("hosts") or {}, evs)
     return problems
@@ -824,7 +836,9 @@ def _check_header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str
     problems = []
     want = _header(doc, bodies)
     for key, value in want.items():
-        if key in doc and not _same(doc[key], value):
+        if key not in doc and doc.get("schema") == SCHEMA:
+            problems.append(f"field {key!r} is missing")
+        elif key in doc and not _same(doc[key], value):
             problems.append(f"{key} {doc[key]!r} but the log says {value!r}")
     facts = facts_from_log(bodies)
     age, hours = doc.get("backup_age_seconds"), facts.get("backup_age_hours")
@@ -835,6 +849,8 @@ def _check_header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str
     ):
         problems.append(f"backup_age_seconds {age!r} but the log says {hours}h")
     rec = record(bodies)
+    if doc.get("schema") == SCHEMA:
+        problems += [f"field {k!r} is missing" for k in ("record", "abort") if k not in doc]
     if "record" in doc and not _same(doc["record"], rec):
         problems.append("record is not what the log says")
     if "abort" in doc and not _same(doc["abort"], abort_of(bodies)):

@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from runbook.transcript import where_of
+
 OUTPUT_TAIL = 4000
 
 _START_EVENTS = ("approved", "started")
@@ -441,7 +443,7 @@ def _record(doc: dict[str, Any]) -> str:
     for r in doc.get("record") or []:
         if not isinstance(r, dict) or r.get("type") == "awaiting_approval":
             continue
-        where = r.get("step") or f"restore (at {r.get('current_step') or 'no step'})"
+        where = where_of(r)
         marker = r.get("marker")
         detail = _first_line(r.get("detail"))
         items.append(

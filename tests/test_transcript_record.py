@@ -286,6 +286,10 @@ async def test_an_edited_header_field_fails(
     step = next(s for s in edited["steps"] if s["id"] == "prep.stop")
     step["waiting_seconds"] = 0.0
     assert "prep.stop: waiting_seconds is not what the log says" in transcript.verify(edited)
+    for field in ("abort", "started_by", "record"):  # dropping a field hides nothing
+        edited = copy.deepcopy(doc)
+        del edited[field]
+        assert f"field {field!r} is missing" in transcript.verify(edited), field
     edited = copy.deepcopy(doc)
     edited["approved_by_ceo"] = "yes"
     assert "field 'approved_by_ceo' is not part of a transcript" in transcript.verify(edited)
