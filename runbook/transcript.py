@@ -60,7 +60,12 @@ class Kind:
 EVENTS: dict[str, Kind] = {
     "restore_started": Kind("{who} started the restore of {cluster} (backup: {backup_or_newest})"),
     "awaiting_approval": Kind("waiting for approval ({risk})"),
-    "approved": Kind("approved by {who}; running (attempt {attempt_no})"),
+    "approved": Kind("approved by {who}; running (attempt {attempt_no}){plan_text}"),
+    "plan_changed": Kind(
+        "the approval by {who} was void: the plan changed since the card was shown",
+        ("reason",),
+        marker="refusal",
+    ),
     "started": Kind("started by the bot"),
     "host_result": Kind(
         "{host}: exit {exit_status} in {duration}s (attempt {attempt}){error_text}"
@@ -138,6 +143,7 @@ def _fields(e: dict[str, Any], current: str | None, attempt: int | None) -> _Bla
     )
     f["backup_or_newest"] = e.get("backup") or "the newest"
     f["error_text"] = f" — {e['error']}" if e.get("error") else ""
+    f["plan_text"] = f", plan {str(e['plan_digest'])[:12]}" if e.get("plan_digest") else ""
     f["by_text"] = f" ({e['actor']})" if e.get("actor") and e.get("actor") != "bot" else ""
     return f
 
