@@ -8,7 +8,7 @@ checklist, one card per step, one line per action in the thread, and two modals.
 Whatever the input (long host names, 50 schedulers, 10 KB of output, a review of
 10,000 tasks), no payload breaks a Block Kit limit: text is escaped for mrkdwn first
 and then cut with "…", counts are capped, and a card stays under `MESSAGE_BUDGET`
-characters. When output had to be cut, `StepCard.needs_file` (or `long_output`) tells
+characters. When output had to be cut, `StepCard.needs_file` (from `render_step`) tells
 the caller to attach the full output (`output_text`) as a file.
 """
 
@@ -25,6 +25,7 @@ from runbook.clusters import Cluster
 from runbook.engine import backup_choice_open
 from runbook.ports import HostResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, Targets
+from runbook.redact import redact
 from runbook.store import RestoreRecord
 
 # ---------------------------------------------------------------- limits
@@ -207,9 +208,23 @@ def _fit_lines(lines: list[str], budget: int, more: str) -> str:
     return "\n".join(out)
 
 
-def _value(rid: str, sid: str) -> str:
-    value = json.dumps({"rid": rid[:900], "sid": sid[:900]})
-    return value[:BUTTON_VALUE]
+def _value(rid: str, sid: str, plan: str | None = None) -> str:
+    data = {"rid": rid[:900], "sid": sid[:900]}
+    if plan:
+        data["plan"] = plan  # the approval is bound to the plan this card shows
+    return json.dumps(data)[:BUTTON_VALUE]
+
+
+def _destructive_confirm(step: Step, cluster: Cluster, verb: str) -> dict[str, Any] | None:
+    """Every run of a destructive step asks to confirm: a retry and a Mark done too."""
+    if step.risk is not Risk.DESTRUCTIVE:
+        return None
+    return _confirm(
+        f"{verb} {step.id}?",
+        f"DESTRUCTIVE: {step.title} on {step.targets.value} of {cluster.name}. "
+        + ("The person who started the restore cannot do this." if cluster.two_person_rule else ""),
+        f"Yes, {verb.lower()}",
+    )
 
 
 def _confirm(title: str, text: str, yes: str, no: str = "Cancel") -> dict[str, Any]:
@@ -394,6 +409,55 @@ def _commands_block(lines: list[str], block_id: str) -> dict[str, Any]:
     return section("*Commands:*\n" + code_block([body]), block_id)
 
 
+MAX_DIFF_BLOCKS = 3
+
+
+def plan_blocks(step: Step, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rest of the plan approved (runbook.plan): each file edit as a unified diff
+    (hosts with the same diff together), and the commands it only reads with."""
+    plan = facts.get(f"plan:{step.id}")
+    if not isinstance(plan, Mapping):
+        return []
+    out: list[dict[str, Any]] = []
+    if plan.get("error"):
+        out.append(
+            section(
+                f"⚠️ *The plan could not be rendered:* {etext(plan['error'], 1500)}", "card.plan"
+            )
+        )
+        return out
+    diffs: dict[str, list[str]] = {}
+    for host, edits in (plan.get("files") or {}).items():
+        for path, edit in edits.items():
+            text = str(edit.get("diff") or f"{path}: no change\n")
+            diffs.setdefault(text, []).append(str(host))
+    for i, (text, hosts) in enumerate(diffs.items()):
+        if i >= MAX_DIFF_BLOCKS:
+            out.append(
+                context([f"… {len(diffs) - i} more diffs in the transcript"], "card.diff.more")
+            )
+            break
+        label = ", ".join(f"`{etext(h, 60)}`" for h in hosts[:6]) + (
+            f" +{len(hosts) - 6}" if len(hosts) > 6 else ""
+        )
+        head = f"*File edit on {label}:*\n"
+        body = _fit_lines(
+            esc(redact(text)).splitlines(),
+            SECTION_TEXT - len(head) - 20,
+            "… {n} more lines in the transcript",
+        )
+        out.append(section(head + code_block([body]), f"card.diff.{i}"))
+    reads = sorted({c for cs in (plan.get("reads") or {}).values() for c in cs})
+    if reads:
+        lines = [clip(esc(redact(c)), 500) for c in reads]
+        body = _fit_lines(lines, SECTION_TEXT - 60, "… {n} more in the transcript")
+        out.append(section("*It also reads, to check:*\n" + code_block([body]), "card.reads"))
+    digest = plan.get("digest")
+    if isinstance(digest, str):
+        out.append(context([f"plan `{digest[:12]}`: an approval runs exactly this"], "card.digest"))
+    return out
+
+
 def preview_lines(step: Step, facts: Mapping[str, Any], cluster: Cluster) -> list[str]:
     """What the console prints under the commands: wipe sizes, staged tasks, backup age."""
     out: list[str] = []
@@ -532,7 +596,9 @@ def _action_blocks(
                 ),
                 "Yes, run it",
             )
-        btns.append(button("Approve", "approve", value, style="primary", confirm=confirm))
+        digest = (rec.data.get(f"plan:{step.id}") or {}).get("digest")
+        approve_value = _value(str(rec.rid), step.id, digest if isinstance(digest, str) else None)
+        btns.append(button("Approve", "approve", approve_value, style="primary", confirm=confirm))
         if step.skippable:
             btns.append(button("Skip…", "skip", value))
         review = rec.data.get("review")
@@ -557,13 +623,38 @@ def _action_blocks(
                 )
             )
         retry = "Re-check" if step.risk is Risk.READ_ONLY else "Retry"
-        btns.append(button(retry, "retry", value, style=None if state.get("rewind") else "primary"))
+        btns.append(
+            button(
+                retry,
+                "retry",
+                value,
+                style=None if state.get("rewind") else "primary",
+                confirm=_destructive_confirm(step, cluster, "Retry"),
+            )
+        )
         if step.skippable:
             btns.append(button("Skip…", "skip", value))
         btns.append(abort)
     elif status == "interrupted":
-        btns.append(button("Retry", "retry", value, style="primary"))
-        btns.append(button("Mark done", "mark_done", value))
+        btns.append(
+            button(
+                "Retry",
+                "retry",
+                value,
+                style="primary",
+                confirm=_destructive_confirm(step, cluster, "Retry"),
+            )
+        )
+        # Done only where the step's check says it finished (runbook.actions.CHECK).
+        if state.get("appears_finished"):
+            btns.append(
+                button(
+                    "Mark done",
+                    "mark_done",
+                    value,
+                    confirm=_destructive_confirm(step, cluster, "Mark done"),
+                )
+            )
         if step.skippable:
             btns.append(button("Skip…", "skip", value))
         btns.append(abort)
@@ -606,6 +697,7 @@ def render_step(
         section(targets_line(cluster, step, facts), "card.targets"),
         _commands_block(command_lines(cluster, step, facts), "card.commands"),
     ]
+    blocks += plan_blocks(step, facts)
     preview = preview_lines(step, facts, cluster)
     if preview:
         body = _fit_lines(preview, SECTION_TEXT - 10, "… {n} more lines in the transcript")
@@ -700,28 +792,6 @@ def render_step(
     blocks += actions_blocks
     text = clip(f"{esc(step.id)} · {esc(step.title)}: {esc(status)}", FALLBACK_TEXT)
     return StepCard(text, blocks[:MAX_BLOCKS], needs_file)
-
-
-def step_card(
-    rec: RestoreRecord,
-    cluster: Cluster,
-    sid: str,
-    *,
-    progress: Mapping[str, HostResult] | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and blocks of a step's card (see `render_step` for `needs_file`)."""
-    card = render_step(rec, cluster, sid, progress=progress)
-    return card.text, card.blocks
-
-
-def long_output(
-    rec: RestoreRecord,
-    cluster: Cluster,
-    sid: str,
-    progress: Mapping[str, HostResult] | None,
-) -> bool:
-    """True when the card cut the output: attach `output_text(sid, progress)` as a file."""
-    return render_step(rec, cluster, sid, progress=progress).needs_file
 
 
 # ---------------------------------------------------------------- thread lines

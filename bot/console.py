@@ -27,6 +27,7 @@ from runbook.engine import Actor, Engine, Refused
 from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, Remote, VarsProbe
 from runbook.procedure import Risk, Step
+from runbook.redact import redact
 from runbook.store import Store
 from runbook.transcript_html import to_html
 
@@ -112,6 +113,22 @@ class Console:
         for host, lines in actions.planned_commands(self.cluster, step, facts).items():
             for line in lines:
                 self.say(f"  [{host}] $ {line}")
+        plan = facts.get(f"plan:{step.id}")
+        if isinstance(plan, dict):
+            if plan.get("error"):
+                self.say(f"  ⚠ the plan could not be rendered: {plan['error']}")
+            for host, edits in (plan.get("files") or {}).items():
+                for _path, edit in edits.items():
+                    self.say(f"  [{host}] file edit:")
+                    for line in redact(str(edit.get("diff", ""))).splitlines():
+                        self.say(f"    {line}")
+            reads = sorted({c for cs in (plan.get("reads") or {}).values() for c in cs})
+            if reads:
+                self.say("  it also reads, to check:")
+                for c in reads:
+                    self.say(f"    $ {redact(c)}")
+            if plan.get("digest"):
+                self.say(f"  plan {plan['digest'][:12]}: an approval runs exactly this")
         preview = (
             facts.get("review") if step.id == "restore.review" else facts.get(f"preview:{step.id}")
         )
@@ -268,7 +285,9 @@ class Console:
             await self.after_abort(rid)
             return True
         options = "[r]etry, [s]kip, a[b]ort" + (
-            ", [d]one (it finished)" if state["status"] == "interrupted" else ""
+            ", [d]one (it finished)"
+            if state["status"] == "interrupted" and state.get("appears_finished")
+            else ""
         )
         if state.get("rewind"):
             options = f"[g] {step.rewind_label or 'go back'}, " + options

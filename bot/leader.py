@@ -64,7 +64,6 @@ __all__ = [
     "log_command",
     "match_datum",
     "read_zookeeper",
-    "render_table",
     "resolve_hosts",
 ]
 
@@ -666,33 +665,6 @@ async def detect_leader(
     return LeaderReport(
         table=table, by_source=by_source, leader=leader, problems=problems, abstained=abstained
     )
-
-
-def render_table(report: LeaderReport) -> str:
-    """A monospace table host × source (for the console and a Slack code block)."""
-    sources = [s for s in SOURCES if s in report.by_source]
-    header = ["host", *sources]
-    rows = [[h, *(report.table[h].get(s, "") for s in sources)] for h in report.table]
-    rows.append(
-        [
-            "=> leader",
-            *(
-                "cannot tell" if s in report.abstained else (report.by_source[s] or "-")
-                for s in sources
-            ),
-        ]
-    )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    out.append(f"leader: {report.leader}" if report.leader else "leader: none agreed")
-    out += [f"abstained: {SOURCE_NAMES[s]}: {why}" for s, why in report.abstained.items()]
-    out += [f"problem: {p}" for p in report.problems]
-    return "\n".join(out)
 
 
 async def detector(

@@ -28,8 +28,6 @@ class Settings:
     signing_secret: str
     app_token: str | None
     api_url: str
-    redis_url: str | None
-    clusters_file: Path
     clusters: dict[str, Cluster]
     port: int
     data_dir: Path
@@ -102,6 +100,8 @@ def load(env: Mapping[str, str] | None = None, *, socket_mode: bool = False) -> 
             raise SettingsError(
                 f"AURORA_RESTORE_RETENTION must be a duration like 90d, not {retention!r}"
             ) from None
+    # REDIS_URL is read where the store is opened (bot.redis_server.redis_url_from_env);
+    # here only its password is registered as a secret.
     redis_url = env.get("REDIS_URL", "").strip() or None
     try:
         redact.configure(env.get("AURORA_RESTORE_REDACT", ""))
@@ -115,8 +115,6 @@ def load(env: Mapping[str, str] | None = None, *, socket_mode: bool = False) -> 
         signing_secret=secret,
         app_token=app_token,
         api_url=api_url,
-        redis_url=redis_url,
-        clusters_file=path,
         clusters=clusters,
         port=int(raw_port),
         data_dir=Path(data) if data else Path(state) / "aurora-restore",

@@ -369,6 +369,7 @@ class SlackFront:
             made_of = [
                 rec.steps[sid],
                 rec.data.get(f"preview:{sid}"),
+                rec.data.get(f"plan:{sid}"),
                 rec.data.get("review") if sid == "restore.review" else None,
                 rec.data.get("leader"),
                 rec.data.get("backup"),

@@ -29,6 +29,12 @@ def _ids(value: str) -> tuple[str, str]:
     return str(data["rid"]), str(data.get("sid", ""))
 
 
+def _seen(value: str) -> str | None:
+    """The plan digest on the card clicked, if the button carries one."""
+    plan = json.loads(value).get("plan")
+    return str(plan) if plan else None
+
+
 def register(app: AsyncApp, front: SlackFront) -> None:
     engine = front.engine
 
@@ -45,7 +51,7 @@ def register(app: AsyncApp, front: SlackFront) -> None:
             return False
         return True
 
-    async def act(verb: str, rid: str, sid: str, who: Origin) -> None:
+    async def act(verb: str, rid: str, sid: str, who: Origin, seen: str | None = None) -> None:
         # Runs after the ack. The thread line naming the person comes from the engine's
         # "approved" event, before the step runs; a refusal changes nothing and says why.
         if not await placed(rid, who):
@@ -53,7 +59,7 @@ def register(app: AsyncApp, front: SlackFront) -> None:
         user = who.user
         try:
             if verb == "approve":
-                await engine.approve(rid, sid, Actor(user))
+                await engine.approve(rid, sid, Actor(user), seen)
             elif verb == "retry":
                 await engine.retry(rid, sid, Actor(user))
             elif verb == "rewind":
@@ -68,7 +74,7 @@ def register(app: AsyncApp, front: SlackFront) -> None:
             await ack()
             rid, sid = _ids(action["value"])
             who = origin(body)
-            front.spawn(act(verb, rid, sid, who), who)
+            front.spawn(act(verb, rid, sid, who, _seen(action["value"])), who)
 
         return listener
 

@@ -5,7 +5,7 @@ and what identifies one delivery of it.
 `payload` JSON of an interaction), `problem` says in one line what is wrong with a
 request dict (None: nothing), `canonical` keeps only the fields the listeners and Bolt
 read, and `delivery_key` names one delivery so that a redelivery is recognised by what
-it carries (slack.md §2: Slack redelivers the same payload, with `X-Slack-Retry-Num`
+it carries (docs/slack-notes.md, "Retries and redeliveries": Slack redelivers the same payload, with `X-Slack-Retry-Num`
 on the Events API only, and a replayed body is byte for byte the first one).
 
 Nothing here raises on a request's content except `BadRequest`, whose message is the
@@ -29,6 +29,7 @@ ACTIONS = (*STEP_BUTTONS, *RESTORE_BUTTONS, "choose_backup")
 VIEWS = ("delete_tasks", "skip_reason", "abort_restore")
 
 ID_RE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$", re.ASCII)  # team, user, channel, view ids
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$", re.ASCII)
 RID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$", re.ASCII)
 TS_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$", re.ASCII)
 MAX_FIELDS = 64
@@ -114,6 +115,8 @@ def _json_value(text: str, where: str, *keys: str) -> dict[str, str]:
     out = {"rid": _str(data.get("rid"), f"{where}.rid", pattern=RID_RE)}
     for key in keys:
         out[key] = _str(data.get(key), f"{where}.{key}")[:200]
+    if "plan" in data:  # the digest of the plan on the card clicked (runbook.plan)
+        out["plan"] = _str(data.get("plan"), f"{where}.plan", pattern=DIGEST_RE)
     return out
 
 

@@ -2,7 +2,7 @@
 direct message. Pure (no Slack calls): the Slack front asks it before `Engine.start`.
 
 A restore's thread is where the team sees, approves and audits every step; a direct
-message or a group DM has no team in it, so no restore starts there (slack.md: DM
+message or a group DM has no team in it, so no restore starts there (docs/slack-notes.md, "Where a restore may start": DM
 channel ids start with `D`, and slash commands from them carry `channel_name`
 `directmessage`; group DMs are named `mpdm-…`).
 """

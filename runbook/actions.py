@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from runbook.backups import backup_time, is_backup
 from runbook.clusters import Cluster, Scheduler, parse_duration
 from runbook.hostlog import log_read_command
 from runbook.listing import ListingError, listing_ids, parse_listing, summarize
+from runbook.plan import Plan, PlannedRemote, read_command
 from runbook.ports import (
     HostResult,
     LeaderDetector,
@@ -31,7 +33,15 @@ from runbook.ports import (
     SourcesCheck,
     VarsProbe,
 )
-from runbook.procedure import Step, Targets
+from runbook.procedure import (
+    ARCHIVE_MATCHES,
+    ARCHIVE_SUM,
+    PRINT_RECOVERY,
+    WIPE_PREVIEW,
+    WIPED,
+    Step,
+    Targets,
+)
 from runbook.redact import redact
 
 INACTIVE = {"inactive", "failed", "unknown"}
@@ -56,6 +66,32 @@ class Timing:
     vars_timeout: float = 3.0
 
 
+class Recorder:
+    """A `Remote` that notes every command it sends (a file read is `cat -- PATH`)."""
+
+    def __init__(self, inner: Remote, sent: list[dict[str, str]]) -> None:
+        self.inner = inner
+        self.sent = sent
+
+    async def run(
+        self,
+        commands: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        stdin: Mapping[str, bytes] | None = None,
+        on_result: OnResult | None = None,
+    ) -> dict[str, HostResult]:
+        self.sent.append(dict(commands))
+        return await self.inner.run(commands, timeout=timeout, stdin=stdin, on_result=on_result)
+
+    async def read_file(self, host: str, path: str, timeout: float | None = None) -> bytes:
+        self.sent.append({host: read_command(path)})
+        return await self.inner.read_file(host, path, timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 @dataclass
 class StepContext:
     cluster: Cluster
@@ -70,8 +106,16 @@ class StepContext:
     detect: LeaderDetector | None = None
     # Whether each leader source can be read at all (bot.leader.check_sources), for preflight.
     sources: SourcesCheck | None = None
-    # commands actually sent, for the card and the transcript
+    # every command actually sent (reads too), for the card and the transcript
     sent: list[dict[str, str]] = field(default_factory=list)
+    # The approved plan of a step that changes something (runbook.plan), when it runs.
+    plan: Plan | None = None
+
+    def __post_init__(self) -> None:
+        # Every command goes through the recorder (leader detection's too), so a card
+        # shows all a step sent; a planned step's remote sends nothing outside its plan.
+        inner = PlannedRemote(self.remote, self.plan) if self.plan is not None else self.remote
+        self.remote = Recorder(inner, self.sent)
 
     @property
     def hosts(self) -> list[str]:
@@ -98,8 +142,6 @@ class StepContext:
         stdin: Mapping[str, bytes] | None = None,
         record: bool = True,
     ) -> dict[str, HostResult]:
-        if record:
-            self.sent.append(dict(per_host))
         timeout = parse_duration(self.cluster.ssh.command_timeout).total_seconds()
         return await self.remote.run(
             per_host, timeout=timeout, stdin=stdin, on_result=self.on_result if record else None
@@ -169,6 +211,9 @@ def verbatim(
         "is_active": cluster.service.is_active,
         "aurora_admin": aurora_client(cluster, facts or {}, host),
         "mesos_log": cluster.mesos_log,
+        "log_tail": log_read_command(cluster, cluster.scheduler(host), LOG_TAIL_LINES)
+        if host
+        else "",
     }
 
 
@@ -186,8 +231,12 @@ def render_for(ctx: StepContext, template: str, hosts: list[str] | None = None) 
 def planned_commands(
     cluster: Cluster, step: Step, facts: Mapping[str, Any]
 ) -> dict[str, list[str]]:
-    """The exact commands a step will send, per host, for its card (best effort before
-    facts), with secrets masked: a cluster-file template may hold one."""
+    """The exact commands a step will send, per host, for its card: its stored plan
+    (runbook.plan) once it has one, else its templates rendered as far as the facts
+    allow; with secrets masked (a cluster-file template may hold one)."""
+    stored = facts.get(f"plan:{step.id}")
+    if isinstance(stored, Mapping) and "commands" in stored:
+        return {h: [redact(c) for c in cs] for h, cs in stored["commands"].items()}
     if step.targets is Targets.BOT:
         return {}
     hosts = (
@@ -206,6 +255,102 @@ def planned_commands(
                 lines.append(redact(t))
         out[h] = lines
     return out
+
+
+def _render_each(ctx: StepContext, templates: tuple[str, ...], host: str) -> list[str]:
+    values = host_values(ctx.cluster, ctx.sched(host), ctx.facts)
+    words = verbatim(ctx.cluster, ctx.facts, host)
+    out = []
+    for t in templates:
+        try:
+            out.append(cmd.render(t, values, words))
+        except KeyError:
+            continue  # a value this step cannot have yet: not part of its plan
+    return out
+
+
+async def _current(ctx: StepContext, host: str, field_: str) -> tuple[str, bytes]:
+    path = host_values(ctx.cluster, ctx.sched(host), ctx.facts)[field_]
+    return path, await ctx.remote.read_file(host, path)
+
+
+async def make_plan(ctx: StepContext) -> Plan:
+    """What a step that changes something will send, rendered now: the plan a person
+    approves (runbook.plan). File edits carry their exact new content and a diff against
+    the file as it is on the host now."""
+    step = ctx.step
+    plan = Plan()
+    edits = FILE_EDITS.get(step.id)
+    hosts = ctx.targets()
+    if edits is not None:
+        for h in hosts:
+            for field_, content in edits(ctx, h):
+                path, before = await _current(ctx, h, field_)
+                after = content if isinstance(content, bytes) else content(before)
+                plan.edit(h, path, before, after)
+    for h in hosts:
+        commands = _render_each(ctx, step.commands, h)
+        if edits is not None:
+            # Only the writes of the files this host has an edit for.
+            paths = {shlex.quote(p) for p in plan.files.get(h, {})}
+            commands = [c for c in commands if any(f" {q} " in f" {c} " for q in paths)]
+        if commands:
+            plan.commands[h] = commands
+        plan.reads[h] = _render_each(ctx, step.reads, h)
+    if step.id == "restore.place" and ctx.facts.get("leader"):
+        await _plan_copy(ctx, plan)
+    return plan
+
+
+async def _plan_copy(ctx: StepContext, plan: Plan) -> None:
+    """restore.place: the backup's copy to the leader, bound by the source's sha256."""
+    src = place_source(ctx)
+    if src is None:
+        return
+    plan.reads.setdefault(src, []).extend(_render_each(ctx, ctx.step.reads, src))
+    leader = ctx.leader
+    has = await ctx.run(render_for(ctx, "test -f {backup_path}", [leader]), record=False)
+    if has[leader].ok:
+        return
+    r = await ctx.run(render_for(ctx, "sha256sum {backup_path}", [src]), record=False)
+    words = r[src].stdout.split() if r[src].ok else []
+    if words:
+        path = host_values(ctx.cluster, ctx.sched(leader), ctx.facts)["backup_path"]
+        plan.copy(leader, path, words[0], 0, src)
+
+
+# A file edit: the field it edits, and its new content (given, or made from the file
+# as it is on the host when the plan is rendered).
+Edit = tuple[str, bytes | Callable[[bytes], bytes]]
+
+
+def _edits_admin(ctx: StepContext, h: str) -> list[Edit]:
+    original = unb64(ctx.facts["originals"][h]["admin_clusters_json"]["b64"])
+    listen = host_paths(ctx.facts, h).get("listen") or "localhost"
+    return [
+        ("admin_clusters_json", direct_clusters_json(original, ctx.cluster, ctx.sched(h), listen))
+    ]
+
+
+def _env_edit(edit: Callable[[str], str]) -> Callable[[bytes], bytes]:
+    return lambda current: edit(current.decode()).encode()
+
+
+def _edits_disable(ctx: StepContext, h: str) -> list[Edit]:
+    return [("env_file", _env_edit(envfile.disable))]
+
+
+def _edits_auth(ctx: StepContext, h: str) -> list[Edit]:
+    if h not in (ctx.facts.get("auth_hosts") or []):
+        return []
+    return [("env_file", _env_edit(envfile.drop_auth))]
+
+
+def _edits_revert(ctx: StepContext, h: str) -> list[Edit]:
+    original = (ctx.facts.get("originals") or {}).get(h)
+    if not original:
+        return []
+    return [(f, unb64(original[f]["b64"])) for f in ("env_file", "admin_clusters_json")]
 
 
 def _failures(results: Mapping[str, HostResult]) -> list[str]:
@@ -386,11 +531,14 @@ async def log_tails(
     return out
 
 
-async def came_up(ctx: StepContext, hosts: list[str], accept: tuple[str, ...]) -> Outcome:
+async def came_up(
+    ctx: StepContext, hosts: list[str], accept: tuple[str, ...], wait: float | None = None
+) -> Outcome:
     """Every host answers /vars in one of the `accept` lifecycle states within the
     bounded wait. The packaged unit has no `Type=`, so systemd calls a scheduler active as
     soon as it forks, also one that exits at once on a bad flag: only /vars tells."""
-    wait = min(ctx.timing.start_wait, parse_duration(ctx.cluster.start_wait).total_seconds())
+    if wait is None:
+        wait = min(ctx.timing.start_wait, parse_duration(ctx.cluster.start_wait).total_seconds())
     deadline = time.monotonic() + wait
     while True:
         got = await ctx.vars()
@@ -429,12 +577,16 @@ async def start(ctx: StepContext) -> Outcome:
     return await _start(ctx, UP_NORMAL)
 
 
+# A check looks; it does not wait out a start (a scheduler just started gets a moment).
+CHECK_WAIT = 5.0
+
+
 async def check_came_up_disabled(ctx: StepContext) -> Outcome:
-    return await came_up(ctx, ctx.hosts, UP_DISABLED)
+    return await came_up(ctx, ctx.hosts, UP_DISABLED, CHECK_WAIT)
 
 
 async def check_came_up(ctx: StepContext) -> Outcome:
-    return await came_up(ctx, ctx.hosts, UP_NORMAL)
+    return await came_up(ctx, ctx.hosts, UP_NORMAL, CHECK_WAIT)
 
 
 def _admin_entry(cluster: Cluster, s: Scheduler, listen: str) -> dict[str, Any]:
@@ -471,7 +623,7 @@ def direct_clusters_json(
     return (json.dumps(out, indent=2) + "\n").encode()
 
 
-WRITE = "sudo tee {target} > /dev/null"
+WRITE = "sudo -n tee {target} > /dev/null"
 
 
 async def _write_files(ctx: StepContext, field_: str, contents: Mapping[str, bytes]) -> Outcome:
@@ -581,12 +733,8 @@ async def _on_every_host(ctx: StepContext, template: str, ok: str, bad: str) -> 
     return Outcome(not failing, ok if not failing else f"{bad} on {', '.join(failing)}")
 
 
-# The archive is good when tar can read it whole and it holds every file of the log.
-ARCHIVE_MATCHES = (
-    'listed=$(sudo -n tar -tzf {archive} | grep -v "/$" | sort) && '
-    "present=$(sudo -n find {log_dir} -mindepth 1 -type f -printf './%P\\n' | sort) && "
-    '[ -n "$listed" ] && [ "$listed" = "$present" ]'
-)
+# The archive is good when tar can read it whole and it holds every file of the log
+# (ARCHIVE_MATCHES, in runbook.procedure).
 
 
 async def check_archived(ctx: StepContext) -> Outcome:
@@ -598,7 +746,7 @@ async def check_archived(ctx: StepContext) -> Outcome:
             "no archive that tar can read and that holds every file of the log on "
             + ", ".join(bad),
         )
-    sums = await ctx.run(render_for(ctx, "sudo -n sha256sum {archive}"), record=False)
+    sums = await ctx.run(render_for(ctx, ARCHIVE_SUM), record=False)
     archives = {
         h: {
             "path": host_values(ctx.cluster, ctx.sched(h), ctx.facts)["archive"],
@@ -662,10 +810,7 @@ async def put_back_log(ctx: StepContext, archives: Mapping[str, Mapping[str, str
 
 async def wipe_preview(ctx: StepContext) -> dict[str, Any]:
     res = await ctx.run(
-        render_for(
-            ctx,
-            "echo $(sudo find {log_dir} -mindepth 1 -type f | wc -l) $(sudo du -sb {log_dir} | cut -f1)",
-        ),
+        render_for(ctx, WIPE_PREVIEW),
         record=False,
     )
     archives = ctx.facts.get("archives") or {}
@@ -689,9 +834,7 @@ async def wipe(ctx: StepContext) -> Outcome:
 
 
 async def check_wiped(ctx: StepContext) -> Outcome:
-    return await _on_every_host(
-        ctx, 'test -z "$(sudo ls -A {log_dir})"', "directory empty everywhere", "not empty"
-    )
+    return await _on_every_host(ctx, WIPED, "directory empty everywhere", "not empty")
 
 
 async def init_log(ctx: StepContext) -> Outcome:
@@ -757,32 +900,35 @@ async def find_leader(ctx: StepContext) -> Outcome:
     )
 
 
+def place_source(ctx: StepContext) -> str | None:
+    """The host restore.place copies the backup from: the first other holder."""
+    holders = ctx.facts.get("backups", {}).get(ctx.facts.get("backup") or "", [])
+    others = [h for h in holders if h != ctx.facts.get("leader")]
+    return others[0] if others else None
+
+
 async def place(ctx: StepContext) -> Outcome:
     backup = ctx.facts.get("backup")
     if not backup:
         return Outcome(False, "no backup chosen")
     leader = ctx.leader
-    holders = [h for h in ctx.facts.get("backups", {}).get(backup, []) if h != leader]
-    path = host_values(ctx.cluster, ctx.sched(leader), ctx.facts)["backup_path"]
-    has = await ctx.run({leader: cmd.render("test -f {p}", {"p": path})}, record=False)
+    src = place_source(ctx)
+    has = await ctx.run(render_for(ctx, "test -f {backup_path}", [leader]), record=False)
+    source_sum = None
     if has[leader].ok:
-        source_sum = None
-        if holders:
-            src = holders[0]
-            src_path = host_values(ctx.cluster, ctx.sched(src), ctx.facts)["backup_path"]
-            r = await ctx.run({src: cmd.render("sha256sum {p}", {"p": src_path})}, record=False)
-            source_sum = r[src].stdout.split()[0] if r[src].ok else None
+        if src is not None:
+            r = await ctx.run(render_for(ctx, "sha256sum {backup_path}", [src]), record=False)
+            source_sum = r[src].stdout.split()[0] if r[src].ok and r[src].stdout.split() else None
     else:
-        if not holders:
+        if src is None:
             return Outcome(False, f"no scheduler holds {backup}")
-        src = holders[0]
         src_path = host_values(ctx.cluster, ctx.sched(src), ctx.facts)["backup_path"]
         data = await ctx.remote.read_file(src, src_path)
         source_sum = _sha(data)
-        r = await ctx.run({leader: cmd.render(WRITE, {"target": path})}, stdin={leader: data})
+        r = await ctx.run(render_for(ctx, ctx.step.commands[0], [leader]), stdin={leader: data})
         if not r[leader].ok:
             return Outcome(False, "; ".join(_failures(r)))
-    r = await ctx.run({leader: cmd.render("sha256sum {p} && stat -c %s {p}", {"p": path})})
+    r = await ctx.run(render_for(ctx, ctx.step.commands[1], [leader]))
     if not r[leader].ok:
         return Outcome(False, "; ".join(_failures(r)))
     leader_sum = r[leader].stdout.split()[0]
@@ -803,10 +949,7 @@ async def stage(ctx: StepContext) -> Outcome:
 async def print_listing(
     ctx: StepContext, record: bool = True
 ) -> tuple[HostResult, list[Any] | None, str]:
-    template = [t for t in ctx.step.commands if "print_recovery" in t] or [
-        "{!aurora_admin} scheduler_print_recovery_tasks --bypass-leader-redirect {cluster}"
-    ]
-    r = await ctx.run(render_for(ctx, template[0], [ctx.leader]), record=record)
+    r = await ctx.run(render_for(ctx, PRINT_RECOVERY, [ctx.leader]), record=record)
     res = r[ctx.leader]
     if not res.ok:
         return res, None, "; ".join(_failures(r))
@@ -1037,6 +1180,115 @@ def active_task_count(v: Mapping[str, str]) -> int | None:
     return total if found else None
 
 
+def _verdict(finished: bool, text: str, verdict: str) -> Outcome:
+    return Outcome(finished, f"{verdict}: {text}", {"verdict": verdict})
+
+
+FINISHED, NOT_RUN, UNKNOWN = "finished", "did not run", "cannot tell"
+
+
+async def check_files_as_planned(ctx: StepContext) -> Outcome:
+    """Each edited file is as the plan would leave it (finished), as it was (did not
+    run), or neither (cannot tell), by sha256."""
+    if ctx.plan is None or not ctx.plan.files:
+        return _verdict(False, "no plan of the edit is kept", UNKNOWN)
+    done: list[str] = []
+    untouched: list[str] = []
+    other: list[str] = []
+    for host, edits in ctx.plan.files.items():
+        for path, edit in edits.items():
+            try:
+                data = await ctx.remote.read_file(host, path)
+            except Exception as exc:
+                other.append(f"{host}:{path} unreadable ({getattr(exc, 'reason', exc)})")
+                continue
+            digest = _sha(data)
+            (
+                done
+                if digest == edit["after"]
+                else untouched
+                if digest == edit["before"]
+                else other
+            ).append(f"{host}:{path}")
+    if not untouched and not other:
+        return _verdict(True, "every file is as the plan leaves it", FINISHED)
+    if not done and not other:
+        return _verdict(False, "every file is as it was before", NOT_RUN)
+    return _verdict(
+        False,
+        f"edited: {', '.join(done) or 'none'}; as before: {', '.join(untouched) or 'none'}"
+        + (f"; neither: {', '.join(other)}" if other else ""),
+        UNKNOWN,
+    )
+
+
+async def check_initialized(ctx: StepContext) -> Outcome:
+    res = await ctx.run(render_for(ctx, WIPED), record=False)
+    empty = [h for h, r in res.items() if r.ok]
+    if not empty:
+        return _verdict(True, "every replica holds an initialized log", FINISHED)
+    if len(empty) == len(res):
+        return _verdict(False, "every log directory is still empty", NOT_RUN)
+    return _verdict(False, f"still empty on {', '.join(empty)}", UNKNOWN)
+
+
+async def check_placed(ctx: StepContext) -> Outcome:
+    leader = ctx.leader
+    r = await ctx.run(render_for(ctx, ctx.step.commands[1], [leader]), record=False)
+    if not r[leader].ok:
+        return _verdict(False, f"{leader} has no {ctx.facts.get('backup')}", NOT_RUN)
+    digest = (r[leader].stdout.split() or [""])[0]
+    copies = [f["after"] for f in (ctx.plan.files.get(leader, {}) if ctx.plan else {}).values()]
+    if copies and digest not in copies:
+        return _verdict(False, f"{leader} holds a file of another sha256 ({digest[:12]}…)", UNKNOWN)
+    return _verdict(True, f"{leader} holds the backup, sha256 {digest[:12]}…", FINISHED)
+
+
+async def _staged(ctx: StepContext, host: str) -> tuple[bool | None, str]:
+    """Is a recovery staged on `host`: True, False ("No backup loaded."), or None."""
+    r = await ctx.run(render_for(ctx, PRINT_RECOVERY, [host]), record=False)
+    res = r[host]
+    said = (res.stderr + res.stdout).strip()
+    if res.ok:
+        return True, "a recovery is staged"
+    # Recovery.java: "No backup loaded." when nothing is staged.
+    if "No backup loaded" in said:
+        return False, "nothing is staged"
+    return (
+        None,
+        f"the client failed ({(said.splitlines() or [f'exit {res.exit_status}'])[-1][:200]})",
+    )
+
+
+async def check_staged(ctx: StepContext) -> Outcome:
+    leader = ctx.leader
+    staged, why = await _staged(ctx, leader)
+    if staged:
+        return _verdict(True, f"{why} on {leader}", FINISHED)
+    if staged is False:
+        return _verdict(False, f"{why} on {leader}", NOT_RUN)
+    return _verdict(False, f"on {leader}: {why}", UNKNOWN)
+
+
+async def check_committed(ctx: StepContext) -> Outcome:
+    """After a commit the leader it ran on shuts down (a failover): still leading with
+    the recovery staged means it did not run."""
+    old = ctx.leader
+    state = lifecycle((await ctx.vars()).get(old, "no answer"))
+    if state == "LEADER_AWAITING_REGISTRATION":
+        staged, why = await _staged(ctx, old)
+        if staged:
+            return _verdict(
+                False, f"{old} still leads with the recovery staged (/vars: {state})", NOT_RUN
+            )
+        return _verdict(False, f"{old} still leads but {why} (/vars: {state})", UNKNOWN)
+    return _verdict(
+        True,
+        f"{old} is no longer the leader (/vars: {state}): it shut down after the commit",
+        FINISHED,
+    )
+
+
 async def nothing(ctx: StepContext) -> Outcome:
     return Outcome(True, ctx.step.check)
 
@@ -1047,6 +1299,14 @@ async def block_traffic(ctx: StepContext) -> Outcome:
 
 
 from runbook.preflight import preflight  # noqa: E402  (it builds on the helpers above)
+
+# The steps that edit files, and how (see make_plan).
+FILE_EDITS: dict[str, Callable[[StepContext, str], list[Edit]]] = {
+    "prep.admin_access": _edits_admin,
+    "prep.auth": _edits_auth,
+    "prep.disable": _edits_disable,
+    "cleanup.revert": _edits_revert,
+}
 
 RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
     "prep.preflight": preflight,
@@ -1075,16 +1335,23 @@ RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
 }
 
 # Read-only checks, run after a bot died mid-step: did the command appear to finish?
+# Each answers "finished" (ok), "did not run" or "cannot tell, and why".
 CHECK: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
+    "prep.admin_access": check_files_as_planned,
+    "prep.auth": check_files_as_planned,
+    "log.init": check_initialized,
+    "restore.place": check_placed,
+    "restore.stage": check_staged,
+    "restore.commit": check_committed,
     "prep.stop": check_stopped,
     "log.stop": check_stopped,
     "prep.start": check_came_up_disabled,
     "log.start": check_came_up_disabled,
     "cleanup.restart": check_came_up,
-    "prep.disable": check_disabled,
+    "prep.disable": check_files_as_planned,
     "log.archive": check_archived,
     "log.wipe": check_wiped,
-    "cleanup.revert": check_reverted,
+    "cleanup.revert": check_files_as_planned,
 }
 
 # Gathered when a step starts waiting for approval, for its card.

@@ -1,9 +1,10 @@
 """Commands from templates: every value validated, then shell-quoted.
 
-Nothing a user typed reaches a shell unquoted: a backup id, a cluster name or a task id
-is checked against its exact form first (`InvalidValue` otherwise), then quoted with
-`shlex.quote`. Only command templates from the cluster file (`{!name}`), which the
-operator wrote as shell on purpose, go in verbatim.
+Nothing a user typed reaches a shell unquoted: a backup id, a cluster name, a path, a
+host, a user or a port is checked against its exact form first (`InvalidValue` otherwise),
+then quoted with `shlex.quote`; typed task ids are checked by `runbook.listing.check_ids`.
+Only command templates from the cluster file (`{!name}`), which the operator wrote as
+shell on purpose, go in verbatim.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import shlex
 from runbook.clusters import HOST_RE, NAME_RE, PATH_RE, USER_RE
 
 BACKUP_ID_RE = re.compile(r"^scheduler-backup-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}$")
-# Aurora task ids: role-env-job-instance-uuid; letters, digits, '-', '_', '.'.
+# Aurora task ids: role-env-job-instance-uuid; letters, digits, '-', '_', '.'. Typed ids
+# are checked against it, and against the listing, in runbook.listing.check_ids.
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
@@ -31,12 +33,6 @@ def backup_id(value: str) -> str:
 def cluster_name(value: str) -> str:
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise InvalidValue(f"not a cluster name (letters, digits, . _ -): {value!r}")
-    return value
-
-
-def task_id(value: str) -> str:
-    if not isinstance(value, str) or not TASK_ID_RE.fullmatch(value):
-        raise InvalidValue(f"not a task id: {value!r}")
     return value
 
 

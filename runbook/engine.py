@@ -23,6 +23,7 @@ from runbook import actions, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
+from runbook.plan import Plan
 from runbook.ports import HostResult, LeaderDetector, Remote, SourcesCheck, VarsProbe
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import redact, redact_capped
@@ -229,7 +230,11 @@ class Engine:
                 f"{by.label}, who started the restore"
             )
 
-    async def _context(self, rec: RestoreRecord, step: Step, on_result: Any = None) -> StepContext:
+    async def _context(
+        self, rec: RestoreRecord, step: Step, on_result: Any = None, guarded: bool = False
+    ) -> StepContext:
+        """A step's context; `guarded`: its remote sends only what the step's stored plan
+        holds (runbook.plan), for everything a step that changes something sends."""
         cluster = self.cluster_of(rec)
         remote, probe = self._ports(cluster)
         facts = dict(rec.data)
@@ -249,9 +254,58 @@ class Engine:
             self.timing,
             self.detect,
             sources=self.sources,
+            plan=self._stored_plan(rec, step) if guarded else None,
         )
 
-    async def approve(self, rid: str, sid: str, by: Actor) -> Outcome:
+    def _stored_plan(self, rec: RestoreRecord, step: Step) -> Plan | None:
+        if step.risk is Risk.READ_ONLY:
+            return None
+        raw = rec.data.get(f"plan:{step.id}")
+        return Plan.from_dict(raw) if isinstance(raw, dict) and "commands" in raw else Plan()
+
+    async def _render_plan(self, rec: RestoreRecord, step: Step) -> dict[str, Any]:
+        """The step's plan rendered now (a dict with its digest, or an error)."""
+        try:
+            plan = await actions.make_plan(await self._context(rec, step))
+        except Exception as exc:  # the card says what could not be rendered
+            return {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
+        return plan.to_dict()
+
+    async def _bind_plan(
+        self, rec: RestoreRecord, step: Step, by: Actor, status: str, seen: str | None
+    ) -> str:
+        """Right before a step that changes something runs: its plan rendered again must
+        be the one shown (and, from a card, the one its approver saw). Otherwise the
+        approval is void: the new plan is stored, the card asks again, and the thread
+        says why. Returns the digest approved."""
+        stored = rec.data.get(f"plan:{step.id}") or {}
+        fresh = await self._render_plan(rec, step)
+        if "error" in fresh:
+            raise Refused(f"{step.id} cannot run: its plan cannot be rendered: {fresh['error']}")
+        if seen is not None and stored.get("digest") not in (None, seen):
+            raise Refused(
+                f"{step.id}: the card you approved is not the current one; look at it again"
+            )
+        if stored.get("digest") == fresh["digest"]:
+            return str(fresh["digest"])
+        old = Plan.from_dict(stored) if "commands" in stored else Plan()
+        why = "; ".join(old.differences(Plan.from_dict(fresh))) or "it was not rendered before"
+        await self.store.set_data(rec.rid, **{f"plan:{step.id}": fresh})
+        await self.store.transition(
+            rec.rid,
+            step.id,
+            (status,),
+            {},
+            {"type": "plan_changed", "actor": by.id, "reason": why[:500]},
+        )
+        await self._notify("plan_changed", rid=rec.rid, step=step.id, actor="bot", reason=why[:500])
+        raise Refused(
+            f"{step.id}: what it would do changed since the card was shown ({why}); "
+            "the card shows it again: approve again"
+        )
+
+    async def approve(self, rid: str, sid: str, by: Actor, seen: str | None = None) -> Outcome:
+        """Run a waiting step for `by`. `seen` is the plan digest on the card approved."""
         rec = await self.record(rid)
         step = self.step(sid)
         cluster = self.cluster_of(rec)
@@ -264,6 +318,11 @@ class Engine:
         await self._check_approver(cluster, by)
         self._two_person(rec, step, by, "approving")
         await self._precondition(rec, step, by, "awaiting")
+        digest = (
+            await self._bind_plan(rec, step, by, "awaiting", seen)
+            if step.risk is not Risk.READ_ONLY
+            else None
+        )
         won = await self.store.transition(
             rid,
             sid,
@@ -273,7 +332,7 @@ class Engine:
                 "approved_by": by.id,
                 "attempt": int(state.get("attempt", 0)) + 1,
             },
-            {"type": "approved", "actor": by.id},
+            {"type": "approved", "actor": by.id, "plan_digest": digest},
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
@@ -302,7 +361,9 @@ class Engine:
             raise Refused(f"{step.id} cannot run now: {window}")
         if not step.precondition:
             return
-        why = await actions.PRECONDITION[step.precondition](await self._context(rec, step))
+        why = await actions.PRECONDITION[step.precondition](
+            await self._context(rec, step, guarded=True)
+        )
         if not why:
             return
         if step.rewind_to and status == "awaiting":
@@ -437,7 +498,7 @@ class Engine:
             raise Refused(f"{sid} is not waiting for approval (it is {won.step.get('status')})")
         rec = await self.record(rid)
         outcome, summary, commands_sent = await self._hold_and_run(
-            rec, sid, lambda ctx: actions.delete_tasks(ctx, ids)
+            rec, sid, lambda ctx: actions.delete_tasks(ctx, ids), guarded=False
         )
         await self.store.transition(
             rid,
@@ -491,6 +552,8 @@ class Engine:
         state = rec.steps.get(sid, {})
         if state.get("status") in ("failed", "interrupted"):
             await self._precondition(rec, self.step(sid), by, str(state["status"]))
+            if self.step(sid).risk is not Risk.READ_ONLY:
+                await self._bind_plan(rec, self.step(sid), by, str(state["status"]), None)
         won = await self.store.transition(
             rid,
             sid,
@@ -515,6 +578,13 @@ class Engine:
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         self._two_person(rec, self.step(sid), by, "marking done")
+        if rec.steps.get(sid, {}).get("status") == "interrupted" and not rec.steps[sid].get(
+            "appears_finished"
+        ):
+            raise Refused(
+                f"{sid} can be marked done only when its check says it finished "
+                f"({rec.steps[sid].get('check') or 'it has no check'}): retry it, or abort"
+            )
         res = await self.store.transition(
             rid,
             sid,
@@ -674,9 +744,6 @@ class Engine:
                 f"no archive recorded by log.archive on {', '.join(missing)}: the old log cannot be put back there"
             )
         if not rec.data.get("originals"):
-            raise Refused("the original files are no longer kept: revert by hand")
-
-        if not rec.data.get("originals"):
             raise Refused("the original files are no longer kept: revert them by hand")
         ok, status = await self.store.restore_event(
             rid, {"status": "putting_back"}, {"type": "putting_back", "actor": by.id}, ("aborted",)
@@ -795,10 +862,14 @@ class Engine:
                     return
                 await self._execute(rid, nxt)
                 continue
+            # The plan shown is the plan run: rendered now, stored with its digest.
+            rendered = await self._render_plan(rec, step)
+            await self.store.set_data(rid, **{f"plan:{nxt}": rendered})
+            rec.data[f"plan:{nxt}"] = rendered
             preview: dict[str, Any] = {}
             if nxt in actions.PREVIEW:
                 try:
-                    ctx = await self._context(rec, step)
+                    ctx = await self._context(rec, step, guarded=True)
                     preview = await actions.PREVIEW[nxt](ctx)
                 except Exception as exc:  # the card says what could not be gathered
                     preview = {"error": str(exc)}
@@ -809,7 +880,11 @@ class Engine:
                 nxt,
                 ("pending",),
                 {"status": "awaiting"},
-                {"type": "awaiting_approval", "risk": step.risk.value},
+                {
+                    "type": "awaiting_approval",
+                    "risk": step.risk.value,
+                    "plan_digest": rendered.get("digest"),
+                },
                 restore_patch={"current": nxt},
             )
             if res.ok:
@@ -832,7 +907,11 @@ class Engine:
             await self._notify("finished", rid=rec.rid, status=final)
 
     async def _hold_and_run(
-        self, rec: RestoreRecord, sid: str, run: Callable[[StepContext], Awaitable[Outcome]]
+        self,
+        rec: RestoreRecord,
+        sid: str,
+        run: Callable[[StepContext], Awaitable[Outcome]],
+        guarded: bool = True,
     ) -> tuple[Outcome, str, list[dict[str, str]]]:
         """Run `run` for a step this worker holds (renewing its lease), recording each
         host's result; returns the outcome, its redacted summary and the commands sent."""
@@ -841,7 +920,7 @@ class Engine:
         async def on_result(r: HostResult) -> None:
             await self._host_result(rec.rid, sid, attempt, r)
 
-        ctx = await self._context(rec, self.step(sid), on_result)
+        ctx = await self._context(rec, self.step(sid), on_result, guarded=guarded)
         await self._notify("running", rid=rec.rid, step=sid)
         renew = asyncio.create_task(self._renew(rec.rid, sid))
         task = asyncio.ensure_future(run(ctx))
@@ -989,7 +1068,7 @@ class Engine:
             outcome = None
             if check is not None:
                 try:
-                    outcome = await check(await self._context(rec, self.step(sid)))
+                    outcome = await check(await self._context(rec, self.step(sid), guarded=True))
                 except Exception as exc:
                     outcome = Outcome(False, f"check could not run: {exc}")
                 await self.store.set_data(

@@ -1,6 +1,6 @@
 """The scheduler's environment file, edited on its raw text so that its meaning is kept.
 
-Two layouts exist (apache/aurora-packaging; /work/shared/docs/aurora.md §7):
+Two layouts exist (apache/aurora-packaging; docs/aurora-notes.md §F8):
 
 - Debian: `/etc/default/aurora-scheduler` (`specs/debian/aurora-scheduler.default`) holds
   plain variables. `aurora-scheduler-startup` (`specs/debian/aurora-scheduler.startup.sh`)
@@ -21,7 +21,7 @@ expansion that could become one of the edited flags, an expansion inside a flag 
 an assignment inside `if`/`export`/a function, ...) the edit is refused with one line
 naming the line of the file and why.
 
-A flag given twice aborts the scheduler's start (aurora.md §2.1), so each flag is replaced
+A flag given twice aborts the scheduler's start (docs/aurora-notes.md §F2), so each flag is replaced
 where it stands (`-f=v` and `-f v` forms) and added only when absent.
 
 `argv_script`/`parse_argv`/`argv_changes` are the dynamic check: the integrator runs the
@@ -1415,7 +1415,7 @@ def settings(text: str) -> dict[str, str]:
 
 
 def disable(text: str) -> str:
-    """prep.disable: the scheduler cannot register or reconcile (aurora.md §1.1).
+    """prep.disable: the scheduler cannot register or reconcile (docs/aurora-notes.md §F1).
 
     Debian: MESOS_MASTER's value becomes BOGUS_MASTER (its quote style kept), and each
     DISABLE_FLAGS flag in EXTRA_SCHEDULER_ARGS gets its value where it stands, or is added

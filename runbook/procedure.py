@@ -46,6 +46,9 @@ class Step:
     condition: str | None = None
     # Name of a machine-checked precondition: approval is refused while it fails.
     precondition: str | None = None
+    # Read-only commands the step also sends (its checks, its card's preview, reading the
+    # files it edits): part of the plan shown and approved (runbook.plan).
+    reads: tuple[str, ...] = ()
     # Marked "added" in the runbook: not in Aurora's page, done by careful operators.
     added: bool = False
     # When the precondition fails, the step fails and offers to go back to this earlier
@@ -69,6 +72,18 @@ RESTORE = "Restore from the backup"
 CLEANUP = "Cleanup"
 
 AURORA_ADMIN = "{!aurora_admin} {verb} --bypass-leader-redirect {cluster}"
+# Read-only commands steps send besides their own (see Step.reads).
+IS_ACTIVE = "{!is_active}"
+LOG_TAIL = "{!log_tail}"
+ARCHIVE_MATCHES = (
+    'listed=$(sudo -n tar -tzf {archive} | grep -v "/$" | sort) && '
+    "present=$(sudo -n find {log_dir} -mindepth 1 -type f -printf './%P\\n' | sort) && "
+    '[ -n "$listed" ] && [ "$listed" = "$present" ]'
+)
+ARCHIVE_SUM = "sudo -n sha256sum {archive}"
+WIPED = 'test -z "$(sudo -n ls -A {log_dir})"'
+WIPE_PREVIEW = "echo $(sudo -n find {log_dir} -mindepth 1 -type f | wc -l) $(sudo -n du -sb {log_dir} | cut -f1)"
+PRINT_RECOVERY = "{!aurora_admin} scheduler_print_recovery_tasks --bypass-leader-redirect {cluster}"
 
 
 def _admin(verb: str, *extra: str) -> str:
@@ -125,6 +140,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("{!service_stop}",),
         check="service inactive on every host",
+        reads=(IS_ACTIVE,),
     ),
     Step(
         id="prep.block_traffic",
@@ -154,8 +170,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         targets=Targets.ALL,
         risk=Risk.MUTATING,
-        commands=("sudo tee {admin_clusters_json} > /dev/null",),
+        commands=("sudo -n tee {admin_clusters_json} > /dev/null",),
         check="file re-read matches",
+        reads=("cat -- {admin_clusters_json}",),
     ),
     Step(
         id="prep.auth",
@@ -168,9 +185,10 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         targets=Targets.ALL,
         risk=Risk.MUTATING,
-        commands=("sudo tee {env_file} > /dev/null",),
+        commands=("sudo -n tee {env_file} > /dev/null",),
         check="flag absent",
         condition="auth_flag_present",
+        reads=("cat -- {env_file}",),
     ),
     Step(
         id="prep.disable",
@@ -186,8 +204,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         targets=Targets.ALL,
         risk=Risk.MUTATING,
-        commands=("sudo tee {env_file} > /dev/null",),
+        commands=("sudo -n tee {env_file} > /dev/null",),
         check="file re-read shows the three values, each once",
+        reads=("cat -- {env_file}",),
     ),
     Step(
         id="prep.start",
@@ -198,6 +217,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("{!service_start}",),
         check="every scheduler answers /vars, disabled: STORAGE_PREPARED or the leader LEADER_AWAITING_REGISTRATION",
+        reads=(LOG_TAIL,),
     ),
     Step(
         id="log.stop",
@@ -208,6 +228,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("{!service_stop}",),
         check="inactive everywhere",
+        reads=(IS_ACTIVE,),
     ),
     Step(
         id="log.archive",
@@ -229,6 +250,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         check="the tarball lists every file of the log directory; its sha256 is kept for the way back",
         added=True,
+        reads=(ARCHIVE_MATCHES, ARCHIVE_SUM),
     ),
     Step(
         id="log.wipe",
@@ -244,6 +266,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         check="directory empty everywhere",
         precondition="all_stopped",
         empties_log=True,
+        reads=(WIPED, IS_ACTIVE, WIPE_PREVIEW),
     ),
     Step(
         id="log.init",
@@ -258,6 +281,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("sudo -n -u {scheduler_user} {!mesos_log} initialize --path={log_dir}",),
         check="exit 0 everywhere",
+        reads=(WIPED,),
     ),
     Step(
         id="log.start",
@@ -268,6 +292,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("{!service_start}",),
         check="every scheduler answers /vars, disabled: STORAGE_PREPARED or the leader LEADER_AWAITING_REGISTRATION",
+        reads=(LOG_TAIL,),
     ),
     Step(
         id="restore.leader",
@@ -295,10 +320,11 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         targets=Targets.LEADER,
         risk=Risk.MUTATING,
         commands=(
-            "sudo tee {backup_path} > /dev/null",
+            "sudo -n tee {backup_path} > /dev/null",
             "sha256sum {backup_path} && stat -c %s {backup_path}",
         ),
         check="leader has it, sha256 equal",
+        reads=("test -f {backup_path}", "sha256sum {backup_path}", "cat -- {backup_path}"),
     ),
     Step(
         id="restore.stage",
@@ -309,6 +335,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=(_admin("scheduler_stage_recovery", "{backup}"),),
         check="exit 0",
+        reads=(PRINT_RECOVERY,),
     ),
     Step(
         id="restore.review",
@@ -343,7 +370,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         fills_log=True,
         # A new leader has no staged recovery: find it, place the backup there, stage again.
         rewind_to="restore.leader",
-        rewind_label="Back to restore.stage",
+        rewind_label="Back to restore.leader",
+        reads=(PRINT_RECOVERY,),
     ),
     Step(
         id="restore.failover",
@@ -367,12 +395,13 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         targets=Targets.ALL,
         risk=Risk.MUTATING,
         commands=(
-            "sudo tee {env_file} > /dev/null",
-            "sudo tee {admin_clusters_json} > /dev/null",
+            "sudo -n tee {env_file} > /dev/null",
+            "sudo -n tee {admin_clusters_json} > /dev/null",
         ),
         check="sha256 equals the original on every host",
         skippable=False,
         needs_real_log=True,
+        reads=("cat -- {env_file}", "cat -- {admin_clusters_json}"),
     ),
     Step(
         id="cleanup.restart",
@@ -384,6 +413,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         commands=("{!service_stop} && {!service_start}",),
         check="each scheduler answers /vars again (the leader ACTIVE or on its way)",
         needs_real_log=True,
+        reads=(LOG_TAIL,),
     ),
     Step(
         id="cleanup.verify",

@@ -1,7 +1,7 @@
 """The `aurora_admin` stand-in on a simulated host (`python -m sandbox.admin ARGS`).
 
-It mimics Aurora's admin client where the restore procedure can see it (aurora.md §4.3,
-§5): the clusters.json files and their precedence, `zk` winning over `scheduler_uri`,
+It mimics Aurora's admin client where the restore procedure can see it (docs/aurora-notes.md
+§F5): the clusters.json files and their precedence, `zk` winning over `scheduler_uri`,
 `--bypass-leader-redirect` anywhere on the line, the exact usage strings, log lines on
 stderr as `<LEVEL>] message`, `Response from scheduler: CODE (message: ...)`, retrying
 ERROR_TRANSIENT for the RPC maximum wait, and the tracebacks a real client dies with
@@ -39,7 +39,7 @@ CONNECT_RETRY_INTERVAL = 2.0
 BYPASS_OPTION = "--bypass-leader-redirect"
 BYPASS_HEADER = "Bypass-Leader-Redirect"
 CLIENT_MODULE = "apache.aurora.client.api.scheduler_client"
-# Only queryRecovery is marked retryable among the recovery calls (aurora.md §4.3).
+# Only queryRecovery is marked retryable among the recovery calls (docs/aurora-notes.md §F5).
 RETRYABLE = frozenset({"queryRecovery"})
 
 

@@ -2,7 +2,7 @@
 
 Two implementations behind one interface (`Election`), chosen by SandboxInfo.zk_endpoints:
 
-- ZooKeeper (kazoo), laid out the way Aurora's Curator code does it (aurora.md §4.2): every
+- ZooKeeper (kazoo), laid out the way Aurora's Curator code does it (docs/aurora-notes.md §F4): every
   scheduler with prepared storage creates an EPHEMERAL_SEQUENTIAL candidate node
   `<serverset_path>/_c_<uuid4>-lock-NNNNNNNNNN` holding its hostname; the lowest sequence
   number leads. Only a leader that registered with Mesos (ACTIVE) writes the `member_`
@@ -46,7 +46,7 @@ class ElectionUnavailable(Exception):
 
 
 def member_json(host: str, port: int, endpoint: str = "http") -> Member:
-    """Aurora's ServiceInstance JSON, keys in Gson's order (aurora.md §4.2)."""
+    """Aurora's ServiceInstance JSON, keys in Gson's order (docs/aurora-notes.md §F4)."""
     return {
         "serviceEndpoint": {"host": host, "port": port},
         "additionalEndpoints": {endpoint: {"host": host, "port": port}},

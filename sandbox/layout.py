@@ -73,7 +73,7 @@ class HostPaths:
     @property
     def admin_name(self) -> str:
         """The admin client's name: `aurora-admin` from Debian's aurora-tools,
-        `aurora_admin` from the RPM (aurora.md §7, §9.19)."""
+        `aurora_admin` from the RPM (docs/aurora-notes.md §F8)."""
         return "aurora_admin" if self.flavour == "rpm" else "aurora-admin"
 
     @property
@@ -105,7 +105,7 @@ class HostPaths:
 
     @property
     def scheduler_log(self) -> Path:
-        """The file log of `--log-file` (no package writes one: aurora.md "More facts")."""
+        """The file log of `--log-file` (no package writes one: docs/aurora-notes.md §F8)."""
         return self.root / "var/log/aurora/aurora-scheduler.log"
 
     @property

@@ -1,9 +1,9 @@
 """The `mesos-log` stand-in on a simulated host (`python -m sandbox.mesoslog ARGS`).
 
-Only `initialize` is real (aurora.md §6.1): it turns an EMPTY replica into VOTING and
+Only `initialize` is real (docs/aurora-notes.md §F7): it turns an EMPTY replica into VOTING and
 refuses anything else. The files it creates belong to the user it runs as (SANDBOX_USER,
 set by the sudo stand-in): a plain `sudo mesos-log initialize` leaves a log owned by root
-that the scheduler, running as aurora, cannot open (aurora.md §9, pitfall 7).
+that the scheduler, running as aurora, cannot open (docs/aurora-notes.md §F7).
 
 It refuses any --path outside the sandbox directory: nothing the sandbox runs may touch
 anything outside DIR.

@@ -1,25 +1,25 @@
 """The simulated Aurora scheduler (`python -m sandbox.scheduler FLAGS...`).
 
 Started by the host's `aurora-scheduler-startup` exactly like Debian's package starts the
-real one, with the same flags (aurora.md §7.1). It behaves like Aurora 0.17-0.20 where the
+real one, with the same flags (docs/aurora-notes.md §F8). It behaves like Aurora 0.17-0.20 where the
 restore procedure can see it:
 
 - flags parsed like JCommander (≥0.19): a flag given twice, a word that is no flag or a
-  time amount spelled wrong aborts the start (aurora.md §2);
+  time amount spelled wrong aborts the start (docs/aurora-notes.md §F2);
 - the advertised host (the candidate's data and the member_ JSON) is computed like
   JettyServerModule: `-hostname` when given, else the Jetty bind address `-ip`, else
   InetAddress.getLocalHost().getHostAddress(), i.e. the host's IP address (apache/aurora
   src/main/java/org/apache/aurora/scheduler/http/JettyServerModule.java;
   CuratorSingletonService.java: `leaderSelector.setId(endpoint.getHostName())`);
 - the lifecycle IDLE → PREPARING_STORAGE → STORAGE_PREPARED → LEADER_AWAITING_REGISTRATION
-  → ACTIVE (DEAD from anywhere), shown in /vars (§4.1);
+  → ACTIVE (DEAD from anywhere), shown in /vars (§F4);
 - storage is a replica of the replicated log (sandbox.replog): corrupt or unreadable kills
-  the process (the supervisor restarts it: a crash loop), EMPTY waits forever (§6.2);
+  the process (the supervisor restarts it: a crash loop), EMPTY waits forever (§F7);
 - the leader is elected (sandbox.election); it registers with Mesos only when
   -mesos_master_address is the sandbox's real master, and only then advertises itself;
 - an ACTIVE leader reconciles against the running tasks after
   -reconciliation_initial_delay and kills every task its storage does not know;
-- /api is a JSON stand-in for the Thrift API with the storage-recovery calls (§5, §8).
+- /api is a JSON stand-in for the Thrift API with the storage-recovery calls (§F5, §F6).
 
 Log lines go to stderr (the unit sends them to the host's journal) in a glog-like format. Every way out of the process goes through `Scheduler.die`, which leaves
 the election first and then calls os._exit: nothing may keep a dying scheduler alive.
@@ -331,7 +331,7 @@ def kill_unknown_tasks(info: SandboxInfo, known: set[str], host: str) -> list[st
 
 @dataclass
 class Staged:
-    """A staged recovery: in this process's memory only (aurora.md §5.3)."""
+    """A staged recovery: in this process's memory only (docs/aurora-notes.md §F6)."""
 
     backup: str
     tasks: list[Task]

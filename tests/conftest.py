@@ -31,6 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the settings of the shell that runs it: every AURORA_RESTORE_*,
+    REDIS_URL and SLACK_* variable is cleared (a test sets what it needs)."""
+    for name in list(os.environ):
+        if name.startswith(("AURORA_RESTORE_", "SLACK_")) or name == "REDIS_URL":
+            monkeypatch.delenv(name, raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -235,3 +244,16 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     await client.flushall()
     yield Store(client)
     await client.aclose()
+
+
+@pytest.fixture
+async def one_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A `Store` on the embedded server only (what the bot runs without REDIS_URL): for the
+    long scenario tests, where the kind of server does not matter; the store's own tests
+    and the engine's rules run on both kinds (`store`)."""
+    from bot.redis_server import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path / "valkey-one") as server:
+        client = aioredis.Redis.from_url(server.start())
+        yield Store(client)
+        await client.aclose()

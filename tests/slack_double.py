@@ -6,7 +6,7 @@ The double is an aiohttp server on 127.0.0.1 (free port) that runs in the test's
         client = AsyncWebClient(token=double.token, base_url=double.base_url)
         ...
 
-It answers the methods the bot uses the way Slack does (see /work/shared/docs/slack.md), records
+It answers the methods the bot uses the way Slack does (see docs/slack-notes.md), records
 every call, validates every Block Kit payload (slack_sdk's models plus Slack's documented limits),
 and can inject 429s / 5xx and enforce a rate limit.
 
@@ -37,7 +37,7 @@ from slack_sdk.models.views import View
 
 JSON_PARAMS = ("blocks", "attachments", "view", "files", "metadata", "user_auth_blocks")
 
-# Slack's documented limits (slack.md §3.2, §4).
+# Slack's documented limits (docs/slack-notes.md, "Block Kit limits").
 MAX_BLOCKS_MESSAGE = 50
 MAX_BLOCKS_MODAL = 100
 MAX_TEXT = 40_000
@@ -632,7 +632,7 @@ class SlackDouble:
         message = self._messages[(channel, ts)]
         if "text" in p:
             message["text"] = p["text"]
-        # Sending text without blocks removes the existing blocks (slack.md §8.3).
+        # Sending text without blocks removes the existing blocks (docs/slack-notes.md, "Updating a message").
         message["blocks"] = p.get("blocks") or []
         message["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
         return {
@@ -824,7 +824,7 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Signed requests to a Bolt app, and payloads as Slack sends them (slack.md §2, §5)
+# Signed requests to a Bolt app, and payloads as Slack sends them (docs/slack-notes.md: signing, payload fields)
 # ---------------------------------------------------------------------------------------------
 
 _trigger_counter = itertools.count(1)

@@ -94,13 +94,13 @@ async def test_choose_backup_delete_tasks_and_go_back_after_a_leader_change(
     assert rec.steps["prep.preflight"]["status"] == "succeeded"
     summary = rec.steps["prep.preflight"]["summary"]
     leader_now = rec.data["preflight_leader"]
-    assert f"aurora_admin on {leader_now} lists" in summary
+    assert f"aurora-admin on {leader_now} lists" in summary
     assert rec.data["preflight_table"][leader_now]["vars"] == "leader"
     backups = rec.data["backups"]
     newest = rec.data["backup"]
     assert newest == max(backups)
     # aurora_admin lists the backup_dir of the scheduler it reaches: the leader's.
-    listed = int(summary.split(f"aurora_admin on {leader_now} lists ")[1].split(";")[0])
+    listed = int(summary.split(f"aurora-admin on {leader_now} lists ")[1].split(";")[0])
     assert listed == len([b for b, hosts in backups.items() if leader_now in hosts]) > 0
     old = next(b for b in sorted(backups) if (backup_age(b) or 0) > MAX_AGE)
     fresh = next(b for b in sorted(backups, reverse=True) if b != newest)
@@ -206,7 +206,7 @@ async def test_choose_backup_delete_tasks_and_go_back_after_a_leader_change(
     commit_events = [e for e in await store.events(rid) if e.get("step") == "restore.commit"]
     assert [e["type"] for e in commit_events[len(commits_before) :]] == ["failed"]
     assert not [e for e in commit_events if e["type"] == "host_result"]  # nothing was sent
-    with pytest.raises(Refused, match="Back to restore.stage"):
+    with pytest.raises(Refused, match="Back to restore.leader"):
         await engine.retry(rid, "restore.commit", BOB)
     with pytest.raises(Refused, match="mallory is not an approver"):
         await engine.rewind(rid, "restore.commit", MALLORY)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import re
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from slack_sdk.errors import SlackObjectFormationError
@@ -12,7 +15,10 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot import blocks as B
+from bot.console import Console
 from runbook.clusters import Cluster, parse_clusters
+from runbook.engine import Engine
+from runbook.plan import Plan, read_command
 from runbook.ports import HostResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Targets, get_step
 from runbook.store import RestoreRecord
@@ -286,9 +292,12 @@ def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str
     progress = results(cluster, big_output=cluster is BIG) if status != "pending" else None
     card = B.render_step(rec, cluster, sid, progress=progress)
     check_blocks(card.blocks, card.text)
-    assert B.step_card(rec, cluster, sid, progress=progress) == (card.text, card.blocks)
     step = get_step(sid)
-    assert sid in card.blocks[0]["text"]["text"]
+    head = card.blocks[0]["text"]["text"]
+    assert sid in head and B.STATUS_EMOJI[status] in head
+    meta = next(b for b in card.blocks if b["block_id"] == "card.meta")
+    assert f"status: *{status}* · attempt 2" in json.dumps(meta, ensure_ascii=False)
+    assert card.text.endswith(f": {status}")
     assert B.RISK_BADGE[step.risk] in json.dumps(card.blocks, ensure_ascii=False)
     ids = {e["action_id"] for e in _elements(card.blocks)}
     expected = {
@@ -303,12 +312,11 @@ def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str
     assert ids == expected
     if cluster is BIG and status in ("succeeded", "failed"):
         assert card.needs_file
-        assert B.long_output(rec, cluster, sid, progress)
 
 
 def test_destructive_approve_has_confirm_and_value() -> None:
     rec = record(SMALL, {"log.wipe": "awaiting"})
-    _t, blocks = B.step_card(rec, SMALL, "log.wipe")
+    blocks = B.render_step(rec, SMALL, "log.wipe").blocks
     approve = next(e for e in _elements(blocks) if e["action_id"] == "approve")
     assert approve["style"] == "primary"
     assert "DESTRUCTIVE" in approve["confirm"]["text"]["text"]
@@ -316,34 +324,113 @@ def test_destructive_approve_has_confirm_and_value() -> None:
     skip = next(e for e in _elements(blocks) if e["action_id"] == "skip")
     assert "confirm" not in skip
     rec = record(SMALL, {"prep.stop": "awaiting"})
-    _t, blocks = B.step_card(rec, SMALL, "prep.stop")
+    blocks = B.render_step(rec, SMALL, "prep.stop").blocks
     assert all("confirm" not in e for e in _elements(blocks))
     # Not skippable: no Skip button.
     rec = record(SMALL, {"restore.commit": "awaiting"})
-    _t, blocks = B.step_card(rec, SMALL, "restore.commit")
+    blocks = B.render_step(rec, SMALL, "restore.commit").blocks
     assert {e["action_id"] for e in _elements(blocks)} == {"approve"}
 
 
-def test_card_content_mirrors_console() -> None:
+def test_card_content_of_wipe_review_and_ack() -> None:
     rec = record(SMALL, {"log.wipe": "awaiting"})
-    _t, blocks = B.step_card(rec, SMALL, "log.wipe")
+    blocks = B.render_step(rec, SMALL, "log.wipe").blocks
     dump = json.dumps(blocks, ensure_ascii=False)
     assert "sudo find /var/lib/aurora/scheduler/db -mindepth 1 -delete" in dump
     assert "1234 files, 4.7 GB" in dump and "&lt;script&gt;" in dump
     assert "all 3 schedulers" in dump and "check: directory empty everywhere" in dump
     rec = record(SMALL, {"restore.review": "awaiting"})
-    _t, blocks = B.step_card(rec, SMALL, "restore.review")
+    blocks = B.render_step(rec, SMALL, "restore.review").blocks
     dump = json.dumps(blocks, ensure_ascii=False)
     assert "*Staged tasks:* 12" in dump and "`RUNNING` 9" in dump and "PENDING&lt;&amp;&gt;" in dump
     rec = record(SMALL, {"prep.ack_backup": "awaiting"})
     rec.data["backup_age"] = 9 * 3600
-    _t, blocks = B.step_card(rec, SMALL, "prep.ack_backup")
+    blocks = B.render_step(rec, SMALL, "prep.ack_backup").blocks
     assert "9.0 h old" in json.dumps(blocks, ensure_ascii=False)
+
+
+def console_card(rec: RestoreRecord, cluster: Cluster, sid: str) -> dict[str, list[str]]:
+    """What the console prints for a step offered (bot.console.Console.card): its
+    commands, the lines of its file diffs, and the commands it also reads with."""
+    out = io.StringIO()
+    console = Console(cast(Engine, SimpleNamespace()), cluster, me="alice", out=out)
+    console.card(get_step(sid), rec.data)
+    seen: dict[str, list[str]] = {"commands": [], "diffs": [], "reads": []}
+    section = ""
+    for line in out.getvalue().splitlines():
+        if re.match(r"^  \[[^]]+\] \$ ", line):
+            seen["commands"].append(line.split("] $ ", 1)[1])
+            section = ""
+        elif re.match(r"^  \[[^]]+\] file edit:$", line):
+            section = "diffs"
+        elif line == "  it also reads, to check:":
+            section = "reads"
+        elif line.startswith("    ") and section == "diffs":
+            seen["diffs"].append(line[4:])
+        elif line.startswith("    $ ") and section == "reads":
+            seen["reads"].append(line[6:])
+        else:
+            section = ""
+    return seen
+
+
+def card_lines(card: B.StepCard, block_id: str) -> list[str]:
+    """The lines of the sections whose block id starts with `block_id`, unescaped."""
+    texts = [
+        b["text"]["text"]
+        for b in card.blocks
+        if b["type"] == "section" and b["block_id"].startswith(block_id)
+    ]
+    return [html.unescape(line) for t in texts for line in t.splitlines()]
+
+
+def test_card_content_mirrors_console() -> None:
+    """A step offered shows the same commands, file diffs and reads on its Slack card as
+    in the console: both render the step's stored plan (runbook.plan)."""
+    hosts = [s.host for s in SMALL.schedulers]
+    env = "/etc/default/aurora-scheduler"
+    before = b'MESOS_MASTER="zk://zk1:2181/mesos"\nEXTRA_SCHEDULER_ARGS="-x=<1> & y"\n'
+    after = (
+        b'MESOS_MASTER="zk://localhost:1111/mesos/master"\n'
+        b'EXTRA_SCHEDULER_ARGS="-x=<1> & y -max_registration_delay=360mins"\n'
+    )
+    disable = Plan()
+    wipe = Plan()
+    for h in hosts:
+        disable.commands[h] = [f"sudo -n tee {env} > /dev/null"]
+        disable.reads[h] = [read_command(env)]
+        disable.edit(h, env, before, after)
+        wipe.commands[h] = ["sudo find /var/lib/aurora/scheduler/db -mindepth 1 -delete"]
+        wipe.reads[h] = ['test -z "$(sudo -n ls -A /var/lib/aurora/scheduler/db)"']
+    cases = {"prep.disable": disable, "log.wipe": wipe, "restore.review": None}
+    for sid, plan in cases.items():
+        rec = record(SMALL, {sid: "awaiting"})
+        if plan is not None:
+            rec.data[f"plan:{sid}"] = plan.to_dict()
+        seen = console_card(rec, SMALL, sid)
+        card = B.render_step(rec, SMALL, sid)
+        shown = [
+            line.split("] $ ", 1)[1] for line in card_lines(card, "card.commands") if "] $ " in line
+        ]
+        assert seen["commands"] and set(shown) == set(seen["commands"]), sid
+        diffs = card_lines(card, "card.diff.")
+        assert set(diffs) - set(seen["diffs"]) <= {"```"} | {d for d in diffs if d.startswith("*")}
+        assert set(seen["diffs"]) <= set(diffs), sid
+        reads = card_lines(card, "card.reads")
+        assert set(reads) - {"*It also reads, to check:*", "```"} == set(seen["reads"]), sid
+        if plan is None:
+            assert not seen["diffs"] and not seen["reads"], sid
+            continue
+        assert seen["reads"] == sorted({c for cs in plan.reads.values() for c in cs}), sid
+        assert f"plan `{plan.to_dict()['digest'][:12]}`" in json.dumps(card.blocks), sid
+        if sid == "prep.disable":  # the edited line, with the rest of it as it was
+            edited = '+EXTRA_SCHEDULER_ARGS="-x=<1> & y -max_registration_delay=360mins"'
+            assert edited in seen["diffs"] and edited in diffs
 
 
 def test_commands_truncated_with_note() -> None:
     rec = record(BIG, {"restore.failover": "awaiting"})
-    _t, blocks = B.step_card(rec, BIG, "restore.failover")
+    blocks = B.render_step(rec, BIG, "restore.failover").blocks
     cmd = next(b for b in blocks if b["block_id"] == "card.commands")["text"]["text"]
     assert re.search(r"… \d+ more lines in the transcript", cmd)
     assert cmd.endswith("```")
@@ -356,7 +443,8 @@ def test_running_progress_lines() -> None:
         "sched1": HostResult("sched1", 0, "", "", 1.234),
         "sched2": HostResult("sched2", None, "", "", 30.0, error="timed out"),
     }
-    text, blocks = B.step_card(rec, SMALL, "prep.stop", progress=progress)
+    card = B.render_step(rec, SMALL, "prep.stop", progress=progress)
+    text, blocks = card.text, card.blocks
     check_blocks(blocks, text)
     dump = json.dumps(blocks, ensure_ascii=False)
     assert "✓ `sched1` exit 0 · 1.23s" in dump
@@ -372,7 +460,7 @@ def test_interrupted_shows_check() -> None:
             {"prep.stop": "interrupted"},
             step_extra={"appears_finished": finished, "check": "service inactive on every host"},
         )
-        _t, blocks = B.step_card(rec, SMALL, "prep.stop")
+        blocks = B.render_step(rec, SMALL, "prep.stop").blocks
         state = next(b for b in blocks if b["block_id"] == "card.state")["text"]["text"]
         assert word in state and "service inactive on every host" in state
 
@@ -397,7 +485,8 @@ def test_output_tail_and_file() -> None:
 
 def test_unknown_step_and_targets() -> None:
     rec = record(SMALL)
-    text, blocks = B.step_card(rec, SMALL, "no.such<step>")
+    card = B.render_step(rec, SMALL, "no.such<step>")
+    text, blocks = card.text, card.blocks
     check_blocks(blocks, text)
     step = get_step("restore.stage")
     assert step.targets is Targets.LEADER
@@ -471,7 +560,7 @@ def test_failed_leader_offers_recheck_and_a_commit_whose_leader_changed_goes_bac
     check_blocks(card.blocks, card.text)
     by_id = {e["action_id"]: e for e in _elements(card.blocks)}
     assert set(by_id) == {"rewind", "retry", "abort"}
-    assert by_id["rewind"]["text"]["text"] == "Back to restore.stage"
+    assert by_id["rewind"]["text"]["text"] == get_step("restore.commit").rewind_label
     assert by_id["rewind"]["style"] == "primary" and "style" not in by_id["retry"]
     assert "restore.leader" in by_id["rewind"]["confirm"]["text"]["text"]
     # Without the way back (any other failure), Retry is the first choice.

@@ -77,8 +77,11 @@ def test_defaults(tmp_path: Path) -> None:
     c = load_clusters(write(tmp_path, '[[clusters.east.schedulers]]\nhost = "s1"\n'))["east"]
     assert c.aurora_name == "east"
     assert c.http_port == 8081
-    assert c.env_file == "/etc/default/aurora-scheduler"
-    assert c.native_log_file_path is None  # read from LOGDB_FILE_PATH in env_file
+    assert c.env_file is None  # found by preflight: Debian's path, else the RPM's
+    assert c.aurora_admin is None  # found by preflight: aurora-admin, else aurora_admin
+    assert c.scheduler_log is None and c.scheduler_unit == "aurora-scheduler"  # journald
+    assert c.start_wait == "3m"
+    assert c.native_log_file_path is None  # read from the env file
     assert c.service.stop == "sudo systemctl stop aurora-scheduler"
     assert c.two_person_rule is True
     assert c.zk_endpoints is None

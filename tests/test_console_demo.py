@@ -41,7 +41,7 @@ def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
     )
     assert table, r.stdout[-3000:]
     assert f"  {table.group(1)}: logs leader, vars leader" in table.group(2)
-    assert re.search(r"✓ prep\.preflight: .*aurora_admin on scheduler-\d lists \d+", r.stdout)
+    assert re.search(r"✓ prep\.preflight: .*aurora-admin on scheduler-\d lists \d+", r.stdout)
     backups = re.search(r"\nbackups, newest first:\n((?:  scheduler-backup-.*\n)+)", r.stdout)
     assert backups and " · 0." in backups.group(1).splitlines()[0]  # newest: minutes old
     assert "\nthe leader, by source:\n  scheduler-1: " in r.stdout

@@ -32,6 +32,13 @@ from tests.drive import ALICE, BOB, drive, file_sums, kills
 
 pytestmark = pytest.mark.timeout(900)
 
+
+@pytest.fixture
+def store(one_store: Store) -> Store:
+    """One kind of server is enough for these scenarios (see tests/conftest.py)."""
+    return one_store
+
+
 FAST = Timing(
     leader_wait=20, failover_wait=30, verify_wait=45, poll=0.3, vars_timeout=2, start_wait=40
 )

@@ -21,7 +21,7 @@ from runbook.envfile import BOGUS_MASTER, EnvFileError
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="needs bash")
 
-# aurora.md §7.1: apache/aurora-packaging specs/debian/aurora-scheduler.default
+# docs/aurora-notes.md §F8: apache/aurora-packaging specs/debian/aurora-scheduler.default
 DEBIAN_DEFAULT = """\
 GLOG_v=0
 LIBPROCESS_PORT=8083
@@ -70,7 +70,7 @@ EXTRA_SCHEDULER_ARGS="-hostname=$(hostname -f) -serverset_endpoint_name=${ENDPOI
 # end
 """
 
-# aurora.md §7.2: apache/aurora-packaging specs/rpm/aurora.sysconfig, one line
+# docs/aurora-notes.md §F8: apache/aurora-packaging specs/rpm/aurora.sysconfig, one line
 RPM_ONE_LINE = """\
 GLOG_v=0
 LIBPROCESS_PORT=8083

@@ -22,6 +22,13 @@ from tests.drive import ALICE, BOB, drive
 
 pytestmark = pytest.mark.timeout(300)
 
+
+@pytest.fixture
+def store(one_store: Store) -> Store:
+    """One kind of server is enough for these scenarios (see tests/conftest.py)."""
+    return one_store
+
+
 FAST = Timing(
     leader_wait=20, failover_wait=30, verify_wait=45, poll=0.3, vars_timeout=2, start_wait=30
 )
@@ -109,7 +116,9 @@ async def test_a_garbage_archive_does_not_count_as_finished(
     await engine.close()
 
 
-async def test_a_failed_archive_leaves_no_partial_file(sandbox: RunningSandbox, store: Store) -> None:
+async def test_a_failed_archive_leaves_no_partial_file(
+    sandbox: RunningSandbox, store: Store
+) -> None:
     engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "log.archive") == "at log.archive"

@@ -28,10 +28,10 @@ from bot.leader import (
     detect_leader,
     interpret,
     log_command,
-    render_table,
 )
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
+from runbook.actions import table_rows
 from runbook.clusters import Cluster, Scheduler
 from runbook.ports import HostResult
 from tests.conftest import RunningSandbox, free_port, wait_for
@@ -131,18 +131,22 @@ async def test_sources_agree_then_disagree_then_none(
     await asyncio.to_thread(wait_for, lambda: len(sb.leaders("ACTIVE")) == 1, 30)
     active = sb.leaders("ACTIVE")[0]
     async with SshExecutor(cluster) as ssh:
-        report = await detect_leader(cluster, probe, ssh, state="ACTIVE", log_path=SANDBOX_LOG)
-        text = render_table(report)
+        report = await detect_leader(cluster, probe, ssh, state="ACTIVE")
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == active
         assert report.by_source == {"vars": active, "zookeeper": active, "logs": active}
         assert report.table[active] == {
             "vars": "leader",
-            "zookeeper": "leader (member_)",
+            # member_ and candidates hold the advertised host: the IP address.
+            "zookeeper": f"leader (member_ {cluster.scheduler(active).connect_address})",
             "logs": "leader",
         }
         others = [h for h in report.table if h != active]
-        assert all(report.table[h]["zookeeper"] == "candidate" for h in others)
+        assert all(
+            report.table[h]["zookeeper"] == f"candidate ({cluster.scheduler(h).connect_address})"
+            for h in others
+        )
         assert all(report.table[h]["logs"] == "follower" for h in others)
         assert active in text and "zookeeper" in text
 
@@ -174,7 +178,7 @@ async def test_sources_agree_then_disagree_then_none(
         )
         assert all(r.ok for r in results.values()), results
         await asyncio.to_thread(wait_for, lambda: set(sb.states().values()) == {"DOWN"}, 20)
-        report = await detect_leader(cluster, probe, ssh, state="ACTIVE", log_path=SANDBOX_LOG)
+        report = await detect_leader(cluster, probe, ssh, state="ACTIVE")
         assert report.leader is None
         assert report.by_source == {"vars": None, "zookeeper": None, "logs": None}
         assert all(row["vars"].startswith("down:") for row in report.table.values())
@@ -224,7 +228,7 @@ async def test_zookeeper_down_is_reported_without_hanging(
     assert report.by_source == {"vars": "sched-1", "zookeeper": None}
     assert report.table["sched-1"]["zookeeper"].startswith("unavailable:")
     assert report.problems[0].startswith("ZooKeeper unavailable:")
-    assert "unavailable" in render_table(report)
+    assert "unavailable" in table_rows(report.table)
 
 
 def _sequence(node: str) -> int:
@@ -236,7 +240,7 @@ async def test_disabled_sandbox_leader_from_candidates_only(
     make_sandbox: Callable[..., RunningSandbox], zookeeper: str, probe: HttpVarsProbe
 ) -> None:
     """Disabled schedulers never register, so never write `member_`: ZooKeeper's leader
-    is the candidate with the lowest sequence (aurora.md §4.2)."""
+    is the candidate with the lowest sequence (docs/aurora-notes.md §F4)."""
     sb = make_sandbox("--zk", zookeeper)
     cluster = sb.cluster
     # As prep.disable leaves the env file: a Mesos master nobody runs, no deadline near.
@@ -279,19 +283,26 @@ async def test_disabled_sandbox_leader_from_candidates_only(
             assert not [n for n in nodes if n.startswith("member_")], nodes
             lock_nodes = [n for n in nodes if "-lock-" in n]
             lowest = min(lock_nodes, key=_sequence)
-            leader = zk.get(f"{cluster.serverset_path}/{lowest}")[0].decode()
+            # The candidate's data is the scheduler's advertised host: its IP address.
+            datum = zk.get(f"{cluster.serverset_path}/{lowest}")[0].decode()
+            leader = next(s.host for s in cluster.schedulers if s.connect_address == datum)
             assert sb.leaders("LEADER_AWAITING_REGISTRATION") == [leader]
 
-            report = await detect_leader(cluster, probe, ssh, log_path=SANDBOX_LOG)
-        text = render_table(report)
+            report = await detect_leader(cluster, probe, ssh)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == leader
         assert report.by_source == {"vars": leader, "zookeeper": leader, "logs": leader}
-        assert report.table[leader] == {"vars": "leader", "zookeeper": "leader", "logs": "leader"}
+        assert report.table[leader] == {
+            "vars": "leader",
+            "zookeeper": f"leader ({datum})",
+            "logs": "leader",
+        }
         for host in (h for h in report.table if h != leader):
+            address = cluster.scheduler(host).connect_address
             assert report.table[host] == {
                 "vars": "follower (STORAGE_PREPARED)",
-                "zookeeper": "candidate",
+                "zookeeper": f"candidate ({address})",
                 "logs": "follower",
             }
         assert "member_" not in text
@@ -345,7 +356,7 @@ async def test_lowest_sequence_leads_whatever_the_names(
         assert min(names, key=_sequence) == created["sched-2"]
 
         report = await detect_leader(cluster, probe)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == "sched-2"
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
@@ -380,7 +391,7 @@ async def test_legacy_singleton_candidates_are_read_too(
         for host in ("sched-2", "sched-1"):
             candidate(zk, path, "singleton_candidate_", host)
         report = await detect_leader(cluster, probe)
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
         assert report.table["sched-1"]["zookeeper"] == "candidate"
 
@@ -588,7 +599,7 @@ async def test_candidates_holding_addresses_match_by_address(
         for host in ("sched-2", "sched-3", "sched-1"):  # sched-2 lowest
             candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", addresses[host])
         report = await detect_leader(cluster, probe)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.abstained == {}
         assert report.leader == "sched-2"
@@ -618,7 +629,7 @@ async def test_member_holding_an_address(
         member = '{"serviceEndpoint":{"host":"127.0.0.3","port":8081},"status":"ALIVE"}'
         candidate(zk, path, "member_", member)
         report = await detect_leader(cluster, probe, state="ACTIVE")
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.by_source == {"vars": "sched-2", "zookeeper": "sched-2"}
         assert report.table["sched-2"]["zookeeper"] == "leader (member_ 127.0.0.3)"
         assert report.table["sched-1"]["zookeeper"] == "candidate (127.0.0.2)"
@@ -639,7 +650,7 @@ async def test_candidate_matched_by_resolving_the_host(
         candidate(zk, path, "singleton_candidate_", "127.0.0.1")
         candidate(zk, path, "singleton_candidate_", "127.0.0.6")
         report = await detect_leader(cluster, probe)
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.by_source == {"vars": "localhost", "zookeeper": "localhost"}
         assert report.table["localhost"]["zookeeper"] == "leader (127.0.0.1)"
         assert report.table["sched-2"]["zookeeper"] == "candidate (127.0.0.6)"
@@ -667,7 +678,7 @@ async def test_identical_candidates_abstain_and_the_others_agree(
         cluster = addressed_cluster(ports, addresses, zookeeper, path)
         nodes = [candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "127.0.1.1") for _ in range(3)]
         report = await detect_leader(cluster, probe, remote)
-        text = render_table(report)
+        text = table_rows(report.table)
         assert report.problems == [], text
         assert report.leader == "sched-3"
         assert report.by_source == {"vars": "sched-3", "zookeeper": None, "logs": "sched-3"}
@@ -675,14 +686,14 @@ async def test_identical_candidates_abstain_and_the_others_agree(
         assert report.abstained == {"zookeeper": reason}
         assert all(row["zookeeper"] == reason for row in report.table.values())
         assert report.table["sched-3"]["logs"] == "leader"
-        assert f"abstained: ZooKeeper: {reason}" in text
+        assert f"zookeeper {reason}" in text
 
         for node in nodes:
             zk.delete(f"{path}/{node}")
         candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "192.0.2.7")
         report = await detect_leader(cluster, probe, remote)
         reason = "cannot tell: 192.0.2.7 matches no scheduler in the cluster file"
-        assert report.problems == [], render_table(report)
+        assert report.problems == [], table_rows(report.table)
         assert report.leader == "sched-3"
         assert report.abstained == {"zookeeper": reason}
         assert report.table["sched-1"]["zookeeper"] == reason
@@ -700,7 +711,7 @@ async def test_journal_is_the_default_log(
     remote.journal("sched-1", "aurora-scheduler", [short("sched-1", x) for x in STARTING])
     remote.journal("sched-2", "aurora-scheduler", [short("sched-2", x) for x in LEADING])
     report = await detect_leader(fake_cluster(ports), probe, remote)
-    assert report.problems == [], render_table(report)
+    assert report.problems == [], table_rows(report.table)
     assert report.by_source == {"vars": "sched-2", "logs": "sched-2"}
     assert {h: row["logs"] for h, row in report.table.items()} == {
         "sched-1": "follower",
@@ -749,7 +760,7 @@ async def test_scheduler_log_set_reads_the_file(
     remote = LocalRemote(tmp_path, list(ports))
     remote.journal("sched-1", "aurora-scheduler", LEADING)  # sched-2's journal is empty
     report = await detect_leader(fake_cluster(ports), probe, remote)
-    assert report.problems == [], render_table(report)
+    assert report.problems == [], table_rows(report.table)
     assert {h: row["logs"] for h, row in report.table.items()} == {
         "sched-1": "leader",
         "sched-2": "unknown",
@@ -777,7 +788,7 @@ async def test_scheduler_log_set_reads_the_file(
         }
     )
     report = await detect_leader(cluster, probe, remote)
-    assert report.problems == [], render_table(report)
+    assert report.problems == [], table_rows(report.table)
     assert report.by_source == {"vars": "sched-1", "logs": "sched-1"}
     assert {h: row["logs"] for h, row in report.table.items()} == {
         "sched-1": "leader",
@@ -804,7 +815,7 @@ async def test_one_reader_across_polls(fakes: Fakes, probe: HttpVarsProbe, zooke
             assert session is not None
             candidate(zk, path, f"_c_{uuid.uuid4()}-lock-", "sched-1")
             report = await detect_leader(cluster, probe, zk=reader)
-            assert report.problems == [], render_table(report)
+            assert report.problems == [], table_rows(report.table)
             assert report.by_source == {"vars": "sched-1", "zookeeper": "sched-1"}
             assert reader.session_id == session
         finally:

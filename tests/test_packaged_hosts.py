@@ -27,6 +27,13 @@ from tests.drive import ALICE, drive, file_sums, kills
 
 pytestmark = pytest.mark.timeout(400)
 
+
+@pytest.fixture
+def store(one_store: Store) -> Store:
+    """One kind of server is enough for these scenarios (see tests/conftest.py)."""
+    return one_store
+
+
 FAST = Timing(
     leader_wait=30, failover_wait=40, verify_wait=60, poll=0.3, vars_timeout=2, start_wait=40
 )

@@ -1,4 +1,4 @@
-"""Every command of the runbook (../shared/docs/runbook.md), run by hand over OpenSSH with
+"""Every command of the runbook (docs/runbook.md), run by hand over OpenSSH with
 only DIR/ssh_config, in order, against the sandbox: it must end with an ACTIVE leader
 holding the backup's tasks, every file put back byte for byte, and nothing outside DIR
 touched."""
@@ -22,7 +22,7 @@ from tests.conftest import RunningSandbox, wait_for
 pytestmark = pytest.mark.timeout(240)
 
 DISABLE_ARGS = "-max_registration_delay=360mins -reconciliation_initial_delay=365days"
-# Debian's aurora-tools installs the client as aurora-admin (aurora.md §7.1).
+# Debian's aurora-tools installs the client as aurora-admin (docs/aurora-notes.md §F8).
 ADMIN = "aurora-admin"
 
 

@@ -19,16 +19,18 @@ from bot.blocks import MESSAGE_BUDGET, TOP_N, render_step
 from runbook import envfile
 from runbook.actions import PREVIEW, RUN, StepContext
 from runbook.clusters import parse_clusters
-from runbook.commands import InvalidValue, backup_id, placeholders, render, task_id
-from runbook.listing import ListingError, parse_listing, summarize
+from runbook.commands import InvalidValue, backup_id, placeholders, render
+from runbook.listing import ListingError, check_ids, parse_listing, summarize
 from runbook.ports import HostResult, OnResult
 from runbook.procedure import ONLINE_PROCEDURE, Risk, get_step, step_ids
 from runbook.redact import MASK, cap, redact
 from runbook.store import RestoreRecord
-from sandbox.backups import ACTIVE_STATES  # aurora.md §5.2: what print_recovery_tasks lists
+from sandbox.backups import ACTIVE_STATES  # docs/aurora-notes.md §F5: print_recovery_tasks
 from tests.slack_double import MAX_BLOCKS_MESSAGE, MAX_SECTION_TEXT, validate_blocks
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "shared/docs/runbook.md"
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs/runbook.md"
+# A row of a step table in docs/runbook.md: | id | risk | what it does | check |
+STEP_ROW = re.compile(r"^\| ([a-z]+\.[a-z_]+) \| ([a-z-]+) \| (.+) \| ([^|]+) \|$", re.M)
 
 
 def test_every_step_of_the_runbook_in_order() -> None:
@@ -58,16 +60,31 @@ def test_every_step_of_the_runbook_in_order() -> None:
         "cleanup.transcript",
     ]
     assert step_ids() == ids
-    if RUNBOOK.exists():  # the spec, when shared/ is beside the checkout
-        table_rows = re.findall(r"^\| ([a-z]+\.[a-z_]+) \| ([a-z-]+) \|", RUNBOOK.read_text(), re.M)
-        assert [sid for sid, _ in table_rows] == ids
-        assert {sid: risk for sid, risk in table_rows} == {
-            s.id: s.risk.value for s in ONLINE_PROCEDURE
-        }
+    # The spec in the repository: its step tables name every step, in order, with the
+    # risk and the check the procedure gives it, and no step the procedure lacks.
+    rows = STEP_ROW.findall(RUNBOOK.read_text())
+    assert [sid for sid, *_ in rows] == ids
+    table = {sid: (risk, check.strip()) for sid, risk, _what, check in rows}
+    assert len(table) == len(rows), "a step appears twice in docs/runbook.md"
+    procedure = {s.id: (s.risk.value, s.check) for s in ONLINE_PROCEDURE}
+    assert {sid: risk for sid, (risk, _) in table.items()} == {
+        sid: risk for sid, (risk, _) in procedure.items()
+    }
+    assert table == procedure
     risks = {s.id: s.risk for s in ONLINE_PROCEDURE}
     assert risks["log.wipe"] is Risk.DESTRUCTIVE and risks["restore.commit"] is Risk.DESTRUCTIVE
     assert {s.id for s in ONLINE_PROCEDURE if s.condition} == {"prep.ack_backup", "prep.auth"}
     assert not next(s for s in ONLINE_PROCEDURE if s.id == "prep.ack_backup").skippable
+
+
+def test_a_way_back_is_named_after_the_step_it_goes_to() -> None:
+    """The card's button, the refusal and the console's prompt all say `rewind_label`:
+    it must name the step the way back goes to."""
+    ways = [s for s in ONLINE_PROCEDURE if s.rewind_to]
+    assert [s.id for s in ways] == ["restore.commit"]
+    for s in ways:
+        assert s.rewind_to in step_ids()[: step_ids().index(s.id)], s.id
+        assert s.rewind_label == f"Back to {s.rewind_to}", s.id
 
 
 def test_templates_quote_every_value() -> None:
@@ -101,10 +118,11 @@ def test_backup_ids_are_validated(bad: str) -> None:
 
 
 def test_task_ids() -> None:
-    assert task_id("www-data-prod-hello-0-1f2e") == "www-data-prod-hello-0-1f2e"
+    """Typed task ids are checked for their form before the listing (runbook.listing)."""
+    good = "www-data-prod-hello-0-1f2e"
+    assert check_ids([good], {good}) == ([good], None)
     for bad in ("a b", "a,b", "-rf", "x;y"):
-        with pytest.raises(InvalidValue):
-            task_id(bad)
+        assert check_ids([bad], {bad}) == ([], f"Not task ids: {bad}")
 
 
 ENV = """# Debian

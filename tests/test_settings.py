@@ -31,7 +31,7 @@ def env(tmp_path: Path, **over: str) -> dict[str, str]:
 def test_defaults(tmp_path: Path) -> None:
     s = load(env(tmp_path))
     assert s.api_url == "https://slack.com/api/"
-    assert s.port == 3000 and s.redis_url is None and list(s.clusters) == ["west"]
+    assert s.port == 3000 and list(s.clusters) == ["west"]
     assert "secret" not in repr(s)
     gov = load(env(tmp_path, SLACK_API_URL="https://slack-gov.com/api", PORT="8080"))
     assert gov.api_url == "https://slack-gov.com/api/" and gov.port == 8080

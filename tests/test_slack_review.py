@@ -8,7 +8,7 @@ double checking every payload, the sandbox over real SSH.
   inside the modal (`response_action: errors`) and change nothing; known ids are
   deleted, the card shows what changed and the listing is uploaded again;
 * the leader goes away before the commit: approving it is refused, the card offers
-  "Back to restore.stage", and clicking it brings `restore.place` back for approval.
+  "Back to restore.leader", and clicking it brings `restore.place` back for approval.
 """
 
 from __future__ import annotations
