@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ import pytest
 from bot.console import connect
 from runbook import transcript
 from runbook.engine import Actor, Engine
-from runbook.store import Store
+from runbook.store import Store, restore_key
 from runbook.transcript_html import to_html
 from tests.conftest import ROOT, RunningSandbox
 from tests.test_transcript import FAST, SCHEMA, export
@@ -87,8 +88,9 @@ async def aborted_and_reverted(sandbox: RunningSandbox, store: Store) -> tuple[s
 
 
 async def test_an_aborted_and_reverted_restore_reads_completely(
-    sandbox: RunningSandbox, store: Store, tmp_path: Path
+    sandbox: RunningSandbox, one_store: Store, tmp_path: Path
 ) -> None:
+    store = one_store
     rid, current = await aborted_and_reverted(sandbox, store)
     events = await store.events(rid)
     doc = await export(store, rid)
@@ -143,8 +145,9 @@ async def test_an_aborted_and_reverted_restore_reads_completely(
 
 
 async def test_an_interrupted_then_retried_restore_reads_completely(
-    sandbox: RunningSandbox, store: Store, tmp_path: Path
+    sandbox: RunningSandbox, one_store: Store, tmp_path: Path
 ) -> None:
+    store = one_store
     engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
@@ -208,10 +211,11 @@ async def test_an_interrupted_then_retried_restore_reads_completely(
 
 async def test_the_html_record_in_chromium(
     sandbox: RunningSandbox,
-    store: Store,
+    one_store: Store,
     tmp_path: Path,
     chromium: str,  # noqa: F811
 ) -> None:
+    store = one_store
     rid, current = await aborted_and_reverted(sandbox, store)
     doc = await export(store, rid)
     page = tmp_path / "aborted.html"
@@ -244,6 +248,28 @@ async def test_the_html_record_in_chromium(
 # -- verify-transcript ------------------------------------------------------------------
 
 
+async def test_the_chain_is_sha256_from_the_restore_key(store: Store) -> None:
+    """On each kind of server (the Lua SHA-256 runs inside it): every hash is
+    sha256(previous hash + body), the first from the restore's key."""
+    steps = {"prep.stop": {"status": "awaiting", "attempt": 0}}
+    body = "é → ✓ " * 40  # multi-byte text, several 64-byte blocks
+    ok, _ = await store.create(
+        "abcdef012345", "c1", {"cluster": "c1", "plan": ["prep.stop"]}, steps,
+        {"type": "restore_started", "actor": "alice", "cluster": "c1", "note": body},
+    )  # fmt: skip
+    assert ok
+    for n in range(3):
+        await store.transition(
+            "abcdef012345", "prep.stop", ("awaiting",), {}, {"type": "refused", "reason": body * n}
+        )
+    events = await store.events("abcdef012345")
+    prev = restore_key("abcdef012345")
+    for e in events:
+        assert e["hash"] == hashlib.sha256((prev + e["raw"]).encode()).hexdigest()
+        prev = e["hash"]
+    assert len(events) == 4 and len(events[-1]["raw"]) > 64 * 4
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
@@ -266,8 +292,9 @@ EDITS: dict[str, Any] = {
 
 
 async def test_an_edited_header_field_fails(
-    sandbox: RunningSandbox, store: Store, tmp_path: Path
+    sandbox: RunningSandbox, one_store: Store, tmp_path: Path
 ) -> None:
+    store = one_store
     rid, current = await aborted_and_reverted(sandbox, store)
     doc = await export(store, rid)
     check(doc)
