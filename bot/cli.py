@@ -305,6 +305,7 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"(not checked against the store: {exc})", file=sys.stderr)
     problems = transcript.verify(doc, live)
     if problems:
+        print(f"{len(problems)} problems in {args.file} ({transcript.chain_name(doc)}):")
         for p in problems:
             print(f"FAIL {p}")
         return 1
@@ -314,8 +315,14 @@ def _verify(args: argparse.Namespace) -> int:
         else "the export (the restore is no longer kept)"
     )
     print(
-        f"OK: {len(doc.get('log', []))} events, chain digest {doc.get('chain_digest')}, checked against {where}"
+        f"OK: {len(doc.get('log', []))} events, {transcript.chain_name(doc)}, chain digest "
+        f"{doc.get('chain_digest')}, checked against {where}"
     )
+    unchecked = transcript.not_vouched(doc)
+    if unchecked:
+        print(
+            f"not vouched for by the log (learnt by steps, kept outside it): {', '.join(unchecked)}"
+        )
     return 0
 
 

@@ -8,28 +8,45 @@ DOM structure (relied on by tests and by anyone scraping the page):
 
 - `<header id="summary">`: cluster, restore id, backup and its age, who started it, start
   and end, outcome (`<span class="outcome outcome-<outcome>">`), chain digest.
-- `<table id="timeline">`: one `<tr class="step" data-step="<step id>" data-status="...">`
-  per step, in the order of the document, with cells `td.step-id`, `td.step-status`,
-  `td.step-who` and `td.step-bar`. The last holds a `<div class="track">` (position:
-  relative) in which a started step has absolute-positioned `<span class="bar-waiting">`
-  (waiting for approval) and/or `<span class="bar-running">` (running) spans, whose `left`
-  and `width` are percentages of the restore's total duration. A step never started
-  (no start time) has an empty track. A `<div id="legend">` explains the colours.
+- `<section id="abort">` (an aborted restore only): who aborted (`p.abort-who`), when,
+  the step that was current, whether a revert was asked for; how the abort ended
+  (`p.abort-ending[data-ending]`) with its summary, per host, in `<pre class="abort-summary">`;
+  the way back (`p.put-back`).
+- `<table id="timeline">`: the header's last cell holds the clock axis, `<div class="axis">`
+  with `<span class="tick">` labels (UTC `HH:MM:SS`, with milliseconds when the ticks
+  are finer than a second) at round times. A first `<tr class="restore-row">` carries the
+  restore-level events' markers; then one `<tr class="step" data-step="<step id>"
+  data-status="...">` per step, in the order of the document, with cells `td.step-id`,
+  `td.step-status`, `td.step-who` and `td.step-bar`. The last holds a `<div class="track">`
+  (position: relative) with absolute-positioned `<span class="bar-waiting">` (waiting
+  for approval; until the abort or the export for a step still awaiting) and one
+  `<span class="bar-running">` per run (a retried step has several), whose `left` and
+  `width` are percentages of the restore's total duration, and
+  `<span class="marker marker-<kind>" data-event="<type>">` at the time of each event
+  that has a marker (`abort`, `interruption`, `retry`, `refusal`, `ending`; an abort
+  also shows on the row of the step that was current). A step never started (no start
+  time) and not awaiting has no bar. A `<div id="legend">` explains colours and markers.
+- `<section id="record">`: every event but host results, in order: `<li class="event
+  mark-<kind>" data-event="<type>">` with its UTC time, step (or the restore and the
+  step that was current), how it reads and the first line of its detail.
 - `<section id="steps">`: per step a `<details class="step-detail" id="step-<id>">` with
   the commands (`<pre class="command">`) and per host a `<div class="host">` with exit
   status, duration, error and the tail (last `OUTPUT_TAIL` characters) of stdout/stderr
   in `<pre class="stdout">` / `<pre class="stderr">`.
 
-Timings of a step come from its `awaiting_at` / `started_at` / `ended_at` fields when the
-document has them, else from its events (first `awaiting_approval`, first `approved` or
-`started`, last final event).
+Timings of a step come from its `awaiting_at` / `started_at` / `ended_at` fields (and
+`runs`) when the document has them, else from its events (first `awaiting_approval`,
+first `approved` or `started`, last final event), so version-1 documents still draw.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
+
+from runbook.transcript import where_of
 
 OUTPUT_TAIL = 4000
 
@@ -50,10 +67,36 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-s
 #timeline{border-collapse:collapse;width:100%}
 #timeline th,#timeline td{text-align:left;padding:.2em .5em;border-bottom:1px solid #e3e6ea;
 white-space:nowrap;font-size:.9em}
-#timeline td.step-bar{width:55%;min-width:200px}
+#timeline td.step-bar,#timeline th.axis-head{width:55%;min-width:200px;padding-right:14px}
 #timeline tr.step:hover{background:#f5f7fa}
-.track{position:relative;height:14px;background:#f0f2f5;border-radius:2px;overflow:hidden}
+.track{position:relative;height:14px;background:#f0f2f5;border-radius:2px}
 .track span{position:absolute;top:0;bottom:0;min-width:2px}
+.track i.grid{position:absolute;top:-3px;bottom:-3px;width:0;border-left:1px dotted #b8bec8}
+.axis{position:relative;height:1.3em;font-weight:400;color:#555;font-size:.8em}
+.axis .tick{position:absolute;transform:translateX(-50%);white-space:nowrap;bottom:0}
+.axis .tick::after{content:"";position:absolute;left:50%;bottom:-.35em;height:.3em;
+border-left:1px solid #888}
+.marker{display:inline-block;width:13px;height:13px;box-sizing:border-box;z-index:2}
+.track span.marker{top:0;bottom:auto;min-width:0;transform:translateX(-50%)}
+.marker-abort{background:#d50000;transform:rotate(45deg);border:2px solid #fff;
+box-shadow:0 0 0 1px #d50000}
+.track span.marker-abort{transform:translateX(-50%) rotate(45deg)}
+.marker-interruption{background:#aa00ff;clip-path:polygon(50% 100%,0 0,100% 0)}
+.marker-retry{background:#0091ea;border:2px solid #fff;border-radius:50%;
+box-shadow:0 0 0 1px #0091ea}
+.marker-refusal{background:#212121;border:3px solid #ffab00}
+.marker-ending{background:#fff;border:3px solid #37474f;border-radius:50%}
+#legend .key{margin-left:1em}#legend .key .marker{margin-right:.3em;vertical-align:middle}
+tr.restore-row td{font-weight:600;background:#fafbfc}
+#abort{border:2px solid #d50000;border-radius:6px;padding:.2em 1em;margin:1em 0;background:#fff8f8}
+#abort h2{color:#d50000;margin-top:.4em}
+ol.record{padding-left:1.5em;font-size:.9em}ol.record li{margin:.15em 0}
+ol.record time{font-family:ui-monospace,Menlo,Consolas,monospace;color:#555}
+ol.record li.mark-abort{color:#b71c1c;font-weight:600}
+ol.record li.mark-interruption{color:#7b1fa2}ol.record li.mark-retry{color:#0d47a1}
+ol.record li.mark-refusal{color:#4e342e}ol.record li.mark-ending{font-weight:600}
+q.detail{color:#555}q.detail::before{content:"— "}q.detail::after{content:""}
+th.axis-head{padding-bottom:.5em}
 .bar-waiting,.legend-waiting{background:#f2b134}
 .bar-running,.legend-running{background:#3b7dd8}
 #legend{margin:.5em 0;font-size:.85em}
@@ -118,25 +161,134 @@ def _pct(t: datetime, origin: datetime, total: float) -> float:
     return min(max((t - origin).total_seconds() / total * 100, 0.0), 100.0)
 
 
+def _pos(t: datetime | None, origin: datetime | None, total: float) -> float | None:
+    if t is None or origin is None or total <= 0:
+        return None
+    return _pct(t, origin, total)
+
+
+def _span_html(
+    cls: str, a: datetime, b: datetime, origin: datetime, total: float, title: str
+) -> str:
+    left, right = _pct(a, origin, total), _pct(b, origin, total)
+    return (
+        f'<span class="{cls}" style="left:{left:.3f}%;width:{right - left:.3f}%" '
+        f'title="{_e(title)} {(b - a).total_seconds():.3f}s"></span>'
+    )
+
+
 def _bar(step: dict[str, Any], origin: datetime | None, total: float, now: datetime | None) -> str:
     awaiting, started, ended = step_times(step)
-    if started is None or origin is None or total <= 0:
+    if origin is None or total <= 0:
+        return ""
+    if started is None:  # still waiting for approval when exported (or aborted)
+        if step.get("status") == "awaiting" and awaiting is not None and now is not None:
+            return _span_html(
+                "bar-waiting", awaiting, max(now, awaiting), origin, total, "waiting for approval"
+            )
         return ""
     spans = []
     if awaiting is not None and awaiting <= started:
-        left, right = _pct(awaiting, origin, total), _pct(started, origin, total)
         spans.append(
-            f'<span class="bar-waiting" style="left:{left:.3f}%;width:{right - left:.3f}%" '
-            f'title="waiting for approval {(started - awaiting).total_seconds():.3f}s"></span>'
+            _span_html("bar-waiting", awaiting, started, origin, total, "waiting for approval")
         )
-    finish = ended if ended is not None and ended >= started else now
-    if finish is not None and finish >= started:
-        left, right = _pct(started, origin, total), _pct(finish, origin, total)
-        spans.append(
-            f'<span class="bar-running" style="left:{left:.3f}%;width:{right - left:.3f}%" '
-            f'title="running {(finish - started).total_seconds():.3f}s"></span>'
-        )
+    runs = [r for r in step.get("runs") or [] if isinstance(r, dict) and _parse(r.get("start"))]
+    if not runs:
+        runs = [{"start": started.isoformat(), "end": ended.isoformat() if ended else None}]
+    for n, run in enumerate(runs, 1):
+        begin = _parse(run.get("start"))
+        stop = _parse(run.get("end"))
+        finish = stop if stop is not None and begin is not None and stop >= begin else now
+        if begin is not None and finish is not None and finish >= begin:
+            label = f"run {n} by {run.get('by') or 'the bot'}" if len(runs) > 1 else "running"
+            spans.append(_span_html("bar-running", begin, finish, origin, total, label))
     return "".join(spans)
+
+
+# Timeline markers: event marker -> (what the legend calls it).
+MARKERS = {
+    "abort": "abort",
+    "interruption": "interruption",
+    "retry": "retry",
+    "refusal": "refusal",
+    "ending": "how it ended",
+}
+
+
+def _markers(events: list[dict[str, Any]], origin: datetime | None, total: float) -> str:
+    out = []
+    for e in events:
+        if not isinstance(e, dict) or e.get("marker") not in MARKERS:
+            continue
+        left = _pos(_parse(e.get("at")), origin, total)
+        if left is None:
+            continue
+        title = f"{e.get('at')}: {e.get('text') or e.get('type')}"
+        out.append(
+            f'<span class="marker marker-{_e(e["marker"])}" data-event="{_e(e.get("type"))}" '
+            f'style="left:{left:.3f}%" title="{_e(title)}"></span>'
+        )
+    return "".join(out)
+
+
+_TICKS = (
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+)
+
+
+def ticks(origin: datetime | None, total: float) -> list[tuple[float, datetime]]:
+    """Clock ticks for the axis: at most about eight, on round UTC times."""
+    if origin is None or total <= 0:
+        return []
+    step = next((t for t in _TICKS if total / t <= 8), _TICKS[-1])
+    first = math.ceil(origin.timestamp() / step) * step
+    out = []
+    n = 0
+    while (at := first + n * step) <= origin.timestamp() + total + 1e-9:
+        when = datetime.fromtimestamp(round(at, 3), UTC)
+        out.append((_pct(when, origin, total), when))
+        n += 1
+    return out
+
+
+def _tick_label(when: datetime, fine: bool) -> str:
+    return when.strftime("%H:%M:%S") + (f".{when.microsecond // 1000:03d}" if fine else "")
+
+
+def _axis(origin: datetime | None, total: float) -> str:
+    marks = ticks(origin, total)
+    fine = any(w.microsecond for _, w in marks)
+    labels = "".join(
+        f'<span class="tick" style="left:{left:.3f}%">{_e(_tick_label(w, fine))}</span>'
+        for left, w in marks
+    )
+    return f'<div class="axis" data-ticks="{len(marks)}">{labels}</div>'
+
+
+def _grid(origin: datetime | None, total: float) -> str:
+    return "".join(
+        f'<i class="grid" style="left:{left:.3f}%"></i>' for left, _ in ticks(origin, total)
+    )
 
 
 def _age(seconds: Any) -> str:
@@ -163,9 +315,9 @@ def _header(doc: dict[str, Any]) -> str:
             "Outcome",
             f'<span class="outcome outcome-{_e(outcome.replace(" ", "-"))}">{_e(outcome)}</span>',
         ),
-        ("Leader", _e(doc.get("leader"))),
-        ("Reviewed tasks", _e(doc.get("reviewed_tasks"))),
-        ("Chain digest", f"<code>{_e(doc.get('chain_digest'))}</code>"),
+        ("Leader", _e(_or_dash(doc.get("leader")))),
+        ("Reviewed tasks", _e(_or_dash(doc.get("reviewed_tasks")))),
+        ("Chain digest", f"<code>{_e(doc.get('chain_digest'))}</code> ({_e(_chain(doc))})"),
     ]
     body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return (
@@ -174,39 +326,150 @@ def _header(doc: dict[str, Any]) -> str:
     )
 
 
+def _or_dash(value: Any) -> Any:
+    return "—" if value is None else value
+
+
+def _chain(doc: dict[str, Any]) -> str:
+    digest = str(doc.get("chain_digest") or "")
+    return "SHA-1 chain, older format" if len(digest) == 40 else "SHA-256 chain"
+
+
+def _abort(doc: dict[str, Any]) -> str:
+    """Who aborted, when, at which step, the revert asked for, and how it ended."""
+    ab = doc.get("abort")
+    if not isinstance(ab, dict):
+        return ""
+    revert = "a revert was asked for" if ab.get("revert") else "no revert was asked for"
+    parts = [
+        '<section id="abort"><h2>Abort</h2>',
+        f'<p class="abort-who">Aborted by <strong>{_e(ab.get("by"))}</strong> at '
+        f"<time>{_e(ab.get('at'))}</time>, while <code>{_e(ab.get('step') or 'no step')}</code> "
+        f"was the current step; {_e(revert)}.</p>",
+    ]
+    if ab.get("ending"):
+        parts.append(
+            f'<p class="abort-ending" data-ending="{_e(ab["ending"])}">How it ended: '
+            f"<strong>{_e(str(ab['ending']).replace('_', ' '))}</strong> at "
+            f"<time>{_e(ab.get('ended_at'))}</time>"
+            + (" — what was and was not reverted, per host:" if ab.get("summary") else "")
+            + "</p>"
+        )
+        if ab.get("summary"):
+            parts.append(f'<pre class="abort-summary">{_e(ab["summary"])}</pre>')
+    else:
+        parts.append('<p class="abort-ending">The abort has not ended yet.</p>')
+    for back in ab.get("put_back") or []:
+        if not isinstance(back, dict):
+            continue
+        parts.append(
+            f'<p class="put-back" data-event="{_e(back.get("type"))}"><time>{_e(back.get("at"))}'
+            f"</time> {_e(back.get('actor') or 'the bot')}: "
+            f"{_e(str(back.get('type')).replace('_', ' '))}</p>"
+        )
+        if back.get("summary"):
+            parts.append(f'<pre class="put-back-summary">{_e(back["summary"])}</pre>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+_WHO = (
+    ("approved_by", "approved by"),
+    ("skipped_by", "skipped by"),
+    ("retried_by", "retried by"),
+    ("marked_done_by", "marked done by"),
+)
+
+
 def _who(step: dict[str, Any]) -> str:
-    who = []
-    if step.get("approved_by"):
-        who.append(f"approved by {step['approved_by']}")
-    if step.get("skipped_by"):
-        who.append(f"skipped by {step['skipped_by']}")
-    return _e("; ".join(who))
+    return _e("; ".join(f"{label} {step[key]}" for key, label in _WHO if step.get(key)))
+
+
+def _restore_events(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in doc.get("record") or [] if isinstance(r, dict) and not r.get("step")]
 
 
 def _timeline(doc: dict[str, Any]) -> str:
     origin, total = _span(doc)
-    now = _parse(doc.get("ended_at"))
-    rows = []
+    # A wait or a run with no end lasts until the abort, else until the export.
+    raw = doc.get("abort")
+    abort: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    now = _parse(abort.get("at")) or _parse(doc.get("ended_at"))
+    grid = _grid(origin, total)
+    # An abort shows on the row of the step that was current, too.
+    at_step: dict[str, list[dict[str, Any]]] = {}
+    for r in _restore_events(doc):
+        if r.get("marker") == "abort" and r.get("current_step"):
+            at_step.setdefault(str(r["current_step"]), []).append(r)
+    outcome = str(doc.get("outcome") or "")
+    rows = [
+        f'<tr class="restore-row" data-outcome="{_e(outcome)}"><td class="step-id">restore</td>'
+        f'<td class="step-status status-{_e(outcome.replace(" ", "-"))}">{_e(outcome)}</td>'
+        f'<td class="step-who">started by {_e(doc.get("started_by"))}</td>'
+        f'<td class="step-bar"><div class="track">{grid}'
+        f"{_markers(_restore_events(doc), origin, total)}</div></td></tr>"
+    ]
     for step in doc.get("steps") or []:
         sid, status = _e(step.get("id")), _e(step.get("status"))
         status_cls = _e(str(step.get("status") or "").replace(" ", "-"))
+        marks = [*(step.get("events") or []), *at_step.get(str(step.get("id")), [])]
         rows.append(
             f'<tr class="step" data-step="{sid}" data-status="{status}">'
             f'<td class="step-id"><a href="#step-{sid}"><code>{sid}</code></a></td>'
             f'<td class="step-status status-{status_cls}">{status}</td>'
             f'<td class="step-who">{_who(step)}</td>'
-            f'<td class="step-bar"><div class="track">{_bar(step, origin, total, now)}'
-            "</div></td></tr>"
+            f'<td class="step-bar"><div class="track">{grid}{_bar(step, origin, total, now)}'
+            f"{_markers(marks, origin, total)}</div></td></tr>"
         )
+    start = _e(origin.isoformat(timespec="milliseconds") if origin else "")
+    legend = "".join(
+        f'<span class="key"><span class="marker marker-{k}"></span>{_e(v)}</span>'
+        for k, v in MARKERS.items()
+    )
     return (
         '<section id="timeline-section"><h2>Timeline</h2>'
-        f'<div class="meta">Total {total:.3f}s from {_e(origin.isoformat(timespec="milliseconds") if origin else "")}'
-        "</div>"
+        f'<div class="meta">Total {total:.3f}s from {start} (times in UTC)</div>'
         '<div id="legend"><span class="swatch legend-waiting"></span>waiting for approval'
-        '<span class="swatch legend-running"></span>running</div>'
+        f'<span class="swatch legend-running"></span>running{legend}</div>'
         '<table id="timeline"><thead><tr><th>Step</th><th>Status</th><th>Who</th>'
-        f"<th>Time</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+        f'<th class="axis-head">{_axis(origin, total)}</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _record(doc: dict[str, Any]) -> str:
+    """Everything that happened, in order, with its UTC time: the record of the restore."""
+    items = []
+    for r in doc.get("record") or []:
+        if not isinstance(r, dict) or r.get("type") == "awaiting_approval":
+            continue
+        where = where_of(r)
+        marker = r.get("marker")
+        detail = _first_line(r.get("detail"))
+        items.append(
+            f'<li class="event{" mark-" + _e(marker) if marker else ""}" '
+            f'data-event="{_e(r.get("type"))}">'
+            f"<time>{_e(_clock(r.get('at')))}</time> <code>{_e(where)}</code> {_e(r.get('text'))}"
+            + (f' <q class="detail">{_e(detail)}</q>' if detail else "")
+            + "</li>"
+        )
+    if not items:
+        return ""
+    return f'<section id="record"><h2>Record</h2><ol class="record">{"".join(items)}</ol></section>'
+
+
+def _first_line(text: Any, limit: int = 300) -> str:
+    """The first line of a detail, for the record (the whole text is under its step)."""
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = lines[0] if len(lines[0]) <= limit else lines[0][:limit] + "…"
+    return head + (" …" if len(lines) > 1 else "")
+
+
+def _clock(ts: Any) -> str:
+    t = _parse(ts)
+    return t.astimezone(UTC).strftime("%H:%M:%S.%f")[:12] + " UTC" if t else ""
 
 
 def _tail(text: Any) -> str:
@@ -231,6 +494,27 @@ def _host(name: str, out: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _seconds(value: Any) -> str:
+    return f"{value:.3f}s" if isinstance(value, int | float) else "-"
+
+
+def _timing(step: dict[str, Any]) -> str:
+    awaiting, started, ended = step_times(step)
+    if started is None and awaiting is None:
+        return ""
+    runs = [r for r in step.get("runs") or [] if isinstance(r, dict)]
+    text = (
+        f"started {_clock(step.get('started_at')) or '-'} · waited for approval "
+        f"{_seconds(step.get('waiting_seconds'))} · ran {_seconds(step.get('running_seconds'))}"
+    )
+    if len(runs) > 1:
+        text += " in " + ", ".join(
+            f"run {n} ({r.get('by') or 'the bot'}, {_seconds(r.get('seconds'))}, {r.get('how') or 'running'})"
+            for n, r in enumerate(runs, 1)
+        )
+    return f'<div class="meta timing">{_e(text)}</div>'
+
+
 def _detail(step: dict[str, Any]) -> str:
     sid = _e(step.get("id"))
     awaiting, started, ended = step_times(step)
@@ -240,6 +524,7 @@ def _detail(step: dict[str, Any]) -> str:
         f'<span class="meta">({_e(step.get("status"))})</span></summary>',
         f'<div class="meta">phase {_e(step.get("phase"))} · risk {_e(step.get("risk"))} · '
         f"attempts {_e(step.get('attempts'))} · check: {_e(step.get('check'))}</div>",
+        _timing(step),
     ]
     who = _who(step)
     if who:
@@ -253,12 +538,23 @@ def _detail(step: dict[str, Any]) -> str:
         parts.append(f'<div class="meta">{" · ".join(times)}</div>')
     if step.get("summary"):
         parts.append(f"<p>{_e(step['summary'])}</p>")
-    notes = [e for e in step.get("events") or [] if isinstance(e, dict) and e.get("detail")]
+    notes = [
+        e
+        for e in step.get("events") or []
+        if isinstance(e, dict)
+        and (e.get("detail") or e.get("text"))
+        and e.get("type") != "host_result"
+    ]
     if notes:
         items = "".join(
             f'<li data-event="{_e(e.get("type"))}">{_e(e.get("at"))} '
-            f"{_e(e.get('actor') or 'bot')} {_e(str(e.get('type')).replace('_', ' '))}: "
-            f"{_e(e['detail'])}</li>"
+            + (
+                _e(e["text"])
+                if e.get("text")
+                else f"{_e(e.get('actor') or 'bot')} {_e(str(e.get('type')).replace('_', ' '))}"
+            )
+            + (f": {_e(e['detail'])}" if e.get("detail") else "")
+            + "</li>"
             for e in notes
         )
         parts.append(f'<ul class="notes">{items}</ul>')
@@ -284,7 +580,7 @@ def to_html(doc: dict[str, Any]) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"{_header(doc)}{_timeline(doc)}"
+        f"{_header(doc)}{_abort(doc)}{_timeline(doc)}{_record(doc)}"
         f'<section id="steps"><h2>Steps</h2>{details}</section>'
         f'<footer class="meta">{_e(doc.get("schema"))}</footer>'
         "</body></html>\n"

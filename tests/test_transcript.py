@@ -143,7 +143,7 @@ async def test_a_restore_with_an_interrupted_step(sandbox: RunningSandbox, store
         rid,
         "prep.stop",
         ("awaiting",),
-        {"status": "running", "attempt": 1},
+        {"status": "running", "attempt": 1, "approved_by": "alice"},
         {"type": "approved", "actor": "alice"},
         lease="take:dead-worker:1",
     )

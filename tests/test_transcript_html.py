@@ -285,3 +285,63 @@ def test_chromium_renders_the_timeline(chromium: str, tmp_path: Path, doc: dict[
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 2000)
     assert len(data) > 20_000, len(data)  # a blank page compresses to a few KB
+
+
+def test_clock_axis_and_markers() -> None:
+    """Round UTC ticks over the restore's span; each marked event at its time, with its
+    own shape; an abort also on the row of the step that was current."""
+    at = "2026-01-01T00:00:{:06.3f}+00:00".format
+    doc = {
+        "started_at": at(0),
+        "ended_at": at(50),
+        "outcome": "reverted",
+        "abort": {"by": "bob", "at": at(40), "step": "b", "revert": True, "ending": None},
+        "record": [
+            {"type": "aborted", "at": at(40), "marker": "abort", "current_step": "b",
+             "text": "ABORTED by bob at b, asking for the revert"},
+            {"type": "reverted", "at": at(50), "marker": "ending", "current_step": "b",
+             "text": "abort ended: reverted"},
+        ],
+        "steps": [
+            {
+                "id": "a",
+                "status": "succeeded",
+                "awaiting_at": at(0),
+                "started_at": at(5),
+                "ended_at": at(30),
+                "runs": [
+                    {"start": at(5), "end": at(10), "by": "alice", "how": "interrupted"},
+                    {"start": at(20), "end": at(30), "by": "bob", "how": "succeeded"},
+                ],
+                "events": [
+                    {"type": "refused", "at": at(2), "marker": "refusal"},
+                    {"type": "interrupted", "at": at(10), "marker": "interruption"},
+                    {"type": "retried", "at": at(20), "marker": "retry"},
+                ],
+            },
+            {"id": "b", "status": "awaiting", "awaiting_at": at(35), "events": []},
+        ],
+    }  # fmt: skip
+    page = to_html(doc)
+    ticks = re.findall(r'<span class="tick" style="left:([\d.]+)%">([^<]+)</span>', page)
+    assert [label for _, label in ticks] == [f"00:00:{s:02d}" for s in range(0, 51, 10)]
+    assert [float(left) for left, _ in ticks] == pytest.approx([0, 20, 40, 60, 80, 100])
+    rows = page.split('<tr class="step"')
+    a, b = rows[1], rows[2]
+    for kind, event, left in (("refusal", "refused", 4), ("interruption", "interrupted", 20),
+                              ("retry", "retried", 40)):  # fmt: skip
+        m = re.search(
+            rf'class="marker marker-{kind}" data-event="{event}" style="left:([\d.]+)%"', a
+        )
+        assert m and float(m.group(1)) == pytest.approx(left), kind
+    assert a.count('class="bar-running"') == 2
+    assert 'class="marker marker-abort" data-event="aborted" style="left:80.000%"' in b
+    wait = re.search(r'class="bar-waiting" style="left:([\d.]+)%;width:([\d.]+)%"', b)
+    assert wait and (float(wait.group(1)), float(wait.group(2))) == pytest.approx((70, 10))
+    restore = page.split('<tr class="restore-row"', 1)[1].split("</tr>", 1)[0]
+    assert 'data-event="aborted"' in restore and 'data-event="reverted"' in restore
+    assert '<section id="abort">' in page and "Aborted by <strong>bob</strong>" in page
+    css = page.split("<style>", 1)[1].split("</style>", 1)[0]
+    shapes = [re.search(rf"\.marker-{k}\{{([^}}]*)\}}", css) for k in
+              ("abort", "interruption", "retry", "refusal", "ending")]  # fmt: skip
+    assert all(shapes) and len({m.group(1) for m in shapes if m}) == 5
