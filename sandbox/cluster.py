@@ -31,6 +31,7 @@ from sandbox import replog
 from sandbox.backups import (
     Task,
     encode_snapshot,
+    framework_id,
     generate_cluster_tasks,
     generate_history,
     plan_backups,
@@ -687,7 +688,9 @@ def _write_backups(
     now = datetime.now(UTC)
     host_zone = zone(info.tz) or datetime.now().astimezone().tzinfo
     for b in plan_backups(now, current, opts.backups, len(info.hosts), rng, host_zone):
-        data = encode_snapshot(b.tasks, b.taken_at.astimezone(host_zone))
+        data = encode_snapshot(
+            b.tasks, b.taken_at.astimezone(host_zone), framework_id(info.dir, info.cluster)
+        )
         stamp = b.taken_at.timestamp()
         for i in b.hosts:
             path = info.hosts[i].paths.backup_dir / b.name

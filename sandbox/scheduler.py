@@ -37,7 +37,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -55,6 +54,7 @@ from sandbox.backups import (
     backup_name,
     decode_snapshot,
     encode_snapshot,
+    framework_id,
 )
 from sandbox.election import Election, ElectionUnavailable, LocalElection, ZkElection, member_json
 from sandbox.layout import SandboxInfo, inside
@@ -556,9 +556,7 @@ class Scheduler:
 
     async def register(self) -> None:
         await asyncio.sleep(REGISTRATION_SECS)
-        framework = (
-            f"{uuid.uuid5(uuid.NAMESPACE_URL, self.info.dir + self.flags.cluster_name)}-0000"
-        )
+        framework = framework_id(self.info.dir, self.flags.cluster_name)
         self.registered = True
         log(
             "I",
@@ -818,7 +816,11 @@ class Scheduler:
             if not inside(self.backup_dir, self.info.dir):
                 raise PermissionError(f"Backup dir {self.backup_dir} is not writable.")
             self.backup_dir.mkdir(parents=True, exist_ok=True)
-            temp.write_bytes(encode_snapshot(self.storage, now))
+            temp.write_bytes(
+                encode_snapshot(
+                    self.storage, now, framework_id(self.info.dir, self.flags.cluster_name)
+                )
+            )
             os.replace(temp, self.backup_dir / name)
         except OSError as exc:
             if inside(temp, self.info.dir):
