@@ -138,7 +138,7 @@ def read_snapshot(stream: BinaryIO, view: bool = True) -> tuple[Any, bool]:
     cls = thrift().SnapshotView if view else thrift().Snapshot
     snapshot = cls()
     transport = TCyBufferedTransport(stream)
-    snapshot.read(TCyBinaryProtocol(transport, strict_read=True))
+    snapshot.read(TCyBinaryProtocol(transport, strict_read=True))  # type: ignore[no-untyped-call]
     try:
         transport.read(1)
     except TTransportException:

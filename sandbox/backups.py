@@ -216,7 +216,7 @@ def encode_snapshot(
     )
     out = io.BytesIO()
     transport = TCyBufferedTransport(out)
-    snapshot.write(TCyBinaryProtocol(transport))
+    snapshot.write(TCyBinaryProtocol(transport))  # type: ignore[no-untyped-call]
     transport.flush()
     return out.getvalue()
 

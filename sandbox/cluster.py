@@ -48,6 +48,7 @@ from sandbox.layout import (
     SandboxInfo,
     host_address,
 )
+from sandbox.mesos_master import MesosMaster, masters_file, source_for
 from sandbox.service import ControlServer, Unit
 from sandbox.sshd import HostSshd, ensure_host_key
 
@@ -577,7 +578,7 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a TOML basic string is a JSON string for these values
 
 
-def cluster_toml(info: SandboxInfo) -> str:
+def cluster_toml(info: SandboxInfo, mesos_master: str | None = None) -> str:
     d = info.root
     out = [
         "# The cluster file of the sandbox, written by `aurora-restore sandbox`.",
@@ -593,6 +594,8 @@ def cluster_toml(info: SandboxInfo) -> str:
     ]
     if info.zk_endpoints:
         out.append(f"zk_endpoints = {_toml_str(info.zk_endpoints)}")
+    if mesos_master:
+        out.append(f"mesos_master = {_toml_str(mesos_master)}")
     out += [
         "",
         f"[clusters.{CLUSTER_NAME}.service]",
@@ -773,13 +776,28 @@ class Sandbox:
         self.units = {h.name: Unit(info, h) for h in info.hosts}
         self.control = ControlServer(self.units)
         self.sshds: list[HostSshd] = []
+        self.masters: list[MesosMaster] = []
+
+    async def start_masters(self) -> str:
+        """The Mesos masters on the loopback: the leader, and a standby that sends every
+        request to it (DIR/mesos/masters.json names both). Returns the leader's URL."""
+        source = source_for(self.info.dir, self.info.cluster)
+        leader = MesosMaster(source)
+        url = await leader.start(LOOPBACK)
+        standby = MesosMaster(source, leader=url)
+        self.masters = [leader, standby]
+        masters_file(self.info.dir).write_text(
+            json.dumps({"leader": url, "standby": await standby.start(LOOPBACK)}) + "\n"
+        )
+        return url
 
     async def start(self) -> None:
         info = self.info
         info.control = await self.control.start()
         info.save()
         _write_client_files(info)
-        (info.root / "clusters.toml").write_text(cluster_toml(info))
+        master = await self.start_masters()
+        (info.root / "clusters.toml").write_text(cluster_toml(info, master))
         pub = info.root / "id_ed25519.pub"
         for h in info.hosts:
             sshd = HostSshd(info, h, SSH_USER, pub)
@@ -799,6 +817,8 @@ class Sandbox:
         for sshd in self.sshds:
             await sshd.close()
         await self.control.close()
+        for m in self.masters:
+            await m.close()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
