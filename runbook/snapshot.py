@@ -26,12 +26,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO, NamedTuple
 
-import thriftpy2
-from thriftpy2.protocol import TCyBinaryProtocol
-from thriftpy2.protocol.exc import TProtocolException
-from thriftpy2.thrift import TDecodeException
-from thriftpy2.transport import TCyBufferedTransport, TTransportException
-
 IDL = Path(__file__).with_name("aurora_storage.thrift")
 # Aurora's ACTIVE_STATES (apache/aurora src/main/java/org/apache/aurora/scheduler/base/Tasks.java):
 # the tasks a restored scheduler keeps running; every other running task is killed.
@@ -116,7 +110,11 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 
 @cache
 def thrift() -> ModuleType:
-    """The IDL, loaded once (thriftpy2 builds the classes at run time)."""
+    """The IDL, loaded once (thriftpy2 builds the classes at run time). thriftpy2 is
+    imported here, not with the module: the sandbox's processes that never touch a
+    backup (mesos-log, the stand-ins) start without it."""
+    import thriftpy2
+
     return thriftpy2.load(str(IDL), module_name="aurora_storage_thrift")
 
 
@@ -135,6 +133,9 @@ def read_snapshot(stream: BinaryIO, view: bool = True) -> tuple[Any, bool]:
 
     Raises TTransportException at an early end of file and TProtocolException /
     TDecodeException on bytes that are no Thrift struct."""
+    from thriftpy2.protocol import TCyBinaryProtocol
+    from thriftpy2.transport import TCyBufferedTransport, TTransportException
+
     cls = thrift().SnapshotView if view else thrift().Snapshot
     snapshot = cls()
     transport = TCyBufferedTransport(stream)
@@ -147,6 +148,8 @@ def read_snapshot(stream: BinaryIO, view: bool = True) -> tuple[Any, bool]:
 
 
 def _reason(exc: Exception) -> str:
+    from thriftpy2.transport import TTransportException
+
     if isinstance(exc, TTransportException):
         return "truncated: the file ends inside the Snapshot"
     return f"not a Snapshot: {exc}"
@@ -190,6 +193,10 @@ def decode_stream(stream: BinaryIO) -> SnapshotInfo:
             f"not a Snapshot: its first byte 0x{head[0]:02x} is no Thrift field type"
             + (" (a JSON file?)" if head in (b"{", b"[") else "")
         )
+    from thriftpy2.protocol.exc import TProtocolException
+    from thriftpy2.thrift import TDecodeException
+    from thriftpy2.transport import TTransportException
+
     try:
         raw, trailing = read_snapshot(_Prefixed(head, stream))  # type: ignore[arg-type]
     except (TTransportException, TProtocolException, TDecodeException) as exc:

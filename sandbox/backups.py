@@ -24,9 +24,6 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from thriftpy2.protocol import TCyBinaryProtocol
-from thriftpy2.transport import TCyBufferedTransport, TTransportException
-
 from runbook import snapshot as snapshot_idl
 
 # The build version the sandbox's schedulers (and so their backups) claim.
@@ -199,6 +196,9 @@ def encode_snapshot(
     """A backup file: the TBinaryProtocol encoding of Aurora's `storage.Snapshot` with
     `timestamp` = `taken_at` in ms, the tasks, and the scheduler metadata (framework id,
     build properties), as StorageBackup writes it."""
+    from thriftpy2.protocol import TCyBinaryProtocol
+    from thriftpy2.transport import TCyBufferedTransport
+
     s = snapshot_idl.thrift()
     taken_ms = int(taken_at.timestamp() * 1000)
     snapshot = s.Snapshot(
@@ -230,6 +230,8 @@ class SnapshotDecodeError(ValueError):
 def decode_snapshot(data: bytes) -> list[Task]:
     """The tasks of a backup, decoded like Recovery.load: the whole struct, any field
     missing left unset (an empty struct is an empty snapshot, as in Aurora)."""
+    from thriftpy2.transport import TTransportException
+
     if data and data[0] not in snapshot_idl.FIELD_TYPES:
         raise SnapshotDecodeError(
             f"org.apache.thrift.protocol.TProtocolException: Unrecognized type {data[0]}"
