@@ -214,7 +214,14 @@ def extra_scheduler_args(advertise: str) -> str:
     return " ".join(words)
 
 
-def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+def quorum_size(schedulers: int) -> int:
+    """The replicated log's quorum for a cluster of `schedulers`: a majority, as the
+    packaging's comment asks ("floor(number_of_schedulers / 2) + 1") and Aurora's docs
+    (docs/operations/configuration.md, "Replicated Log Configuration")."""
+    return schedulers // 2 + 1
+
+
+def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str, quorum: int = 1) -> str:
     """`/etc/default/aurora-scheduler` in the shape of aurora-packaging's
     specs/debian/aurora-scheduler.default: its license header, `###` blocks and a comment
     above each variable, `${VAR}` references, with this host's values and an
@@ -249,7 +256,7 @@ CLUSTER_NAME="{cluster}"
 HTTP_PORT={host.http_port}
 
 # Replicated log quorum size. Set to (floor(number_of_schedulers / 2) + 1)
-QUORUM_SIZE=1
+QUORUM_SIZE={quorum}
 
 # List of zookeeper endpoints
 ZK_ENDPOINTS="{zk}"
@@ -289,7 +296,7 @@ EXTRA_SCHEDULER_ARGS="{extra_scheduler_args(advertise)}"
     )
 
 
-def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str, quorum: int = 1) -> str:
     """`/etc/sysconfig/aurora-scheduler` in the shape of aurora-packaging's
     specs/rpm/SOURCES/aurora-scheduler.sysconfig: bash arrays JAVA_OPTS=(...) and a
     multi-line AURORA_FLAGS=(...) with comments inside, no MESOS_MASTER, no
@@ -352,7 +359,7 @@ AURORA_FLAGS=(
   # multi-master mode, consult the following document to determine appropriate values:
   #
   # https://aurora.apache.org/documentation/latest/deploying-aurora-scheduler/#replicated-log-configuration
-  -native_log_quorum_size='1'
+  -native_log_quorum_size='{quorum}'
   # The ZooKeeper ZNode to which Aurora will register the locations of its replicated log.
   -native_log_zk_group_path='/aurora/replicated-log'
   # The local directory in which an Aurora scheduler can find Aurora's replicated log.
@@ -371,11 +378,11 @@ AURORA_FLAGS=(
     )
 
 
-def env_file_text(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+def env_file_text(host: HostInfo, zk: str, cluster: str, advertise: str, quorum: int = 1) -> str:
     """The host's env file in its flavour's shape."""
     if host.flavour == "rpm":
-        return _rpm_env_file(host, zk, cluster, advertise)
-    return _debian_env_file(host, zk, cluster, advertise)
+        return _rpm_env_file(host, zk, cluster, advertise, quorum)
+    return _debian_env_file(host, zk, cluster, advertise, quorum)
 
 
 def _startup_script(host: HostInfo) -> str:
@@ -511,13 +518,19 @@ def _clusters_json(zk: str) -> str:
 
 
 def _build_host(
-    host: HostInfo, zk: str, corrupt: bool, tasks: list[Task], seed_log: bool, advertise: str
+    host: HostInfo,
+    zk: str,
+    corrupt: bool,
+    tasks: list[Task],
+    seed_log: bool,
+    advertise: str,
+    quorum: int = 1,
 ) -> None:
     p = host.paths
     for d in (p.home, p.tmp, p.backup_dir, p.journal.parent, p.aurora_config_root):
         d.mkdir(parents=True, exist_ok=True)
     p.env_file.parent.mkdir(parents=True, exist_ok=True)
-    p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise))
+    p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise, quorum))
     p.clusters_json.write_text(_clusters_json(zk))
     (p.backup_dir.parent / "tiers.json").write_text(TIERS_JSON)
     p.sudoers.parent.mkdir(parents=True, exist_ok=True)
@@ -758,7 +771,15 @@ def build(opts: Options) -> SandboxInfo:
     # The store (log and backups) also holds the terminal history; Mesos runs `current`.
     stored = current + generate_history(rng, current)
     for h in info.hosts:
-        _build_host(h, zk, opts.corrupt_log, stored, seed_log=True, advertise=opts.advertise)
+        _build_host(
+            h,
+            zk,
+            opts.corrupt_log,
+            stored,
+            seed_log=True,
+            advertise=opts.advertise,
+            quorum=quorum_size(n),
+        )
     _write_backups(info, stored, opts, rng)
     info.tasks_file.parent.mkdir(parents=True, exist_ok=True)
     info.tasks_file.write_text(json.dumps([t.__dict__ for t in current], indent=1) + "\n")
