@@ -5,7 +5,7 @@ forecast the kills. Prints seconds and peak memory against the backup's size.
 Targets (issue 12): the whole read+decode+forecast under 5 s; the decode's peak memory
 (tracemalloc) a small multiple of the backup's size.
 
-    .venv/bin/python benchmarks/backup_forecast.py [--tasks 100000] [--page 1000]
+    .venv/bin/python benchmarks/backup_forecast.py [--tasks 100000] [--page 5000]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.mesos import running_tasks
+from bot.mesos import PAGE, running_tasks
 from runbook.forecast import forecast
 from runbook.snapshot import decode_file
 from sandbox.backups import Task, encode_snapshot
@@ -44,7 +44,7 @@ def make_tasks(n: int, rng: random.Random) -> list[Task]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=100_000)
-    ap.add_argument("--page", type=int, default=1000)
+    ap.add_argument("--page", type=int, default=PAGE)
     args = ap.parse_args()
     rng = random.Random(12)
     tasks = make_tasks(args.tasks, rng)
