@@ -101,6 +101,18 @@ def _duration(value: str) -> str:
     return value
 
 
+def _http_url(value: str) -> str:
+    """An http(s) URL of a host (and port): the Mesos master the bot asks for tasks."""
+    m = re.fullmatch(r"https?://([^/:\s]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?", value)
+    if m is None:
+        raise ValueError(f"not an http(s) URL like http://master:5050: {value!r}")
+    host = m.group(1).strip("[]")
+    _host(host)
+    if m.group(2) and not 1 <= int(m.group(2)[1:]) <= 65535:
+        raise ValueError(f"port out of range: {value!r}")
+    return value.rstrip("/")
+
+
 def _slack_channel(value: str) -> str:
     if not SLACK_CHANNEL_RE.fullmatch(value):
         raise ValueError(f"not a Slack channel id (C… or G…): {value!r}")
@@ -115,6 +127,7 @@ User = Annotated[str, AfterValidator(_user)]
 Command = Annotated[str, AfterValidator(_command)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Strict(BaseModel):
@@ -193,6 +206,9 @@ class Cluster(_Strict):
     # the step expects (a started unit is not a scheduler that came up).
     start_wait: Duration = "3m"
     zk_endpoints: str | None = None
+    # Added: a Mesos master's HTTP address (any master: the leader is followed), to
+    # list the running tasks a restore would kill. None: no forecast of kills.
+    mesos_master: HttpUrl | None = None
     serverset_path: RemotePath = "/aurora/scheduler"
     two_person_rule: bool = True
     service: Service = Service()

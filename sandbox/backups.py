@@ -1,7 +1,8 @@
 """Tasks and scheduler backups of the simulated cluster.
 
-A real backup is the Thrift binary encoding of Aurora's `Snapshot` struct. The sandbox
-writes JSON instead (nothing in the restore procedure looks inside the file), under the
+A backup is the Thrift binary encoding of Aurora's `Snapshot` struct, as a real one
+(runbook/aurora_storage.thrift: Aurora's field ids), with a true `timestamp`, active and
+terminal tasks and the scheduler's metadata (framework id, build version), under the
 real name `scheduler-backup-yyyy-MM-dd-HH-mm` in the host's local time: the JVM's default
 zone, which is the zone of the host (`TZ`, see `--tz`) (apache/aurora
 src/main/java/org/apache/aurora/scheduler/storage/backup/StorageBackup.java: a
@@ -15,13 +16,18 @@ backups and logs hold such a history besides the active tasks.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import uuid
-from dataclasses import asdict, dataclass
+import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-BACKUP_FORMAT = "aurora-sandbox-snapshot/1"
+from runbook import snapshot as snapshot_idl
+
+# The build version the sandbox's schedulers (and so their backups) claim.
+SANDBOX_VERSION = "0.17.0"
 BACKUP_PREFIX = "scheduler-backup-"
 NAME_FORMAT = "%Y-%m-%d-%H-%M"
 
@@ -105,29 +111,146 @@ def backup_time(name: str) -> datetime | None:
         return None
 
 
-def encode_snapshot(tasks: list[Task], taken_at: datetime) -> bytes:
-    body = {
-        "format": BACKUP_FORMAT,
-        "taken_at": taken_at.isoformat(timespec="seconds"),
-        "tasks": [asdict(t) for t in tasks],
-    }
-    return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+def framework_id(sandbox_dir: str, cluster: str) -> str:
+    """The framework id Mesos gives the sandbox's schedulers: one per sandbox and cluster
+    (what a registered scheduler logs, the master lists, and the backups record)."""
+    return f"{uuid.uuid5(uuid.NAMESPACE_URL, sandbox_dir + cluster)}-0000"
+
+
+def _events(task: Task, taken_ms: int) -> list[tuple[int, str]]:
+    """The task's TaskEvents: the path a task takes to its status, ending before the
+    backup was taken."""
+    path = {
+        "PENDING": ["PENDING"],
+        "THROTTLED": ["PENDING", "THROTTLED"],
+        "ASSIGNED": ["PENDING", "ASSIGNED"],
+        "STARTING": ["PENDING", "ASSIGNED", "STARTING"],
+    }.get(task.status, ["PENDING", "ASSIGNED", "STARTING", "RUNNING"])
+    if task.status not in path:
+        path.append(task.status)
+    step = 7_000
+    start = taken_ms - step * len(path) - (zlib.crc32(task.task_id.encode()) % 86_400_000)
+    return [(start + i * step, status) for i, status in enumerate(path)]
+
+
+def _scheduled_task(t: Task, taken_ms: int, host_count: int = 40) -> object:
+    """A ScheduledTask as Aurora stores it (api.thrift): the assigned task on an agent,
+    its config (job key, owner, resources, the Thermos executor's config), its events."""
+    s = snapshot_idl.thrift()
+    status = s.ScheduleStatus._NAMES_TO_VALUES
+    agent = zlib.crc32(t.task_id.encode()) % host_count
+    placed = t.status not in ("PENDING", "THROTTLED")
+    config = s.TaskConfig(
+        job=s.JobKey(role=t.role, environment=t.environment, name=t.job),
+        owner=s.Identity(user=t.role),
+        isService=True,
+        priority=0,
+        maxTaskFailures=1,
+        production=t.environment == "prod",
+        tier="preferred" if t.environment == "prod" else "preemptible",
+        resources=[
+            s.Resource(numCpus=1.0),
+            s.Resource(ramMb=512),
+            s.Resource(diskMb=1024),
+            s.Resource(namedPort="http"),
+        ],
+        executorConfig=s.ExecutorConfig(
+            name="AuroraExecutor",
+            data=json.dumps(
+                {
+                    "role": t.role,
+                    "environment": t.environment,
+                    "name": t.job,
+                    "cluster": "sandbox",
+                    "task": {"name": t.job, "processes": [{"name": t.job, "cmdline": "./run"}]},
+                },
+                separators=(",", ":"),
+            ),
+        ),
+    )
+    assigned = s.AssignedTask(
+        taskId=t.task_id,
+        slaveId=f"agent-{agent:02d}-S0" if placed else None,
+        slaveHost=f"agent-{agent:02d}.sandbox" if placed else None,
+        task=config,
+        assignedPorts={"http": 31000 + t.instance} if placed else {},
+        instanceId=t.instance,
+    )
+    return s.ScheduledTask(
+        assignedTask=assigned,
+        status=status[t.status],
+        failureCount=0,
+        taskEvents=[
+            s.TaskEvent(timestamp=when, status=status[st], scheduler="scheduler-1")
+            for when, st in _events(t, taken_ms)
+        ],
+    )
+
+
+def encode_snapshot(
+    tasks: list[Task],
+    taken_at: datetime,
+    framework: str | None = None,
+    version: str = SANDBOX_VERSION,
+) -> bytes:
+    """A backup file: the TBinaryProtocol encoding of Aurora's `storage.Snapshot` with
+    `timestamp` = `taken_at` in ms, the tasks, and the scheduler metadata (framework id,
+    build properties), as StorageBackup writes it."""
+    from thriftpy2.protocol import TCyBinaryProtocol
+    from thriftpy2.transport import TCyBufferedTransport
+
+    s = snapshot_idl.thrift()
+    taken_ms = int(taken_at.timestamp() * 1000)
+    snapshot = s.Snapshot(
+        timestamp=taken_ms,
+        tasks=[_scheduled_task(t, taken_ms) for t in tasks],
+        schedulerMetadata=s.SchedulerMetadata(
+            frameworkId=framework,
+            details={
+                "version": version,
+                "git.revision": "0" * 40,
+                "git.tag": version,
+                "date": taken_at.strftime("%a %Y-%m-%d"),
+            },
+        ),
+    )
+    out = io.BytesIO()
+    transport = TCyBufferedTransport(out)
+    snapshot.write(TCyBinaryProtocol(transport))  # type: ignore[no-untyped-call]
+    transport.flush()
+    return out.getvalue()
 
 
 class SnapshotDecodeError(ValueError):
-    """The bytes are not a snapshot the sandbox wrote."""
+    """The bytes do not decode as a Snapshot: str() is the Java exception Recovery.load
+    puts after "Failed to decode backup " (a truncated file ends in TIOStreamTransport's
+    END_OF_FILE; a byte that is no field type is TProtocolUtil.skip's "Unrecognized type")."""
 
 
 def decode_snapshot(data: bytes) -> list[Task]:
+    """The tasks of a backup, decoded like Recovery.load: the whole struct, any field
+    missing left unset (an empty struct is an empty snapshot, as in Aurora)."""
+    from thriftpy2.transport import TTransportException
+
+    if data and data[0] not in snapshot_idl.FIELD_TYPES:
+        raise SnapshotDecodeError(
+            f"org.apache.thrift.protocol.TProtocolException: Unrecognized type {data[0]}"
+        )
     try:
-        body = json.loads(data)
-        if body.get("format") != BACKUP_FORMAT:
-            raise SnapshotDecodeError(f"unknown format {body.get('format')!r}")
-        return [Task(**t) for t in body["tasks"]]
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        if isinstance(exc, SnapshotDecodeError):
-            raise
-        raise SnapshotDecodeError(str(exc)) from exc
+        raw, _ = snapshot_idl.read_snapshot(io.BytesIO(data), view=False)
+    except TTransportException:
+        raise SnapshotDecodeError("org.apache.thrift.transport.TTransportException") from None
+    except Exception as exc:  # anything the codec raises is a TException in Java
+        raise SnapshotDecodeError(f"org.apache.thrift.protocol.TProtocolException: {exc}") from None
+    names = dict(snapshot_idl.thrift().ScheduleStatus._VALUES_TO_NAMES)
+    out: list[Task] = []
+    for t in raw.tasks or []:
+        a = t.assignedTask
+        job = a.task.job
+        out.append(
+            Task(job.role, job.environment, job.name, a.instanceId, names[t.status], a.taskId)
+        )
+    return out
 
 
 def generate_cluster_tasks(rng: random.Random, count: int = 300) -> list[Task]:

@@ -31,6 +31,7 @@ from sandbox import replog
 from sandbox.backups import (
     Task,
     encode_snapshot,
+    framework_id,
     generate_cluster_tasks,
     generate_history,
     plan_backups,
@@ -47,6 +48,7 @@ from sandbox.layout import (
     SandboxInfo,
     host_address,
 )
+from sandbox.mesos_master import MesosMaster, masters_file, source_for
 from sandbox.service import ControlServer, Unit
 from sandbox.sshd import HostSshd, ensure_host_key
 
@@ -212,7 +214,14 @@ def extra_scheduler_args(advertise: str) -> str:
     return " ".join(words)
 
 
-def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+def quorum_size(schedulers: int) -> int:
+    """The replicated log's quorum for a cluster of `schedulers`: a majority, as the
+    packaging's comment asks ("floor(number_of_schedulers / 2) + 1") and Aurora's docs
+    (docs/operations/configuration.md, "Replicated Log Configuration")."""
+    return schedulers // 2 + 1
+
+
+def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str, quorum: int = 1) -> str:
     """`/etc/default/aurora-scheduler` in the shape of aurora-packaging's
     specs/debian/aurora-scheduler.default: its license header, `###` blocks and a comment
     above each variable, `${VAR}` references, with this host's values and an
@@ -247,7 +256,7 @@ CLUSTER_NAME="{cluster}"
 HTTP_PORT={host.http_port}
 
 # Replicated log quorum size. Set to (floor(number_of_schedulers / 2) + 1)
-QUORUM_SIZE=1
+QUORUM_SIZE={quorum}
 
 # List of zookeeper endpoints
 ZK_ENDPOINTS="{zk}"
@@ -287,7 +296,7 @@ EXTRA_SCHEDULER_ARGS="{extra_scheduler_args(advertise)}"
     )
 
 
-def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str, quorum: int = 1) -> str:
     """`/etc/sysconfig/aurora-scheduler` in the shape of aurora-packaging's
     specs/rpm/SOURCES/aurora-scheduler.sysconfig: bash arrays JAVA_OPTS=(...) and a
     multi-line AURORA_FLAGS=(...) with comments inside, no MESOS_MASTER, no
@@ -350,7 +359,7 @@ AURORA_FLAGS=(
   # multi-master mode, consult the following document to determine appropriate values:
   #
   # https://aurora.apache.org/documentation/latest/deploying-aurora-scheduler/#replicated-log-configuration
-  -native_log_quorum_size='1'
+  -native_log_quorum_size='{quorum}'
   # The ZooKeeper ZNode to which Aurora will register the locations of its replicated log.
   -native_log_zk_group_path='/aurora/replicated-log'
   # The local directory in which an Aurora scheduler can find Aurora's replicated log.
@@ -369,11 +378,11 @@ AURORA_FLAGS=(
     )
 
 
-def env_file_text(host: HostInfo, zk: str, cluster: str, advertise: str) -> str:
+def env_file_text(host: HostInfo, zk: str, cluster: str, advertise: str, quorum: int = 1) -> str:
     """The host's env file in its flavour's shape."""
     if host.flavour == "rpm":
-        return _rpm_env_file(host, zk, cluster, advertise)
-    return _debian_env_file(host, zk, cluster, advertise)
+        return _rpm_env_file(host, zk, cluster, advertise, quorum)
+    return _debian_env_file(host, zk, cluster, advertise, quorum)
 
 
 def _startup_script(host: HostInfo) -> str:
@@ -509,13 +518,19 @@ def _clusters_json(zk: str) -> str:
 
 
 def _build_host(
-    host: HostInfo, zk: str, corrupt: bool, tasks: list[Task], seed_log: bool, advertise: str
+    host: HostInfo,
+    zk: str,
+    corrupt: bool,
+    tasks: list[Task],
+    seed_log: bool,
+    advertise: str,
+    quorum: int = 1,
 ) -> None:
     p = host.paths
     for d in (p.home, p.tmp, p.backup_dir, p.journal.parent, p.aurora_config_root):
         d.mkdir(parents=True, exist_ok=True)
     p.env_file.parent.mkdir(parents=True, exist_ok=True)
-    p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise))
+    p.env_file.write_text(env_file_text(host, zk, CLUSTER_NAME, advertise, quorum))
     p.clusters_json.write_text(_clusters_json(zk))
     (p.backup_dir.parent / "tiers.json").write_text(TIERS_JSON)
     p.sudoers.parent.mkdir(parents=True, exist_ok=True)
@@ -576,7 +591,7 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a TOML basic string is a JSON string for these values
 
 
-def cluster_toml(info: SandboxInfo) -> str:
+def cluster_toml(info: SandboxInfo, mesos_master: str | None = None) -> str:
     d = info.root
     out = [
         "# The cluster file of the sandbox, written by `aurora-restore sandbox`.",
@@ -592,6 +607,8 @@ def cluster_toml(info: SandboxInfo) -> str:
     ]
     if info.zk_endpoints:
         out.append(f"zk_endpoints = {_toml_str(info.zk_endpoints)}")
+    if mesos_master:
+        out.append(f"mesos_master = {_toml_str(mesos_master)}")
     out += [
         "",
         f"[clusters.{CLUSTER_NAME}.service]",
@@ -687,7 +704,9 @@ def _write_backups(
     now = datetime.now(UTC)
     host_zone = zone(info.tz) or datetime.now().astimezone().tzinfo
     for b in plan_backups(now, current, opts.backups, len(info.hosts), rng, host_zone):
-        data = encode_snapshot(b.tasks, b.taken_at.astimezone(host_zone))
+        data = encode_snapshot(
+            b.tasks, b.taken_at.astimezone(host_zone), framework_id(info.dir, info.cluster)
+        )
         stamp = b.taken_at.timestamp()
         for i in b.hosts:
             path = info.hosts[i].paths.backup_dir / b.name
@@ -752,7 +771,15 @@ def build(opts: Options) -> SandboxInfo:
     # The store (log and backups) also holds the terminal history; Mesos runs `current`.
     stored = current + generate_history(rng, current)
     for h in info.hosts:
-        _build_host(h, zk, opts.corrupt_log, stored, seed_log=True, advertise=opts.advertise)
+        _build_host(
+            h,
+            zk,
+            opts.corrupt_log,
+            stored,
+            seed_log=True,
+            advertise=opts.advertise,
+            quorum=quorum_size(n),
+        )
     _write_backups(info, stored, opts, rng)
     info.tasks_file.parent.mkdir(parents=True, exist_ok=True)
     info.tasks_file.write_text(json.dumps([t.__dict__ for t in current], indent=1) + "\n")
@@ -770,13 +797,28 @@ class Sandbox:
         self.units = {h.name: Unit(info, h) for h in info.hosts}
         self.control = ControlServer(self.units)
         self.sshds: list[HostSshd] = []
+        self.masters: list[MesosMaster] = []
+
+    async def start_masters(self) -> str:
+        """The Mesos masters on the loopback: the leader, and a standby that sends every
+        request to it (DIR/mesos/masters.json names both). Returns the leader's URL."""
+        source = source_for(self.info.dir, self.info.cluster)
+        leader = MesosMaster(source)
+        url = await leader.start(LOOPBACK)
+        standby = MesosMaster(source, leader=url)
+        self.masters = [leader, standby]
+        masters_file(self.info.dir).write_text(
+            json.dumps({"leader": url, "standby": await standby.start(LOOPBACK)}) + "\n"
+        )
+        return url
 
     async def start(self) -> None:
         info = self.info
         info.control = await self.control.start()
         info.save()
         _write_client_files(info)
-        (info.root / "clusters.toml").write_text(cluster_toml(info))
+        master = await self.start_masters()
+        (info.root / "clusters.toml").write_text(cluster_toml(info, master))
         pub = info.root / "id_ed25519.pub"
         for h in info.hosts:
             sshd = HostSshd(info, h, SSH_USER, pub)
@@ -796,6 +838,8 @@ class Sandbox:
         for sshd in self.sshds:
             await sshd.close()
         await self.control.close()
+        for m in self.masters:
+            await m.close()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()

@@ -12,6 +12,13 @@ Replica status, as Mesos has it:
 - `mesos-log initialize` turns an EMPTY replica into VOTING and refuses anything else
   ("The log is not empty");
 - anything unreadable is corrupt (LevelDB's "Corruption: ..."): the scheduler dies.
+
+Quorum: the replicas of a cluster form one log; its writer (the leading scheduler) is
+elected only when `-native_log_quorum_size` replicas answer, itself included (Mesos
+src/log/coordinator.cpp; Aurora docs/operations/configuration.md "Replicated Log
+Configuration": the quorum is a majority of the schedulers). A replica answers while
+its scheduler process runs and it is VOTING (sandbox.scheduler.Scheduler.wait_for_quorum).
+The sandbox's hosts are laid out with a majority (sandbox.cluster.quorum_size): 2 of 3.
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -55,9 +54,10 @@ from sandbox.backups import (
     backup_name,
     decode_snapshot,
     encode_snapshot,
+    framework_id,
 )
 from sandbox.election import Election, ElectionUnavailable, LocalElection, ZkElection, member_json
-from sandbox.layout import SandboxInfo, inside
+from sandbox.layout import HostInfo, SandboxInfo, inside
 
 STATES = (
     "IDLE",
@@ -79,6 +79,8 @@ READY_STATES = ("LEADER_AWAITING_REGISTRATION", "ACTIVE")
 REGISTRATION_SECS = 1.0
 EMPTY_LOG_INTERVAL = 3.0
 ZK_RETRY_SECS = 3.0
+QUORUM_RETRY_SECS = 1.0
+QUORUM_PROBE_SECS = 0.5
 BYPASS_HEADER = "Bypass-Leader-Redirect"
 LOOPBACK = "127.0.0.1"
 
@@ -524,7 +526,57 @@ class Scheduler:
                 log("E", "CuratorServiceDiscoveryModule", str(exc))
                 await asyncio.sleep(ZK_RETRY_SECS)
 
+    async def peer_replica_up(self, peer: HostInfo) -> bool:
+        """A peer's replica votes when its scheduler process runs (the replica lives in
+        that process: it serves HTTP from its first moment) and the replica is VOTING
+        (an EMPTY one, never initialized, does not vote)."""
+        try:
+            if replog.read(peer.paths.log_dir).status != "VOTING":
+                return False
+        except (replog.ReplicaCorrupt, OSError):
+            return False
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(peer.address, peer.http_port), QUORUM_PROBE_SECS
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    async def wait_for_quorum(self) -> None:
+        """The log's writer is elected only with `-native_log_quorum_size` replicas
+        (this one included) answering; until then the leader retries, as Mesos'
+        coordinator does (mesos src/log/coordinator.cpp: an election needs a quorum of
+        promises; Aurora's -native_log_election_timeout/-native_log_election_retries).
+        The sandbox retries for as long as it takes: a real one gives up after the
+        retries, dies and is restarted by the unit, which comes to the same."""
+        quorum = self.flags.native_log_quorum_size
+        own = os.path.realpath(self.log_path)
+        peers = [
+            h
+            for h in self.info.hosts
+            if h.name != self.host and os.path.realpath(h.paths.log_dir) != own
+        ]
+        waited = 0
+        while True:
+            up = 1 + sum(await asyncio.gather(*(self.peer_replica_up(h) for h in peers)))
+            if up >= quorum:
+                log("I", "Coordinator", f"Elected with a quorum of {up} of {quorum} replicas")
+                return
+            if waited % 10 == 0:
+                log(
+                    "W",
+                    "Coordinator",
+                    f"Coordinator failed to get elected: {up} of the {quorum} replicas "
+                    "of the quorum (-native_log_quorum_size) answered; retrying",
+                )
+            waited += 1
+            await asyncio.sleep(QUORUM_RETRY_SECS)
+
     async def lead(self) -> None:
+        # The log's writer needs a quorum of replicas before storage can start.
+        await self.wait_for_quorum()
         # Storage starts on leadership: replay the log as it is now (a commit may have
         # rewritten it since this process prepared).
         self.storage = self.catch_up(self.open_replica()).tasks
@@ -556,9 +608,7 @@ class Scheduler:
 
     async def register(self) -> None:
         await asyncio.sleep(REGISTRATION_SECS)
-        framework = (
-            f"{uuid.uuid5(uuid.NAMESPACE_URL, self.info.dir + self.flags.cluster_name)}-0000"
-        )
+        framework = framework_id(self.info.dir, self.flags.cluster_name)
         self.registered = True
         log(
             "I",
@@ -818,7 +868,11 @@ class Scheduler:
             if not inside(self.backup_dir, self.info.dir):
                 raise PermissionError(f"Backup dir {self.backup_dir} is not writable.")
             self.backup_dir.mkdir(parents=True, exist_ok=True)
-            temp.write_bytes(encode_snapshot(self.storage, now))
+            temp.write_bytes(
+                encode_snapshot(
+                    self.storage, now, framework_id(self.info.dir, self.flags.cluster_name)
+                )
+            )
             os.replace(temp, self.backup_dir / name)
         except OSError as exc:
             if inside(temp, self.info.dir):
