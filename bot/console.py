@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import redis.asyncio as aioredis
 
 from bot.leader import check_sources, detector
+from bot.mesos import running_tasks
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
 from runbook import actions, transcript
@@ -367,6 +368,7 @@ async def run_console(
         timing=timing or Timing(),
         detect=detector,
         sources=check_sources,
+        mesos=running_tasks,
     )
     try:
         console = Console(engine, cluster, me=me, yes=yes)

@@ -49,6 +49,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.console import connect
 from bot.leader import check_sources, detector
+from bot.mesos import running_tasks
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
 from bot.worker import WorkLoop
@@ -217,6 +218,7 @@ def build(
         may_approve=approvers.may_approve,
         detect=detector,
         sources=check_sources,
+        mesos=running_tasks,
     )
     if worker:
         engine.worker = worker

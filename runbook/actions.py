@@ -28,6 +28,7 @@ from runbook.plan import Plan, PlannedRemote, read_command
 from runbook.ports import (
     HostResult,
     LeaderDetector,
+    MesosTasks,
     OnResult,
     Remote,
     SourcesCheck,
@@ -106,6 +107,8 @@ class StepContext:
     detect: LeaderDetector | None = None
     # Whether each leader source can be read at all (bot.leader.check_sources), for preflight.
     sources: SourcesCheck | None = None
+    # The Mesos master's running tasks (bot.mesos), for the kill forecast.
+    mesos: MesosTasks | None = None
     # The commands the step ran (each with a host result), and those it only read with
     # (checks, previews, file reads, leader detection): both shown on its card.
     sent: list[dict[str, str]] = field(default_factory=list)

@@ -202,6 +202,9 @@ class Cluster(_Strict):
     max_backup_age: Duration = "4h"
     # Added: how long restore.failover waits for a leader after the commit.
     failover_wait: Duration = "5m"
+    # Added: the Aurora version the schedulers run (e.g. "0.20.0"): a backup that version
+    # cannot read (made before 0.19, for 0.20 and later) is refused at preflight.
+    aurora_version: str | None = None
     # Added: how long a start waits for every scheduler to answer /vars in the state
     # the step expects (a started unit is not a scheduler that came up).
     start_wait: Duration = "3m"

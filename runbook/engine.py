@@ -24,7 +24,14 @@ from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
 from runbook.plan import Plan
-from runbook.ports import HostResult, LeaderDetector, Remote, SourcesCheck, VarsProbe
+from runbook.ports import (
+    HostResult,
+    LeaderDetector,
+    MesosTasks,
+    Remote,
+    SourcesCheck,
+    VarsProbe,
+)
 from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import redact, redact_capped
 from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, output_digest
@@ -125,6 +132,7 @@ class Engine:
     listener: Listener | None = None
     detect: LeaderDetector | None = None
     sources: SourcesCheck | None = None
+    mesos: MesosTasks | None = None
     procedure: tuple[Step, ...] = ONLINE_PROCEDURE
     # Finished restores expire from Redis after this long (export works until then).
     retention_seconds: int = field(default_factory=lambda: retention_from_env())
@@ -255,6 +263,7 @@ class Engine:
             self.timing,
             self.detect,
             sources=self.sources,
+            mesos=self.mesos,
             plan=self._stored_plan(rec, step) if guarded else None,
         )
 

@@ -76,3 +76,10 @@ class SourcesCheck(Protocol):
     async def __call__(
         self, cluster: Any, probe: VarsProbe, remote: Remote
     ) -> Mapping[str, str | None]: ...
+
+
+class MesosTasks(Protocol):
+    """The framework's running tasks, from the Mesos master (bot.mesos.running_tasks);
+    raises with a one-line reason when the master cannot be read."""
+
+    async def __call__(self, master_url: str, framework_id: str, timeout: float) -> list[Any]: ...

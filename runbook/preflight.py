@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from runbook import commands as cmd, envfile
+from runbook import commands as cmd, envfile, snapshot
 from runbook.actions import (
     LIST_BACKUPS,
     Outcome,
@@ -45,6 +45,7 @@ from runbook.actions import (
 )
 from runbook.backups import backup_time, parse_names
 from runbook.clusters import ENV_FILE_CANDIDATES
+from runbook.forecast import forecast
 from runbook.hostlog import log_read_command, uses_journal
 
 # Everything the procedure runs under sudo, rendered per host (without the `sudo`), so
@@ -155,6 +156,99 @@ async def _evaluate_argv(
             argv,
         )
     return out
+
+
+def quorum_problems(argvs: Mapping[str, list[str]], schedulers: int) -> list[str]:
+    """`-native_log_quorum_size` must be the same on every scheduler and a majority of
+    them: a wrong one "will cause data corruption" (Aurora's configuration docs,
+    `docs/reference/scheduler-configuration.md`; the replicated log needs that many
+    replicas to write, apache/mesos `src/log/`). Unset, it is 1 (the flag's default)."""
+    sizes = {
+        h: flag_value(argv, "-native_log_quorum_size") or "1" for h, argv in argvs.items() if argv
+    }
+    if not sizes:
+        return []
+    if len(set(sizes.values())) > 1:
+        shown = ", ".join(f"{h} {q}" for h, q in sorted(sizes.items()))
+        return [
+            f"-native_log_quorum_size differs between the schedulers ({shown}): make it the same everywhere first"
+        ]
+    value = next(iter(sizes.values()))
+    majority = schedulers // 2 + 1
+    if not value.isdigit() or not majority <= int(value) <= schedulers:
+        return [
+            f"-native_log_quorum_size is {value} on every scheduler, but {schedulers} schedulers "
+            f"need a majority: {majority}" + (f" to {schedulers}" if schedulers > majority else "")
+        ]
+    return []
+
+
+async def prove_backup(
+    ctx: StepContext, backup: str, holders: list[str]
+) -> tuple[dict[str, Any], str | None]:
+    """Read the chosen backup from a host that holds it and decode it as Aurora's staging
+    would (runbook.snapshot): a truncated, corrupt or unreadable backup stops the restore
+    here, while nothing has changed. With `mesos_master`, forecast the running tasks the
+    restore would kill (runbook.forecast). Returns (facts, why it cannot be used)."""
+    host = holders[0]
+    path = host_values(ctx.cluster, ctx.sched(host), ctx.facts)["backup_path"]
+    try:
+        data = await ctx.remote.read_file(host, path)
+    except Exception as exc:
+        return {}, f"{host}: cannot read the backup {path}: {getattr(exc, 'reason', None) or exc}"
+    try:
+        info = snapshot.decode(data)
+    except snapshot.SnapshotError as exc:
+        return {}, f"{host}: {path} is not a backup the scheduler can stage: {exc}"
+    if ctx.cluster.aurora_version:
+        why = info.readable_by(ctx.cluster.aurora_version)
+        if why is not None:
+            return {}, f"{host}: {path}: {why}"
+    facts: dict[str, Any] = {
+        "backup_info": {
+            "taken_at": info.taken_at,
+            "framework_id": info.framework_id,
+            "version": info.version,
+            "counts_by_status": info.counts_by_status,
+            "tasks": len(info.tasks),
+            "sha256": _sha(data),
+            "read_from": host,
+        }
+    }
+    facts.update(await kill_forecast(ctx, info))
+    return facts, None
+
+
+FORECAST_CAP = 1 << 20  # the listing kept for the card's file and the transcript
+
+
+async def kill_forecast(ctx: StepContext, info: snapshot.SnapshotInfo) -> dict[str, Any]:
+    """What restoring this backup kills: running now, unknown to the backup."""
+    if not ctx.cluster.mesos_master or ctx.mesos is None:
+        return {
+            "kills": {
+                "known": False,
+                "why": "no mesos_master in the cluster file: the kills are not forecast",
+            }
+        }
+    try:
+        running = await ctx.mesos(ctx.cluster.mesos_master, info.framework_id, 10.0)
+    except Exception as exc:  # the port says why in one line
+        return {"kills": {"known": False, "why": f"the Mesos master cannot be read: {exc}"}}
+    f = forecast(info, running)
+    return {
+        "kills": {
+            "known": True,
+            "predicted": f.kill_count,
+            "jobs": f.job_count,
+            "new_jobs": ["/".join(k) for k in f.new_jobs][:200],
+            "by_role": f.roles,
+            "summary": f.summary(),
+            "running": len(running),
+            "ids": sorted({t for ids in f.killed.values() for t in ids})[:20000],
+        },
+        "kills_listing": f.listing()[:FORECAST_CAP],
+    }
 
 
 def flag_value(argv: list[str], name: str) -> str | None:
@@ -383,7 +477,11 @@ async def preflight(ctx: StepContext) -> Outcome:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ctx.facts.update(paths=paths, archive_stamp=stamp)
     await ctx.learn(originals=originals, paths=paths, auth_hosts=auth, archive_stamp=stamp)
-    for h, (found, argv) in (await _evaluate_argv(ctx, evaluate)).items():
+    evaluated = await _evaluate_argv(ctx, evaluate)
+    problems += quorum_problems(
+        {h: argv for h, (_found, argv) in evaluated.items()}, len(ctx.hosts)
+    )
+    for h, (found, argv) in evaluated.items():
         problems += [f"{h}: {located[h]}: {p}" for p in found]
         # Jetty bound to one address (-ip): aurora_admin must reach it there.
         listen = flag_value(argv, "-ip")
@@ -449,23 +547,34 @@ async def preflight(ctx: StepContext) -> Outcome:
         )
     backup = wanted or (max(holders) if holders else None)
     taken_at: float | None = None
+    proven: dict[str, Any] = {}
     if backup:
         taken_at = await exact_time(ctx, backup, sorted(holders[backup])[0])
-    facts = backup_facts(backup, ctx.cluster, taken_at)
+        ctx.facts.update(backup=backup)
+        proven, unusable = await prove_backup(ctx, backup, sorted(holders[backup]))
+        if unusable is not None:
+            await ctx.learn(
+                backups={n: sorted(hs) for n, hs in sorted(holders.items(), reverse=True)}
+            )
+            return Outcome(False, _failed([unusable]))
+        # The snapshot's own timestamp is the true creation time.
+        taken_at = proven["backup_info"]["taken_at"]
+    facts = {**backup_facts(backup, ctx.cluster, taken_at), **proven}
     ctx.facts.update(backup=backup)
     # 4. sudo for restore.place, now that the backup's path is known.
     problems += await _check_sudo(ctx, ("tee {backup_path}",), service=False)
 
     # 5. The leader's sources: each configured one must be readable.
+    if ctx.sources is not None:
+        found = await ctx.sources(ctx.cluster, ctx.probe, ctx.remote)
+        problems += [
+            f"the leader source {src} cannot be used: {why}" for src, why in found.items() if why
+        ]
     table: dict[str, Any] = {}
     disagreements: list[str] = []
     if ctx.detect is not None:
         report = await ctx.detect(ctx.cluster, ctx.probe, ctx.remote, "ACTIVE")
         table, disagreements = dict(report.table), list(report.problems)
-        unusable = getattr(report, "unusable", {}) or {}
-        problems += [
-            f"the leader source {src} cannot be used: {why}" for src, why in unusable.items()
-        ]
     await ctx.learn(
         backups={n: sorted(hs) for n, hs in sorted(holders.items(), reverse=True)},
         not_backups=sorted(ignored)[:50],
@@ -488,6 +597,7 @@ async def preflight(ctx: StepContext) -> Outcome:
         f"leader now: {leader or 'none or several'}"
         + ("\nbackups, newest first:\n" + backup_rows(holders) if holders else "")
         + (f"\nnot backups (ignored): {', '.join(sorted(ignored)[:5])}" if ignored else "")
+        + _proven_lines(facts)
         + ("\nthe leader, by source:\n" + table_rows(table) if table else "")
         + ("\n(for information: " + "; ".join(disagreements) + ")" if disagreements else ""),
     )
@@ -502,6 +612,24 @@ def _when(taken_at: float | None, zone: Mapping[str, str]) -> str:
     if offset is not None and offset.utcoffset(None) != timedelta(0):
         text += f" ({utc.astimezone(offset):%H:%M} {zone.get('zone', '')} on the scheduler)"
     return text
+
+
+def _proven_lines(facts: Mapping[str, Any]) -> str:
+    info = facts.get("backup_info")
+    if not info:
+        return ""
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(info["counts_by_status"].items()))
+    lines = [
+        f"\nthe backup decodes: {info['tasks']} tasks ({counts}); framework {info['framework_id'] or '?'}, "
+        f"written by scheduler {info['version'] or '?'}"
+    ]
+    kills = facts.get("kills") or {}
+    lines.append(
+        f"\nkill forecast: {kills['summary']}"
+        if kills.get("known")
+        else f"\nkill forecast unknown: {kills.get('why')}"
+    )
+    return "".join(lines)
 
 
 def _failed(problems: list[str]) -> str:
