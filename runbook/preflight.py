@@ -566,9 +566,9 @@ async def preflight(ctx: StepContext) -> Outcome:
 
     # 5. The leader's sources: each configured one must be readable.
     if ctx.sources is not None:
-        found = await ctx.sources(ctx.cluster, ctx.probe, ctx.remote)
+        usable = await ctx.sources(ctx.cluster, ctx.probe, ctx.remote)
         problems += [
-            f"the leader source {src} cannot be used: {why}" for src, why in found.items() if why
+            f"the leader source {src} cannot be used: {why}" for src, why in usable.items() if why
         ]
     table: dict[str, Any] = {}
     disagreements: list[str] = []
