@@ -490,6 +490,20 @@ def preview_lines(step: Step, facts: Mapping[str, Any], cluster: Cluster) -> lis
                     + etext(", ".join(bare), 500)
                     + ": after the wipe there is no way back to the old log there."
                 )
+    elif step.fills_log:
+        kills = facts.get("kills") or {}
+        if kills.get("known"):
+            out.append(f"⚠️ *{etext(kills.get('summary', ''), 500)}*")
+            roles = kills.get("by_role") or {}
+            if roles:
+                out.append(
+                    "By role: "
+                    + ", ".join(f"`{etext(r, 60)}` {_num(n)}" for r, n in list(roles.items())[:10])
+                )
+        else:
+            out.append(
+                f"⚠️ The kills are not forecast: {etext(kills.get('why', 'no forecast'), 500)}"
+            )
     elif step.id == "restore.review":
         review = facts.get("review")
         if isinstance(review, Mapping) and "error" in review:

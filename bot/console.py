@@ -39,6 +39,16 @@ def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
     return SshExecutor(cluster), HttpVarsProbe()
 
 
+def kills_note(step: Step, facts: dict[str, Any]) -> str:
+    """On the step that writes the backup into the log: what approving it kills."""
+    if not step.fills_log:
+        return ""
+    kills = facts.get("kills") or {}
+    if kills.get("known"):
+        return f" ({kills['summary']})"
+    return f" (the kills are not forecast: {kills.get('why', 'no forecast')})"
+
+
 def describe(info: Any) -> str:
     """A preview's per-host facts as words, not a Python dict."""
     if not isinstance(info, dict):
@@ -150,6 +160,9 @@ class Console:
                 if age
                 else "  no backup was found"
             )
+        note = kills_note(step, facts)
+        if note:
+            self.say(f"  {note.strip(' ()')}")
         self.say(f"check: {step.check}")
 
     async def run(self, backup: str | None) -> str:
@@ -223,7 +236,7 @@ class Console:
                 )
                 self.say(f"skipped by {who.label} (suggested)")
                 return
-            self.say(f"approved by {who.label}")
+            self.say(f"approved by {who.label}{kills_note(step, facts)}")
             await self.engine.approve(rid, step.id, who)
             return
         while True:

@@ -1146,15 +1146,63 @@ async def verify(ctx: StepContext) -> Outcome:
         f"task_store_<S> summed over the active states ({', '.join(ACTIVE_STATES)})"
         f" = {active}, the reviewed listing {expected}"
     )
+    observed = await observe_kills(ctx)
+    if observed is not None and not observed.ok:
+        return observed
+    kills_text = f"; {observed.summary}" if observed is not None else ""
     if expected is not None and active is not None and active != expected:
-        return Outcome(False, f"{leader} is ACTIVE, but {compared}")
+        return Outcome(False, f"{leader} is ACTIVE, but {compared}{kills_text}")
     if active is None:
-        return Outcome(True, f"{leader} is ACTIVE (its /vars has no task_store_ gauges to compare)")
+        return Outcome(
+            True, f"{leader} is ACTIVE (its /vars has no task_store_ gauges to compare){kills_text}"
+        )
     if expected is None:
         return Outcome(
-            True, f"{leader} is ACTIVE with {active} active tasks (nothing reviewed to compare)"
+            True,
+            f"{leader} is ACTIVE with {active} active tasks (nothing reviewed to compare){kills_text}",
         )
-    return Outcome(True, f"{leader} is ACTIVE with {active} active tasks, as reviewed ({compared})")
+    return Outcome(
+        True, f"{leader} is ACTIVE with {active} active tasks, as reviewed ({compared}){kills_text}"
+    )
+
+
+async def observe_kills(ctx: StepContext) -> Outcome | None:
+    """After the failover the leader reconciles and kills what the backup does not know:
+    watch the framework's tasks (bounded by the verify wait) until every forecast kill
+    happened, and compare. More kills than forecast fail the step. None without a
+    forecast."""
+    kills = ctx.facts.get("kills") or {}
+    info = ctx.facts.get("backup_info") or {}
+    if not kills.get("known") or ctx.mesos is None or not ctx.cluster.mesos_master:
+        return None
+    before = set(kills.get("running_ids") or [])
+    predicted = set(kills.get("ids") or [])
+    deadline = time.monotonic() + ctx.timing.verify_wait
+    while True:
+        try:
+            running = await ctx.mesos(ctx.cluster.mesos_master, info.get("framework_id", ""), 10.0)
+        except Exception as exc:
+            return Outcome(False, f"the Mesos master cannot be read to see the kills: {exc}")
+        gone = before - {t.task_id for t in running}
+        if predicted <= gone or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(ctx.timing.poll)
+    unforecast = sorted(gone - predicted)
+    await ctx.learn(
+        kills_observed={
+            "observed": len(gone),
+            "ids": sorted(gone)[:20000],
+            "unforecast": unforecast[:20000],
+            "still_running": sorted(predicted - gone)[:20000],
+        }
+    )
+    text = f"{len(gone)} tasks killed, {len(predicted)} forecast"
+    if len(gone) > len(predicted) or unforecast:
+        return Outcome(
+            False,
+            f"more tasks were killed than forecast: {text}; not forecast: {', '.join(unforecast[:5])}",
+        )
+    return Outcome(True, text)
 
 
 # Aurora's ACTIVE_STATES (`api/src/main/thrift/org/apache/aurora/gen/api.thrift`): the

@@ -246,6 +246,8 @@ async def kill_forecast(ctx: StepContext, info: snapshot.SnapshotInfo) -> dict[s
             "summary": f.summary(),
             "running": len(running),
             "ids": sorted({t for ids in f.killed.values() for t in ids})[:20000],
+            # What ran at preflight, to see after the failover what was really killed.
+            "running_ids": sorted(t.task_id for t in running)[:100000],
         },
         "kills_listing": f.listing()[:FORECAST_CAP],
     }

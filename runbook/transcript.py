@@ -388,6 +388,7 @@ def build(
         "failover_leader_table": data.get("failover_table"),
         "review": {k: v for k, v in (data.get("review") or {}).items() if k != "listing"} or None,
         "backup_age_acknowledged_by": _acknowledged_by(events),
+        "kills": kills_of(data),
         "abort": abort_of(events),
         "chain_digest": events[-1]["hash"] if events else None,
         "record": rec_log,
@@ -490,6 +491,32 @@ def _record_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kills_of(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The kills preflight forecast (runbook.preflight) and cleanup.verify saw."""
+    forecast = data.get("kills") or {}
+    if not forecast:
+        return None
+    seen = data.get("kills_observed") or {}
+    return {
+        "predicted": forecast.get("predicted") if forecast.get("known") else None,
+        "observed": seen.get("observed"),
+        "forecast": forecast.get("summary") if forecast.get("known") else forecast.get("why"),
+        "predicted_ids": forecast.get("ids") or [],
+        "observed_ids": seen.get("ids") or [],
+        "unforecast_ids": seen.get("unforecast") or [],
+    }
+
+
+def _kills_line(doc: dict[str, Any]) -> list[str]:
+    kills = doc.get("kills")
+    if not kills:
+        return []
+    return [
+        f"- kills: forecast {_dash(kills.get('predicted'))} ({kills.get('forecast') or '-'}); "
+        f"observed {_dash(kills.get('observed'))}"
+    ]
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# Restore {doc['restore']} of cluster `{doc['cluster']}`",
@@ -503,6 +530,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"- started by {doc['started_by']} at {doc['started_at']}; ended {doc['ended_at']}",
         f"- outcome: **{doc['outcome']}**",
         f"- reviewed tasks: {_dash(doc.get('reviewed_tasks'))}; leader: {_dash(doc.get('leader'))}",
+        *_kills_line(doc),
         f"- event chain digest ({chain_name(doc)}): `{doc['chain_digest']}`",
         "",
         *_abort_lines(doc),
@@ -666,7 +694,7 @@ def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 # Header fields the log cannot vouch for (learnt by steps, kept outside the chain), and
 # for which it is checked only where its summaries state them.
-NOT_IN_LOG = ("backup_age_seconds", "leader_table", "preflight_leader_table", "review")
+NOT_IN_LOG = ("backup_age_seconds", "leader_table", "preflight_leader_table", "review", "kills")
 
 
 def _header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -920,6 +948,7 @@ KNOWN_FIELDS = {
     "failover_leader_table",
     "review",
     "backup_age_acknowledged_by",
+    "kills",
     "abort",
     "chain_digest",
     "record",

@@ -317,6 +317,14 @@ def _header(doc: dict[str, Any]) -> str:
         ),
         ("Leader", _e(_or_dash(doc.get("leader")))),
         ("Reviewed tasks", _e(_or_dash(doc.get("reviewed_tasks")))),
+        (
+            "Kills",
+            _e(
+                f"forecast {_or_dash((doc.get('kills') or {}).get('predicted'))}, "
+                f"observed {_or_dash((doc.get('kills') or {}).get('observed'))}"
+                f" ({(doc.get('kills') or {}).get('forecast') or 'no forecast'})"
+            ),
+        ),
         ("Chain digest", f"<code>{_e(doc.get('chain_digest'))}</code> ({_e(_chain(doc))})"),
     ]
     body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
