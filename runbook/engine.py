@@ -450,6 +450,14 @@ class Engine:
             raise Refused("the backup can be changed only until prep.stop is approved")
         if backup == rec.data.get("backup"):
             raise Refused(f"{backup} is already the chosen backup")
+        # The new backup is proven as preflight proved the first (decoded, forecast)
+        # before anything about the choice changes.
+        holders = sorted(rec.data["backups"][backup])
+        ctx = await self._context(rec, self.step(rec.meta["plan"][0]))
+        ctx.facts["backup"] = backup
+        proven, unusable = await preflight.prove_backup(ctx, backup, holders)
+        if unusable is not None:
+            raise Refused(f"{backup} cannot be restored: {unusable}")
         waiting = [s for s in rec.meta["plan"] if rec.steps[s]["status"] == "awaiting"]
         event = {
             "type": "backup_chosen",
@@ -462,10 +470,8 @@ class Engine:
             res = await self.store.transition(rid, sid, ("awaiting",), {"status": "pending"}, event)
             if not res.ok:
                 raise Refused(f"{sid} was approved meanwhile: the backup stays")
-        holder = sorted(rec.data["backups"][backup])[0]
-        ctx = await self._context(rec, self.step(rec.meta["plan"][0]))
-        taken_at = await preflight.exact_time(ctx, backup, holder)
-        await self.store.set_data(rid, **actions.backup_facts(backup, cluster, taken_at))
+        taken_at = proven["backup_info"]["taken_at"]
+        await self.store.set_data(rid, **actions.backup_facts(backup, cluster, taken_at), **proven)
         # prep.ack_backup is decided again, for the new backup's age.
         plan = [
             s.id for s in self.procedure if s.id in rec.meta["plan"] or s.id == "prep.ack_backup"
