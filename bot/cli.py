@@ -470,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="approve everything as the console approvers"
     )
     co.add_argument(
-        "--out", metavar="DIR", help="write transcript.md, transcript.json and transcript.html there"
+        "--out",
+        metavar="DIR",
+        help="write transcript.md, transcript.json and transcript.html there",
     )
     co.set_defaults(func=_console)
 
