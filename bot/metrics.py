@@ -25,6 +25,7 @@ process (scrape one, or `max by` over them).
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -37,6 +38,8 @@ from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 
 from runbook import store as store_mod
 from runbook.approvals import waiting_for
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_LIMIT = 500  # restores read per scrape: the newest; running ones are among them
@@ -233,11 +236,12 @@ def watch(engine: Any) -> StepTimer:
     async def listener(kind: str, info: dict[str, Any]) -> None:
         try:
             await timer.on_event(kind, info)
-        finally:
-            if shown is not None:
-                res = shown(kind, info)
-                if hasattr(res, "__await__"):
-                    await res
+        except Exception as exc:  # a metric lost, never the display or the restore
+            log.warning("metrics: %s on %s: %s", type(exc).__name__, kind, exc)
+        if shown is not None:
+            res = shown(kind, info)
+            if hasattr(res, "__await__"):
+                await res
 
     engine.listener = listener
     return timer

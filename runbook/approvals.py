@@ -23,8 +23,9 @@ def waiting_for(
 ) -> list[tuple[str, int]]:
     """The steps of a running restore that wait for approval, in plan order, each with
     the time (ms, the store's clock) it began waiting: the `at` of its last
-    `awaiting_approval` event; without the events, or without such an event, the time
-    of the step's last transition (`updated_at`)."""
+    `awaiting_approval` event; without the events, or without such an event, the
+    step's `awaiting_since` when the store stamps it, else the time of its last
+    transition (`updated_at`, which a refusal also moves)."""
     if rec.status != "running":
         return []
     since: dict[str, int] = {}
@@ -36,7 +37,8 @@ def waiting_for(
         state = rec.steps.get(sid, {})
         if state.get("status") != "awaiting":
             continue
-        out.append((sid, since.get(sid, int(state.get("updated_at", 0)))))
+        fallback = state.get("awaiting_since", state.get("updated_at", 0))
+        out.append((sid, since.get(sid, int(fallback))))
     return out
 
 
