@@ -109,9 +109,7 @@ async def test_a_garbage_archive_does_not_count_as_finished(
     await engine.close()
 
 
-async def test_a_failed_archive_leaves_no_partial_file(
-    sandbox: RunningSandbox, store: Store
-) -> None:
+async def test_a_failed_archive_leaves_no_partial_file(sandbox: RunningSandbox, store: Store) -> None:
     engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "log.archive") == "at log.archive"
