@@ -66,6 +66,9 @@ def _console(args: argparse.Namespace) -> int:
 
     if not _redaction("console"):
         return 2
+    args.cluster = _cluster_file(args, "console")
+    if args.cluster is None:
+        return 2
     try:
         clusters = load_clusters(args.cluster)
     except ClusterFileError as exc:
@@ -111,10 +114,34 @@ def _console(args: argparse.Namespace) -> int:
     except RefusedError as exc:
         print(f"aurora-restore console: refused: {exc}", file=sys.stderr)
         return 2
+    except (EOFError, KeyboardInterrupt) as exc:
+        # At a prompt: nothing was decided, the restore stays as it is (a step that was
+        # running comes back `interrupted`, for a person to decide) and can be continued.
+        why = "end of input" if isinstance(exc, EOFError) else "interrupted"
+        print(flush=True)  # ends the prompt's line
+        print(
+            f"aurora-restore console: stopped ({why}); the restore stays as it is: "
+            f"run the same command again to continue it",
+            file=sys.stderr,
+        )
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         if server is not None:
             server.stop()
     return 0 if status == "succeeded" else 1
+
+
+def _cluster_file(args: argparse.Namespace, command: str) -> str | None:
+    """`--cluster FILE`, else AURORA_RESTORE_CLUSTERS; None (one line said) without either."""
+    path: str | None = args.cluster or os.environ.get("AURORA_RESTORE_CLUSTERS", "").strip()
+    if not path:
+        print(
+            f"aurora-restore {command}: error: no cluster file: give --cluster FILE "
+            f"or set AURORA_RESTORE_CLUSTERS",
+            file=sys.stderr,
+        )
+        return None
+    return path
 
 
 def _load_one(args: argparse.Namespace, command: str) -> Any:
@@ -161,12 +188,17 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not _redaction("demo"):
         return 2
-    return run_demo(
-        yes=args.yes,
-        out=Path(args.out) if args.out else None,
-        schedulers=args.schedulers,
-        me=args.as_,
-    )
+    try:
+        return run_demo(
+            yes=args.yes,
+            out=Path(args.out) if args.out else None,
+            schedulers=args.schedulers,
+            me=args.as_,
+        )
+    except EOFError:  # stdin closed at a prompt: the demo's sandbox goes with it
+        print(flush=True)
+        print("aurora-restore demo: stopped (end of input at a prompt)", file=sys.stderr)
+        return 1
 
 
 def _slack(args: argparse.Namespace) -> int:
@@ -190,6 +222,12 @@ def _slack(args: argparse.Namespace) -> int:
     from bot import slack_app
 
     url, server = redis_url_from_env(settings.data_dir)
+    problem = store_problem(url)
+    if problem is not None:
+        print(f"aurora-restore {args.command}: {problem}", file=sys.stderr)
+        if server is not None:
+            server.stop()
+        return 2
     try:
         if socket_mode:
             asyncio.run(slack_app.socket_mode(settings, url))
@@ -199,6 +237,29 @@ def _slack(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def store_problem(url: str, timeout: float = 5.0) -> str | None:
+    """Why the store at `url` cannot be used, in one line (the host and port, never the
+    password), or None when it answers PING."""
+    import redis
+    from redis.exceptions import RedisError
+
+    from runbook.redact import redact
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    except ValueError as exc:
+        return f"REDIS_URL is not a Redis URL: {exc}"
+    kwargs = client.connection_pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+    try:
+        client.ping()
+    except (RedisError, OSError) as exc:
+        return redact(f"the store at {where} is unreachable: {exc}")
+    finally:
+        client.close()
+    return None
 
 
 def _with_store(work: Any) -> int:
@@ -396,7 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk a restore in the terminal",
         description="Start a restore of the cluster in FILE, or continue the one running there.",
     )
-    co.add_argument("--cluster", required=True, metavar="FILE", help="the cluster file")
+    co.add_argument(
+        "--cluster",
+        metavar="FILE",
+        help="the cluster file; default: $AURORA_RESTORE_CLUSTERS",
+    )
     co.add_argument("--name", help="which cluster of the file (when it has several)")
     co.add_argument(
         "--backup", metavar="ID", help="scheduler-backup-yyyy-MM-dd-HH-mm; default: the newest"
@@ -411,7 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument(
         "--yes", action="store_true", help="approve everything as the console approvers"
     )
-    co.add_argument("--out", metavar="DIR", help="write transcript.md and transcript.json there")
+    co.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write transcript.md, transcript.json and transcript.html there",
+    )
     co.set_defaults(func=_console)
 
     pb = sub.add_parser(
@@ -429,20 +498,53 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser(
         "demo",
         help="start the sandbox and the embedded store, and walk a whole restore",
+        description="Start a sandbox and an embedded store of its own, and walk a whole "
+        "restore of it in the console: at each step a approves, s skips, b aborts. Exits 0 "
+        "only when the restore succeeded.",
     )
-    de.add_argument("--yes", action="store_true", help="run unattended to the end")
     de.add_argument(
-        "--out", metavar="DIR", help="write the transcripts (and keep the sandbox) there"
+        "--yes", action="store_true", help="run unattended to the end, approving every step"
     )
-    de.add_argument("--schedulers", type=int, default=3, metavar="N")
-    de.add_argument("--as", dest="as_", default="alice", metavar="NAME")
+    de.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write transcript.md, transcript.json and transcript.html there (and keep the "
+        "sandbox in DIR/sandbox)",
+    )
+    de.add_argument(
+        "--schedulers", type=int, default=3, metavar="N", help="scheduler hosts; default: 3"
+    )
+    de.add_argument(
+        "--as",
+        dest="as_",
+        default="alice",
+        metavar="NAME",
+        help="who starts the restore, one of the sandbox's console approvers; default: alice",
+    )
     de.set_defaults(func=_demo)
 
+    settings_help = (
+        "Settings come from the environment: SLACK_BOT_TOKEN (required), "
+        "SLACK_SIGNING_SECRET (required for serve), SLACK_APP_TOKEN (required for socket), "
+        "SLACK_API_URL, AURORA_RESTORE_CLUSTERS (the cluster file, required), REDIS_URL "
+        "(default: the embedded store in AURORA_RESTORE_DATA), AURORA_RESTORE_DATA, "
+        "AURORA_RESTORE_REDACT, AURORA_RESTORE_RETENTION, PORT (serve; default 3000). "
+        "See the README's Settings."
+    )
     se = sub.add_parser(
-        "serve", help="run the Slack app in HTTP mode (POST /slack/events, GET /healthz)"
+        "serve",
+        help="run the Slack app in HTTP mode (POST /slack/events, GET /healthz, GET /metrics)",
+        description="Serve Slack's commands and interactivity at POST /slack/events on PORT, "
+        "GET /healthz (200 while the store answers) and GET /metrics (Prometheus). "
+        "No options. " + settings_help,
     )
     se.set_defaults(func=_slack)
-    so = sub.add_parser("socket", help="run the Slack app in Socket Mode (no public URL needed)")
+    so = sub.add_parser(
+        "socket",
+        help="run the Slack app in Socket Mode (no public URL needed)",
+        description="Take Slack's commands and interactivity over Socket Mode (an outgoing "
+        "WebSocket: no public URL). No options. " + settings_help,
+    )
     so.set_defaults(func=_slack)
 
     ex = sub.add_parser("export", help="write a restore's transcript (Markdown, JSON or HTML)")
@@ -464,7 +566,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`aurora-restore list | head -1`): it had what it wanted.
+        # stdout is pointed at /dev/null so that the flush at exit fails no more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return result
 
 

@@ -47,9 +47,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.console import connect
 from bot.leader import check_sources, detector
 from bot.mesos import running_tasks
+from bot.reminders import Reminders
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
 from bot.worker import WorkLoop
@@ -68,7 +70,20 @@ def web_client(settings: Settings) -> AsyncWebClient:
     # 429: wait Retry-After; 5xx: back off and retry. A restore never dies of a Slack blip.
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=5))
+    metrics.instrument_slack(client)
     return client
+
+
+class _ClientGivenOnPurpose(logging.Filter):
+    """Bolt warns "As you gave `client` as well, `token` will be unused" whenever
+    SLACK_BOT_TOKEN is in the environment (AsyncApp reads it as its default `token`)
+    and a client is given: ours is that same token with our base URL, on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_ClientGivenOnPurpose())
 
 
 @dataclass
@@ -78,6 +93,7 @@ class Bot:
     engine: Engine
     redis: Any
     work: WorkLoop
+    reminders: Reminders
 
     async def _close_work(self) -> None:
         # Running steps are not waited for: their leases run out and they come back as
@@ -203,6 +219,7 @@ def build(
     # The listeners' own client (views.open within the trigger's 3 seconds) stays on the
     # app's loop, with its own sessions.
     listener_client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    metrics.instrument_slack(listener_client)
     # The signature is checked by `web_app` before Bolt sees a request (Bolt gets it
     # rebuilt from the checked fields); Socket Mode's requests come over Slack's socket.
     app = AsyncApp(
@@ -222,12 +239,14 @@ def build(
     )
     if worker:
         engine.worker = worker
+    metrics.instrument_store(engine.store)
     front = SlackFront(engine, client, redis, work)
+    metrics.watch(engine)  # after the front: times steps, then the front displays
     app.middleware(guard(front))
     app.error(on_error(front))
     commands.register(app, front)
     actions.register(app, front)
-    return Bot(app, front, engine, redis, work)
+    return Bot(app, front, engine, redis, work, Reminders(front, approvers))
 
 
 async def resume(bot: Bot) -> None:
@@ -248,6 +267,12 @@ def start_sweeping(bot: Bot) -> Any:
     """Every process looks for steps whose worker died (their lease ran out), all the
     time, not only at start-up: the sweep runs on the work loop until the bot closes."""
     return bot.work.submit(bot.engine.sweep_forever())
+
+
+def start_reminding(bot: Bot) -> Any:
+    """Every process reminds the approvers of steps waiting too long (bot.reminders);
+    a Redis SET NX per interval makes it one reminder across the processes."""
+    return bot.work.submit(bot.reminders.run_forever())
 
 
 def web_app(bot: Bot, signing_secret: str) -> web.Application:
@@ -286,9 +311,18 @@ def web_app(bot: Bot, signing_secret: str) -> web.Application:
             return web.json_response({"ok": False, "redis": "unreachable"}, status=503)
         return web.json_response({"ok": True})
 
+    async def metrics_text(_: web.Request) -> web.Response:
+        try:
+            body = await bot.work.run(metrics.scrape(bot.engine.store))
+        except Exception as exc:  # the store away: say so, in one line
+            log.warning("cannot read the store for /metrics: %s: %s", type(exc).__name__, exc)
+            return web.Response(status=503, text="the store is unreachable\n")
+        return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
     application = web.Application(client_max_size=MAX_BODY)
     application.router.add_post("/slack/events", events)
     application.router.add_get("/healthz", healthz)
+    application.router.add_get("/metrics", metrics_text)
     return application
 
 
@@ -298,6 +332,7 @@ async def serve(
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
     sweeper = start_sweeping(bot)
+    reminder = start_reminding(bot)
     runner = web.AppRunner(web_app(bot, settings.signing_secret or ""))
     await runner.setup()
     site: web.BaseSite = (
@@ -313,6 +348,7 @@ async def serve(
         await stop.wait()
     finally:
         sweeper.cancel()
+        reminder.cancel()
         await runner.cleanup()
         await bot.close()
 
@@ -323,9 +359,57 @@ async def socket_mode(settings: Settings, redis_url: str) -> None:
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
     sweeper = start_sweeping(bot)
-    handler = AsyncSocketModeHandler(bot.app, settings.app_token)
+    reminder = start_reminding(bot)
+    # Its own client without retry handlers: a failed apps.connections.open is one line
+    # and a backoff (patient_connections), not slack_sdk's retries and tracebacks.
+    opener = AsyncWebClient(base_url=settings.api_url, retry_handlers=[])
+    handler = AsyncSocketModeHandler(bot.app, settings.app_token, web_client=opener)
+    patient_connections(handler.client, settings.api_url)
     try:
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
         sweeper.cancel()
+        reminder.cancel()
         await bot.close()
+
+
+class _OneLine(logging.Filter):
+    """slack_sdk logs a failed WebSocket connect with its traceback: keep the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Failed to connect"):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def patient_connections(client: Any, api_url: str, first: float = 1.0, most: float = 60.0) -> None:
+    """Socket Mode without Slack (no network, a wrong SLACK_API_URL): each failed
+    `apps.connections.open` is one log line and a wait that doubles up to `most`, and
+    the connection is tried again until it works (slack_sdk would log a traceback every
+    ten seconds)."""
+    client.logger.addFilter(_OneLine())
+    issue = client.issue_new_wss_url
+
+    async def patient() -> str:
+        delay = first
+        while True:
+            try:
+                url: str = await issue()
+                return url
+            except Exception as exc:
+                if client.closed:
+                    raise
+                why = exc.response.get("error") if hasattr(exc, "response") else exc
+                log.warning(
+                    "cannot open a Socket Mode connection at %sapps.connections.open: %s: %s; "
+                    "trying again in %.0fs",
+                    api_url,
+                    type(exc).__name__,
+                    why,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, most)
+
+    client.issue_new_wss_url = patient

@@ -40,6 +40,7 @@ from typing import Any
 
 import asyncssh
 
+from bot import metrics
 from runbook.clusters import Cluster, Scheduler, parse_duration
 
 # The result type is the engine's (`runbook.ports`), so this executor is its `Remote`.
@@ -271,6 +272,7 @@ class SshExecutor:
             duration=time.monotonic() - started,
             error=raw.error,
         )
+        metrics.observe_command(s.host, result.duration, result.error is None)
         await self._report(on_result, result)
         return result
 

@@ -7,6 +7,11 @@ anything runs; errors name the file, the cluster and the field:
     clusters.toml: cluster 'west': schedulers[1].host: not a valid host name: 'sched 2'
 
 A path field of a scheduler entry wins over the cluster's (`Scheduler.path`).
+
+Types are strict: TOML has booleans and integers of its own, so a quoted value is a
+mistake, not a spelling (`two_person_rule = "off"` must not turn the two-person rule
+off, `http_port = "8081"` is refused): the error names the field and says what was
+expected.
 """
 
 from __future__ import annotations
@@ -131,7 +136,8 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion ("off" is not false, "8081" is not a port, 1 is not true).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Service(_Strict):
@@ -160,6 +166,23 @@ class Approvers(_Strict):
     users: list[Annotated[str, AfterValidator(_name)]] = []
     groups: list[Annotated[str, AfterValidator(_name)]] = []
     console: list[Annotated[str, AfterValidator(_name)]] = []
+
+
+class Approvals(_Strict):
+    """How long a step waits for approval before the approvers are reminded in the
+    restore's thread (again every `remind_after`), and after how long an approval is
+    refused: the step's checks run again and it asks again (`runbook.approvals`)."""
+
+    remind_after: Duration = "10m"
+    expire_after: Duration = "1h"
+
+    @property
+    def remind_after_ms(self) -> int:
+        return int(parse_duration(self.remind_after).total_seconds() * 1000)
+
+    @property
+    def expire_after_ms(self) -> int:
+        return int(parse_duration(self.expire_after).total_seconds() * 1000)
 
 
 class Scheduler(_Strict):
@@ -217,6 +240,7 @@ class Cluster(_Strict):
     service: Service = Service()
     ssh: Ssh = Ssh()
     approvers: Approvers = Approvers()
+    approvals: Approvals = Approvals()
     # Added: the Slack channels (ids) a restore of this cluster may start in; None: any.
     channels: list[Annotated[str, AfterValidator(_slack_channel)]] | None = None
     schedulers: list[Scheduler] = Field(min_length=1)
@@ -273,6 +297,33 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# Strict-mode type errors, said in the file's own terms.
+_EXPECTED = {
+    "bool_type": "true or false (unquoted)",
+    "int_type": "a whole number (unquoted)",
+    "string_type": "a quoted string",
+    "list_type": "a list [...]",
+    "model_type": "a table",
+    "dict_type": "a table",
+}
+
+
+def _message(error: Any) -> str:
+    """One error of pydantic's, as the cluster file's line says it."""
+    expected = _EXPECTED.get(error["type"])
+    if expected is not None:
+        value = error.get("input")
+        if isinstance(value, str):
+            got = f"the string {value!r}"
+        elif isinstance(value, dict):
+            got = "a table"
+        else:
+            got = repr(value)
+        return f"expected {expected}, not {got}"
+    msg: str = error["msg"]
+    return msg.removeprefix("Value error, ")
+
+
 def parse_clusters(data: dict[str, Any], source: str) -> dict[str, Cluster]:
     """Validate the parsed TOML of a cluster file; errors name source, cluster and field."""
     clusters = data.get("clusters")
@@ -293,7 +344,7 @@ def parse_clusters(data: dict[str, Any], source: str) -> dict[str, Cluster]:
         except ValidationError as exc:
             first = exc.errors()[0]
             field = _location(first["loc"]) or "(cluster)"
-            msg = first["msg"].removeprefix("Value error, ")
+            msg = _message(first)
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
             raise ClusterFileError(f"{where}: {field}: {msg}{more}") from None
     return out

@@ -139,3 +139,64 @@ def test_durations() -> None:
     for bad in ("", "5", "1.5h", "4 h", "-1m", "3w"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+S = '[[clusters.west.schedulers]]\nhost = "a"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[clusters.west]\ntwo_person_rule = "off"\n' + S,
+            "cluster 'west': two_person_rule: expected true or false (unquoted), not the string 'off'",
+        ),
+        (
+            "[clusters.west]\ntwo_person_rule = 0\n" + S,
+            "cluster 'west': two_person_rule: expected true or false (unquoted), not 0",
+        ),
+        (
+            '[clusters.west]\nhttp_port = "39527"\n' + S,
+            "cluster 'west': http_port: expected a whole number (unquoted), not the string '39527'",
+        ),
+        (
+            "[clusters.west]\nhttp_port = true\n" + S,
+            "cluster 'west': http_port: expected a whole number (unquoted), not True",
+        ),
+        (
+            '[[clusters.west.schedulers]]\nhost = "a"\nssh_port = "22"\n',
+            "cluster 'west': schedulers[0].ssh_port: expected a whole number (unquoted), not the string '22'",
+        ),
+        (
+            "[clusters.west]\nmax_backup_age = 4\n" + S,
+            "cluster 'west': max_backup_age: expected a quoted string, not 4",
+        ),
+        (
+            '[clusters.west.approvals]\nremind_after = "10 min"\n' + S,
+            "cluster 'west': approvals.remind_after: not a duration like 10s, 5m, 4h or 2d: '10 min'",
+        ),
+        (
+            '[clusters.west.approvals]\nexpire = "1h"\n' + S,
+            "cluster 'west': approvals.expire: Extra inputs are not permitted",
+        ),
+        (
+            '[clusters.west]\napprovers = "U1"\n' + S,
+            "cluster 'west': approvers: expected a table, not the string 'U1'",
+        ),
+    ],
+)
+def test_types_are_strict(tmp_path: Path, text: str, message: str) -> None:
+    """A quoted value is a mistake, not a spelling: "off" must not turn the rule off."""
+    with pytest.raises(ClusterFileError) as err:
+        load_clusters(write(tmp_path, text))
+    assert str(err.value) == f"{tmp_path / 'clusters.toml'}: {message}"
+
+
+def test_approvals_durations(tmp_path: Path) -> None:
+    c = load_clusters(write(tmp_path, S))["west"]
+    assert (c.approvals.remind_after, c.approvals.expire_after) == ("10m", "1h")
+    text = '[clusters.west.approvals]\nremind_after = "30s"\nexpire_after = "2h"\n' + S
+    c = load_clusters(write(tmp_path, text))["west"]
+    assert (c.approvals.remind_after_ms, c.approvals.expire_after_ms) == (30_000, 7_200_000)
+    t = load_clusters(write(tmp_path, "[clusters.west]\ntwo_person_rule = false\n" + S))
+    assert t["west"].two_person_rule is False
