@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runbook import actions
+from runbook import actions, approvals
 from runbook.clusters import Cluster
 from runbook.engine import backup_choice_open
 from runbook.ports import HostResult
@@ -409,6 +410,14 @@ def _commands_block(lines: list[str], block_id: str) -> dict[str, Any]:
     return section("*Commands:*\n" + code_block([body]), block_id)
 
 
+def waited(rec: RestoreRecord, sid: str) -> str:
+    """How long a step has waited for approval, at the time the card is drawn."""
+    since = dict(approvals.waiting_for(rec)).get(sid)
+    if since is None:
+        return "waiting for approval"
+    return approvals.waited_text(since, int(time.time() * 1000))
+
+
 MAX_DIFF_BLOCKS = 3
 
 
@@ -702,7 +711,9 @@ def render_step(
             [
                 f"*{RISK_BADGE[step.risk]}*",
                 f"{etext(step.phase, 80)}",
-                f"status: *{etext(status, 30)}*" + (f" · attempt {attempt}" if attempt > 1 else ""),
+                f"status: *{etext(status, 30)}*"
+                + (f" · attempt {attempt}" if attempt > 1 else "")
+                + (f" · {waited(rec, step.id)}" if status == "awaiting" else ""),
                 f"restore `{etext(rec.rid, 80)}`",
             ],
             "card.meta",

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook import actions, commands as cmd, preflight
+from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
@@ -327,6 +328,7 @@ class Engine:
             raise Refused(f"{sid} is not waiting for approval (it is {state.get('status')})")
         await self._check_approver(cluster, by)
         self._two_person(rec, step, by, "approving")
+        await self._expire(rec, step, by)
         await self._precondition(rec, step, by, "awaiting")
         digest = (
             await self._bind_plan(rec, step, by, "awaiting", seen)
@@ -352,6 +354,35 @@ class Engine:
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
         return outcome
+
+    async def _expire(self, rec: RestoreRecord, step: Step, by: Actor) -> None:
+        """An approval given long after the card was shown (approvals.expire_after) is
+        refused: the step goes back, its plan and preview are rendered again, and it asks
+        again (runbook.approvals)."""
+        cluster = self.cluster_of(rec)
+        since = dict(approvals.waiting_for(rec, await self.store.events(rec.rid))).get(step.id)
+        why = (
+            approvals.expired(
+                since,
+                int(time.time() * 1000),
+                cluster.approvals.expire_after_ms,
+                cluster.approvals.expire_after,
+            )
+            if since is not None
+            else None
+        )
+        if not why:
+            return
+        await self.store.transition(
+            rec.rid,
+            step.id,
+            ("awaiting",),
+            {"status": "pending"},
+            {"type": "approval_expired", "actor": by.id, "reason": why},
+        )
+        await self._notify("refused", rid=rec.rid, step=step.id, actor=by.id, reason=why)
+        await self.advance(rec.rid)
+        raise Refused(why)
 
     async def _precondition(self, rec: RestoreRecord, step: Step, by: Actor, status: str) -> None:
         """Refuse to run a step whose precondition fails, saying why. A step that can go

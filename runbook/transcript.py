@@ -66,6 +66,9 @@ EVENTS: dict[str, Kind] = {
         ("reason",),
         marker="refusal",
     ),
+    "approval_expired": Kind(
+        "the approval by {who} came too late: the step asks again", ("reason",), marker="refusal"
+    ),
     "started": Kind("started by the bot"),
     "host_result": Kind(
         "{host}: exit {exit_status} in {duration}s (attempt {attempt}){error_text}"

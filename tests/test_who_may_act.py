@@ -128,3 +128,26 @@ async def test_the_originals_leave_redis_when_the_restore_ends(
     assert await engine.abort(rid, Actor("bob"), revert=True) == "reverted"
     assert "originals" not in (await engine.record(rid)).data
     await engine.close()
+
+
+async def test_an_approval_older_than_expire_after_is_refused_and_asked_again(
+    sandbox: RunningSandbox, store: Store
+) -> None:
+    import asyncio
+
+    from runbook.clusters import Approvals
+
+    cluster = sandbox.cluster.model_copy(update={"approvals": Approvals(expire_after="1s")})
+    engine = Engine(store, {"sandbox": cluster}, connect, timing=FAST)
+    rid = await engine.start("sandbox", None, ALICE)
+    assert await drive(engine, rid, "prep.stop") == "at prep.stop"
+    await asyncio.sleep(1.5)
+    with pytest.raises(Refused, match="longer than approvals.expire_after = 1s"):
+        await engine.approve(rid, "prep.stop", ALICE)
+    rec = await engine.record(rid)
+    assert rec.steps["prep.stop"]["status"] == "awaiting"  # asked again, with a new card
+    assert "approval_expired" in [e["type"] for e in await store.events(rid)]
+    assert sandbox.leaders("ACTIVE")  # nothing was stopped
+    assert (await engine.approve(rid, "prep.stop", ALICE)).ok
+    await engine.abort(rid, BOB, revert=True)
+    await engine.close()
