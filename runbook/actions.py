@@ -36,6 +36,7 @@ from runbook.ports import (
 )
 from runbook.procedure import (
     ARCHIVE_MATCHES,
+    ARGV_NOW,
     ARCHIVE_SUM,
     PRINT_RECOVERY,
     WIPE_PREVIEW,
@@ -215,6 +216,7 @@ def aurora_client(cluster: Cluster, facts: Mapping[str, Any], host: str | None) 
 def verbatim(
     cluster: Cluster, facts: Mapping[str, Any] | None = None, host: str | None = None
 ) -> dict[str, str]:
+    flavour = host_paths(facts or {}, host).get("flavour") if host else None
     return {
         "service_stop": cluster.service.stop,
         "service_start": cluster.service.start,
@@ -223,6 +225,9 @@ def verbatim(
         "mesos_log": cluster.mesos_log,
         "log_tail": log_read_command(cluster, cluster.scheduler(host), LOG_TAIL_LINES)
         if host
+        else "",
+        "argv_script": shlex.quote(envfile.argv_script("rpm" if flavour == "rpm" else "debian"))
+        if flavour
         else "",
     }
 
@@ -704,7 +709,42 @@ async def disable(ctx: StepContext) -> Outcome:
     done = await _write_files(ctx, "env_file", edited)
     if not done.ok:
         return done
-    return await check_disabled(ctx)
+    static = await check_disabled(ctx)
+    if not static.ok:
+        return static
+    return await check_argv(ctx, disabled=True)
+
+
+async def check_argv(ctx: StepContext, disabled: bool) -> Outcome:
+    """The file as written, evaluated on the host the way the packaged startup script
+    evaluates it (bash sources it): the scheduler's argv differs from the one preflight
+    saw only in the intended flags, each once (disabled), or not at all (reverted)."""
+    before = ctx.facts.get("argv") or {}
+    hosts = [h for h in ctx.hosts if h in before]
+    if not hosts:
+        return Outcome(True, "the three values, each once, on every host")
+    res = await ctx.run(render_for(ctx, ARGV_NOW, hosts), record=False)
+    problems = []
+    for h in hosts:
+        r = res[h]
+        if not r.ok:
+            problems.append(f"{h}: the file does not evaluate: {'; '.join(_failures({h: r}))}")
+            continue
+        wanted: dict[str, str | None] = {}
+        if disabled:
+            wanted.update(envfile.DISABLED_ARGV)
+            if h in (ctx.facts.get("auth_hosts") or []):
+                wanted.update(envfile.NO_AUTH_ARGV)
+        try:
+            after = envfile.parse_argv(r.stdout.encode(errors="surrogateescape"))
+        except envfile.EnvFileError as exc:
+            problems.append(f"{h}: {exc}")
+            continue
+        problems += [f"{h}: {p}" for p in envfile.argv_changes(before[h], after, wanted)]
+    if problems:
+        return Outcome(False, "; ".join(problems))
+    what = "only the intended flags differ, each once" if disabled else "the same as before"
+    return Outcome(True, f"the scheduler's argv, evaluated as the startup script does: {what}")
 
 
 async def check_disabled(ctx: StepContext) -> Outcome:
@@ -1104,7 +1144,11 @@ async def revert(ctx: StepContext) -> Outcome:
         done = await _write_files(ctx, field_, contents)
         if not done.ok:
             return done
-    return await check_reverted(ctx)
+    reverted = await check_reverted(ctx)
+    if not reverted.ok:
+        return reverted
+    argv = await check_argv(ctx, disabled=False)
+    return reverted if argv.ok else argv
 
 
 async def check_reverted(ctx: StepContext) -> Outcome:

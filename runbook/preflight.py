@@ -480,6 +480,8 @@ async def preflight(ctx: StepContext) -> Outcome:
     ctx.facts.update(paths=paths, archive_stamp=stamp)
     await ctx.learn(originals=originals, paths=paths, auth_hosts=auth, archive_stamp=stamp)
     evaluated = await _evaluate_argv(ctx, evaluate)
+    # The argv before: what the disable and revert checks compare with (check_argv).
+    await ctx.learn(argv={h: argv for h, (_found, argv) in evaluated.items() if argv})
     problems += quorum_problems(
         {h: argv for h, (_found, argv) in evaluated.items()}, len(ctx.hosts)
     )

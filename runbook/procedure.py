@@ -81,6 +81,8 @@ ARCHIVE_MATCHES = (
     '[ -n "$listed" ] && [ "$listed" = "$present" ]'
 )
 ARCHIVE_SUM = "sudo -n sha256sum {archive}"
+# The scheduler's argv, as the packaged startup script computes it from the env file.
+ARGV_NOW = "bash -c {!argv_script} _ {env_file}"
 WIPED = 'test -z "$(sudo -n ls -A {log_dir})"'
 WIPE_PREVIEW = "echo $(sudo -n find {log_dir} -mindepth 1 -type f | wc -l) $(sudo -n du -sb {log_dir} | cut -f1)"
 PRINT_RECOVERY = "{!aurora_admin} scheduler_print_recovery_tasks --bypass-leader-redirect {cluster}"
@@ -206,7 +208,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("sudo -n tee {env_file} > /dev/null",),
         check="file re-read shows the three values, each once",
-        reads=("cat -- {env_file}",),
+        reads=("cat -- {env_file}", ARGV_NOW),
     ),
     Step(
         id="prep.start",
@@ -401,7 +403,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         check="sha256 equals the original on every host",
         skippable=False,
         needs_real_log=True,
-        reads=("cat -- {env_file}", "cat -- {admin_clusters_json}"),
+        reads=("cat -- {env_file}", "cat -- {admin_clusters_json}", ARGV_NOW),
     ),
     Step(
         id="cleanup.restart",
