@@ -440,6 +440,18 @@ class SlackFront:
                         "Role\tJob\tShard\tStatus\tTask ID\n" + listing + "\n",
                         "The staged recovery's tasks (the whole listing)",
                     )
+            step = self.engine.step(sid)
+            kills = rec.data.get("kills") or {}
+            if step.fills_log and status == "awaiting" and kills.get("known"):
+                # What approving it kills, whole: the card says how many.
+                listing = rec.data.get("kills_listing") or ""
+                if await self.redis.hsetnx(slack_key(rid), "kills-listing", "1"):
+                    await self.upload(
+                        rid,
+                        f"tasks-killed-{rid}.tsv",
+                        listing or "(none)\n",
+                        f"The running tasks {sid} kills: {kills.get('summary', '')}",
+                    )
             if status in ("succeeded", "failed") and card.needs_file:
                 key = f"file:{sid}:{rec.steps[sid].get('attempt', 0)}"
                 if await self.redis.hsetnx(slack_key(rid), key, "1"):
