@@ -602,3 +602,34 @@ def test_backup_menu_caps_at_the_newest_fifty_and_shows_only_while_nothing_chang
     rec.steps["prep.stop"] = {"status": "succeeded", "attempt": 1}
     card = B.render_step(rec, SMALL, "prep.preflight")
     assert "choose_backup" not in {e["action_id"] for e in _elements(card.blocks)}
+
+
+def test_the_wipe_card_names_each_host_without_an_archive() -> None:
+    hosts = [s.host for s in SMALL.schedulers]
+    data = {
+        "preview:log.wipe": {
+            hosts[0]: {"files": 3, "bytes": 100, "archive": "/x/db.tar.gz"},
+            hosts[1]: {"files": 3, "bytes": 100, "archive": None},
+            hosts[2]: {"files": 3, "bytes": 100, "archive": None},
+        }
+    }
+    text = "\n".join(B.preview_lines(get_step("log.wipe"), data, SMALL))
+    assert f"No archive of the log on 2 hosts:* {hosts[1]}, {hosts[2]}" in text
+    assert text.count("no archive") == 2  # one mark per host without one
+
+
+def test_a_secret_in_a_cluster_file_command_is_masked_on_the_card() -> None:
+    data = {
+        "clusters": {
+            "west": {
+                "service": {"stop": "sudo systemctl stop aurora-scheduler # token=s3cr3tvalue99"},
+                "schedulers": [{"host": "sched1"}],
+            }
+        }
+    }
+    cluster = parse_clusters(data, "t")["west"]
+    shown = "\n".join(B.command_lines(cluster, get_step("prep.stop"), {}))
+    assert "s3cr3tvalue99" not in shown and "token=[REDACTED]" in shown
+    # The stored plan is masked too, and a guarded remote compares in that form.
+    plan = Plan(commands={"sched1": [cluster.service.stop]})
+    assert "s3cr3tvalue99" not in json.dumps(plan.to_dict())
