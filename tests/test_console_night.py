@@ -59,9 +59,7 @@ def test_local_problems_name_the_field_and_the_file(tmp_path: Path) -> None:
     key, known = tmp_path / "id", tmp_path / "known_hosts"
     assert local_problems(west(tmp_path, key, known)) == f"ssh.key: {key}: no such file"
     key.write_text("a key\n")
-    assert local_problems(west(tmp_path, key, known)) == (
-        f"ssh.known_hosts: {known}: no such file"
-    )
+    assert local_problems(west(tmp_path, key, known)) == (f"ssh.known_hosts: {known}: no such file")
     known.mkdir()
     assert local_problems(west(tmp_path, key, known)) == (
         f"ssh.known_hosts: {known}: is a directory, not a file"
