@@ -119,6 +119,9 @@ def run_demo(*, yes: bool, out: Path | None, schedulers: int, me: str) -> int:
     except DemoRefused as exc:
         print(f"aurora-restore demo: refused: {exc}", file=sys.stderr)
         return 2
+    except SandboxError as exc:  # the sandbox could not start (a port taken, say)
+        print(f"aurora-restore demo: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         again = f" (again: aurora-restore demo --out {out})" if out is not None else ""
         print(f"demo interrupted{again}", file=sys.stderr)
