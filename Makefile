@@ -22,7 +22,7 @@ test: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -rs $(PYTEST_ARGS)
 
 # The rules and views on fakes, in seconds (no sandbox, no SSH, no ZooKeeper); `make test`
 # runs them too, beside every real-service test.

@@ -508,8 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument(
         "--out",
         metavar="DIR",
-        help="write transcript.md, transcript.json and transcript.html there (and keep the "
-        "sandbox in DIR/sandbox)",
+        help="write transcript.md, transcript.json and transcript.html there, and keep the "
+        "sandbox in DIR/sandbox and the store in DIR/data: the same command continues a "
+        "restore a killed demo left there; default: transcripts only, in demo-out/TIME",
     )
     de.add_argument(
         "--schedulers", type=int, default=3, metavar="N", help="scheduler hosts; default: 3"

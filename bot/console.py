@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,17 +27,84 @@ from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
 from runbook.listing import check_task_ids, listing_ids
-from runbook.ports import HostResult, Remote, VarsProbe
+from runbook.ports import HostResult, OnResult, Remote, VarsProbe
 from runbook.procedure import Risk, Step
 from runbook.redact import redact
 from runbook.store import Store
 from runbook.transcript_html import to_html
 
 RULE = "─" * 72
+COMMAND_SHOWN = 60  # characters of a host's command on its result line
 
 
 def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
     return SshExecutor(cluster), HttpVarsProbe()
+
+
+class Commands:
+    """Which command each host result answers: the console's remotes note it as each
+    result comes back, so the result line can name its command (a `HostResult` does
+    not carry it)."""
+
+    def __init__(self) -> None:
+        self.of: dict[int, str] = {}
+
+    def connect(self, cluster: Cluster) -> tuple[Remote, VarsProbe]:
+        remote, probe = connect(cluster)
+        return Watched(remote, self), probe
+
+    def pop(self, result: HostResult) -> str:
+        return self.of.pop(id(result), "")
+
+
+class Watched:
+    """A `Remote` that tells `Commands` the command of each result it reports."""
+
+    def __init__(self, inner: Remote, commands: Commands) -> None:
+        self.inner = inner
+        self.commands = commands
+
+    async def run(
+        self,
+        commands: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        stdin: Mapping[str, bytes] | None = None,
+        on_result: OnResult | None = None,
+    ) -> dict[str, HostResult]:
+        if on_result is None:
+            return await self.inner.run(commands, timeout=timeout, stdin=stdin)
+        report = on_result
+
+        async def noted(r: HostResult) -> None:
+            self.commands.of[id(r)] = commands.get(r.host, "")
+            try:
+                res = report(r)
+                if asyncio.iscoroutine(res):
+                    await res
+            finally:
+                self.commands.of.pop(id(r), None)
+
+        return await self.inner.run(commands, timeout=timeout, stdin=stdin, on_result=noted)
+
+    async def read_file(self, host: str, path: str, timeout: float | None = None) -> bytes:
+        return await self.inner.read_file(host, path, timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def shorten(command: str, limit: int = COMMAND_SHOWN) -> str:
+    """A command on one line, its first `limit` characters, secrets masked."""
+    line = " ".join(redact(command).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def seconds(duration: float) -> str:
+    return f"{duration:.1f}s" if duration < 60 else f"{int(duration // 60)}m{duration % 60:02.0f}s"
 
 
 def kills_note(step: Step, facts: dict[str, Any]) -> str:
@@ -72,6 +140,7 @@ class Console:
         yes: bool = False,
         out: TextIO = sys.stdout,
         ask: Callable[[str], str] = input,
+        commands: Commands | None = None,
     ) -> None:
         self.engine = engine
         self.cluster = cluster
@@ -79,6 +148,9 @@ class Console:
         self.yes = yes
         self.out = out
         self.ask = ask
+        self.commands = commands or Commands()
+        self.plan: list[str] = []
+        self.started: dict[str, float] = {}
         engine.listener = self.on_event
 
     def say(self, text: str = "") -> None:
@@ -86,21 +158,40 @@ class Console:
 
     def on_event(self, kind: str, info: dict[str, Any]) -> None:
         if kind == "running":
+            self.started[info["step"]] = time.monotonic()
             self.say(f"▶ running {info['step']} …")
         elif kind == "host_result":
-            r: HostResult = info["result"]
-            mark = "✓" if r.ok else "✗"
-            detail = r.error or f"exit {r.exit_status}"
-            self.say(f"   {mark} {r.host:<20} {detail:<10} {r.duration:6.2f}s")
+            self.say(self.result_line(info["step"], info["result"]))
         elif kind == "finished_step":
             mark = "✓" if info["ok"] else "✗"
             self.say(f"{mark} {info['step']}: {info['summary']}")
+            began = self.started.pop(info["step"], None)
+            if began is not None:
+                self.say(f"   ({info['step']} took {seconds(time.monotonic() - began)})")
         elif kind in ("aborted", "reverted") and info.get("summary"):
             self.say(f"■ restore {kind}: {info['summary']}")
         elif kind == "interrupted":
             check = info.get("check")
             seen = f" — check: {check.summary}" if check is not None else ""
             self.say(f"⚠ {info['step']} was interrupted (the bot died while it ran){seen}")
+
+    def result_line(self, sid: str, r: HostResult) -> str:
+        """One host's result: mark, host, exit or error, duration, and its command. The
+        step that fills the log (restore.commit) shuts the scheduler down, so its client
+        failing is expected, not a ✗."""
+        detail = r.error or f"exit {r.exit_status}"
+        mark = "✓" if r.ok else "✗"
+        if not r.ok and self.engine.step(sid).fills_log:
+            mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
+        command = shorten(self.commands.pop(r))
+        shown = f"  $ {command}" if command else ""
+        return f"   {mark} {r.host:<20} {detail:<10} {r.duration:6.2f}s{shown}"
+
+    def position(self, sid: str) -> str:
+        """`step N of M`: the step's place in the restore's plan."""
+        if sid not in self.plan:
+            return ""
+        return f"step {self.plan.index(sid) + 1} of {len(self.plan)} · "
 
     def approver_for(self, step: Step, started_by: str) -> Actor:
         """Unattended: the first console approver, or the second for a destructive step."""
@@ -118,7 +209,7 @@ class Console:
 
     def card(self, step: Step, facts: dict[str, Any]) -> None:
         self.say(RULE)
-        self.say(f"{step.id} · {step.title}")
+        self.say(f"{self.position(step.id)}{step.id} · {step.title}")
         self.say(f"risk: {step.risk.value}   targets: {step.targets.value}")
         self.say(step.explain)
         for host, lines in actions.planned_commands(self.cluster, step, facts).items():
@@ -182,6 +273,7 @@ class Console:
         await engine.advance(rid)
         while True:
             rec = await engine.record(rid)
+            self.plan = list(rec.meta.get("plan") or [])
             if rec.status != "running":
                 self.say(RULE)
                 self.say(f"restore {rid}: {rec.status}")
@@ -249,8 +341,13 @@ class Console:
                 )
             words = self.ask(f"{step.id}: {choices}? ").strip().split()
             answer = words[0].lower() if words else ""
+            # `s NAME` and `b NAME` act as NAME, like `a NAME`.
+            who = Actor(words[1]) if len(words) > 1 else self.me
             if answer in ("a", "approve"):
-                who = Actor(words[1]) if len(words) > 1 else self.me
+                refusal = self.own_destructive(step, who, started_by, "approving")
+                if refusal:
+                    self.say(f"refused: {refusal}")
+                    continue
                 if (
                     step.risk is Risk.DESTRUCTIVE
                     and self.ask("destructive: type the step id to confirm: ").strip() != step.id
@@ -261,6 +358,8 @@ class Console:
                     await self.engine.approve(rid, step.id, who)
                 except Refused as exc:
                     self.say(f"refused: {exc}")
+                    return
+                self.say(f"approved by {who.label}{kills_note(step, facts)}")
                 return  # the loop reads the step's state again
             if answer in ("d", "delete") and step.id == "restore.review":
                 known = set(listing_ids((facts.get("review") or {}).get("listing", "")))
@@ -272,13 +371,30 @@ class Console:
                 self.say(out.summary)
                 return
             if answer in ("s", "skip") and step.skippable:
-                await self.engine.skip(
-                    rid, step.id, self.me, self.ask("reason: ") or "no reason given"
-                )
+                await self.skip(rid, step, who)
                 return
             if answer in ("b", "abort"):
-                await self.abort(rid)
+                await self.abort(rid, who)
                 return
+
+    def own_destructive(self, step: Step, who: Actor, started_by: str, doing: str) -> str:
+        """The engine's two-person refusal, said before the confirm prompt: the one who
+        started the restore may not also run its destructive step."""
+        if step.risk is Risk.DESTRUCTIVE and self.cluster.two_person_rule and who.id == started_by:
+            return (
+                f"{step.id} is destructive: {doing} it needs an approver other than "
+                f"{who.label}, who started the restore"
+            )
+        return ""
+
+    async def skip(self, rid: str, step: Step, who: Actor) -> None:
+        reason = self.ask("reason: ").strip() or "no reason given"
+        try:
+            await self.engine.skip(rid, step.id, who, reason)
+        except Refused as exc:
+            self.say(f"refused: {exc}")
+            return
+        self.say(f"skipped by {who.label}: {reason}")
 
     async def decide_failed(
         self, rid: str, step: Step, state: dict[str, Any], started_by: str
@@ -298,31 +414,49 @@ class Console:
             await self.engine.abort(rid, self.approver_for(step, started_by), revert=True)
             await self.after_abort(rid)
             return True
-        options = "[r]etry, [s]kip, a[b]ort" + (
-            ", [d]one (it finished)"
-            if state["status"] == "interrupted" and state.get("appears_finished")
-            else ""
+        done_offered = state["status"] == "interrupted" and bool(state.get("appears_finished"))
+        options = ", ".join(
+            ["[r]etry"]
+            + (["[s]kip"] if step.skippable else [])
+            + ["a[b]ort"]
+            + (["[d]one (it finished)"] if done_offered else [])
         )
         if state.get("rewind"):
             options = f"[g] {step.rewind_label or 'go back'}, " + options
-        answer = self.ask(f"{step.id}: {options}? ").strip().lower()
-        if answer in ("g", "back") and state.get("rewind"):
-            target = await self.engine.rewind(rid, step.id, self.me)
-            self.say(f"back to {target}")
-        elif answer in ("r", "retry"):
-            await self.engine.retry(rid, step.id, self.me)
-        elif answer in ("s", "skip"):
-            await self.engine.skip(rid, step.id, self.me, self.ask("reason: ") or "no reason given")
-        elif answer in ("d", "done") and state["status"] == "interrupted":
-            await self.engine.mark_done(rid, step.id, self.me)
-        elif answer in ("b", "abort"):
-            await self.abort(rid)
+        words = self.ask(f"{step.id}: {options}? ").strip().split()
+        answer = words[0].lower() if words else ""
+        who = Actor(words[1]) if len(words) > 1 else self.me
+        try:
+            if answer in ("g", "back") and state.get("rewind"):
+                target = await self.engine.rewind(rid, step.id, who)
+                self.say(f"back to {target} (by {who.label})")
+            elif answer in ("r", "retry"):
+                refusal = self.own_destructive(step, who, started_by, "retrying")
+                if refusal:
+                    self.say(f"refused: {refusal}")
+                    return True
+                await self.engine.retry(rid, step.id, who)
+                self.say(f"retried by {who.label}")
+            elif answer in ("s", "skip") and step.skippable:
+                await self.skip(rid, step, who)
+            elif answer in ("d", "done") and done_offered:
+                refusal = self.own_destructive(step, who, started_by, "marking done")
+                if refusal:
+                    self.say(f"refused: {refusal}")
+                    return True
+                await self.engine.mark_done(rid, step.id, who)
+                self.say(f"marked done by {who.label}")
+            elif answer in ("b", "abort"):
+                await self.abort(rid, who)
+        except Refused as exc:
+            self.say(f"refused: {exc}")
         return True
 
-    async def abort(self, rid: str) -> None:
+    async def abort(self, rid: str, who: Actor | None = None) -> None:
+        who = who or self.me
         revert = self.ask("revert every change made so far? [Y/n] ").strip().lower() != "n"
-        result = await self.engine.abort(rid, self.me, revert=revert)
-        self.say(f"restore {result}")
+        result = await self.engine.abort(rid, who, revert=revert)
+        self.say(f"aborted by {who.label}: restore {result}")
         await self.after_abort(rid)
 
     async def after_abort(self, rid: str) -> None:
@@ -374,17 +508,18 @@ async def run_console(
 ) -> tuple[str, str]:
     client = aioredis.Redis.from_url(redis_url)
     store = Store(client)
+    commands = Commands()
     engine = Engine(
         store,
         {cluster.name: cluster},
-        connect,
+        commands.connect,
         timing=timing or Timing(),
         detect=detector,
         sources=check_sources,
         mesos=running_tasks,
     )
     try:
-        console = Console(engine, cluster, me=me, yes=yes)
+        console = Console(engine, cluster, me=me, yes=yes, commands=commands)
         rid = await console.run(backup)
         rec = await engine.record(rid)
         if out_dir is not None:

@@ -1,4 +1,12 @@
-"""`make demo`: the sandbox, the embedded store and a whole restore, in one command."""
+"""`make demo`: the sandbox, the embedded store and a whole restore, in one command.
+
+Without `--out` the transcripts go to a fresh directory under `demo-out/`, named by the
+time, printed at the end (the sandbox and the store are temporary). With `--out DIR`
+everything stays in DIR: DIR/sandbox, DIR/data (the store) and the transcripts. A demo
+killed mid-restore is continued by the same command: the store in DIR/data still holds
+the restore, and DIR/sandbox is reused as it was left (`sandbox.cluster.build` reuses a
+DIR). A restore kept without its sandbox is refused: it cannot go on against new hosts.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,26 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+
+import redis.asyncio as aioredis
 
 from bot.console import run_console
 from bot.probes import HttpVarsProbe
 from bot.redis_server import EmbeddedRedis
 from runbook.actions import Timing, lifecycle
 from runbook.clusters import load_clusters
-from sandbox.cluster import Options, Sandbox, build
+from runbook.store import Store
+from sandbox.cluster import Options, Sandbox, SandboxError, build
+from sandbox.layout import INFO_FILE
+
+CLUSTER = "sandbox"  # the cluster the sandbox's cluster file names
+DEMO_OUT = Path("demo-out")
+
+
+class DemoRefused(Exception):
+    """The demo cannot go on; the message is one line."""
 
 
 async def _wait_active(sandbox: Sandbox, timeout: float = 30) -> None:
@@ -32,14 +52,43 @@ async def _wait_active(sandbox: Sandbox, timeout: float = 30) -> None:
     raise RuntimeError("the sandbox's schedulers did not elect an ACTIVE leader")
 
 
-async def _demo(base: Path, yes: bool, out: Path | None, schedulers: int, me: str) -> str:
-    info = build(Options(dir=base / "sandbox", schedulers=schedulers, reset=True, restart_sec=1.0))
+async def kept_restore(url: str) -> str | None:
+    """The restore of the sandbox an earlier run left running in this store, if any."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        return await Store(client).holder(CLUSTER)
+    finally:
+        await client.aclose()
+
+
+def sandbox_options(base: Path, schedulers: int, kept: str | None) -> Options:
+    """A fresh sandbox, or, to continue a kept restore, the one it ran against."""
+    directory = base / "sandbox"
+    if kept is None:
+        return Options(dir=directory, schedulers=schedulers, reset=True, restart_sec=1.0)
+    if not (directory / INFO_FILE).exists():
+        raise DemoRefused(
+            f"{base / 'data'} holds restore {kept} of an earlier demo, but its sandbox "
+            f"{directory} is gone: it cannot continue against a new sandbox; "
+            f"remove {base} or use another --out"
+        )
+    return Options(dir=directory, schedulers=schedulers, reset=False, restart_sec=1.0)
+
+
+async def _demo(base: Path, yes: bool, out: Path, schedulers: int, me: str) -> str:
     with EmbeddedRedis(base / "data") as server:
         url = server.start()
+        kept = await kept_restore(url)
+        try:
+            info = build(sandbox_options(base, schedulers, kept))
+        except SandboxError as exc:
+            raise DemoRefused(str(exc)) from None
         async with Sandbox(info) as sandbox:
-            print(f"sandbox: {len(info.hosts)} schedulers in {info.dir}", flush=True)
-            await _wait_active(sandbox)
-            cluster = load_clusters(Path(info.dir) / "clusters.toml")["sandbox"]
+            reused = " (kept from the earlier run)" if kept else ""
+            print(f"sandbox: {len(info.hosts)} schedulers in {info.dir}{reused}", flush=True)
+            if kept is None:
+                await _wait_active(sandbox)
+            cluster = load_clusters(Path(info.dir) / "clusters.toml")[CLUSTER]
             timing = Timing(
                 leader_wait=60, failover_wait=60, verify_wait=60, poll=0.5, vars_timeout=2
             )
@@ -49,15 +98,42 @@ async def _demo(base: Path, yes: bool, out: Path | None, schedulers: int, me: st
             return status
 
 
+def fresh_out(root: Path = DEMO_OUT) -> Path:
+    """A new directory under demo-out/, named by the time (UTC), for one run's transcripts."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    path = root / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
 def run_demo(*, yes: bool, out: Path | None, schedulers: int, me: str) -> int:
+    transcripts = out if out is not None else fresh_out()
+    # Without --out only the transcripts are kept: the sandbox and the store are scratch.
     base = out if out is not None else Path(tempfile.mkdtemp(prefix="aurora-restore-demo-"))
     try:
-        status = asyncio.run(_demo(base, yes, out, schedulers, me))
+        status = asyncio.run(_demo(base, yes, transcripts, schedulers, me))
+    except DemoRefused as exc:
+        print(f"aurora-restore demo: refused: {exc}", file=sys.stderr)
+        return 2
+    except SandboxError as exc:  # the sandbox could not start (a port taken, say)
+        print(f"aurora-restore demo: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("demo interrupted", file=sys.stderr)
+        again = f" (again: aurora-restore demo --out {out})" if out is not None else ""
+        print(f"demo interrupted{again}", file=sys.stderr)
         return 130
     finally:
         if out is None:
             shutil.rmtree(base, ignore_errors=True)
+            if not any(transcripts.iterdir()):
+                transcripts.rmdir()  # nothing was written: leave no empty directory
     print(f"demo: restore {status}")
+    print(
+        f"transcripts: {transcripts}/transcript.md, .json, .html",
+        flush=True,
+    )
     return 0 if status == "succeeded" else 1

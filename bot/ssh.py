@@ -90,6 +90,11 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _endpoint(s: Scheduler) -> str:
+    """host:port, as an operator reads it in a one-line connect error."""
+    return f"{s.connect_address}:{s.ssh_port}"
+
+
 def _where(s: Scheduler) -> str:
     """How OpenSSH names the endpoint in known_hosts: `addr` or `[addr]:port`."""
     return s.connect_address if s.ssh_port == 22 else f"[{s.connect_address}]:{s.ssh_port}"
@@ -463,10 +468,10 @@ class SshExecutor:
             raise _HostFailure(self._host_key_error(s, known_hosts)) from None
         except TimeoutError:
             raise _HostFailure(
-                f"connect timed out after {_seconds(self._connect_timeout)}"
+                f"ssh to {_endpoint(s)}: connect timed out after {_seconds(self._connect_timeout)}"
             ) from None
         except ConnectionRefusedError:
-            raise _HostFailure("connection refused") from None
+            raise _HostFailure(f"ssh to {_endpoint(s)}: connection refused") from None
         except asyncssh.PermissionDenied:
             raise _HostFailure(
                 f"permission denied for {ssh.user}@{s.host} with the key {ssh.key_path}"
@@ -474,7 +479,7 @@ class SshExecutor:
         except asyncssh.DisconnectError as exc:
             raise _HostFailure(f"SSH connection failed: {_reason(exc)}") from None
         except OSError as exc:
-            raise _HostFailure(f"cannot connect to {_where(s)}: {exc.strerror or exc}") from None
+            raise _HostFailure(f"ssh to {_endpoint(s)}: {exc.strerror or exc}") from None
 
     def _host_key_error(self, s: Scheduler, known_hosts: asyncssh.SSHKnownHosts) -> str:
         """Tell an unknown host (add its key) from a changed key (investigate)."""

@@ -24,6 +24,7 @@ from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.listing import check_ids, listing_ids
+from runbook.local_checks import local_problems
 from runbook.plan import Plan
 from runbook.ports import (
     HostResult,
@@ -188,6 +189,9 @@ class Engine:
         if cluster is None:
             known = ", ".join(sorted(self.clusters)) or "none"
             raise Refused(f"unknown cluster {cluster_name!r} (known: {known})")
+        problem = local_problems(cluster)
+        if problem is not None:
+            raise Refused(problem)
         if backup is not None:
             try:
                 cmd.backup_id(backup)

@@ -854,8 +854,14 @@ async def run(opts: Options) -> int:
     info = build(opts)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
+    received: list[str] = []
+
+    def stop_on(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        done.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
+        loop.add_signal_handler(sig, stop_on, sig)
     sandbox = Sandbox(info)
     await sandbox.start()
     try:
@@ -874,4 +880,11 @@ async def run(opts: Options) -> int:
     finally:
         with contextlib.suppress(Exception):
             await sandbox.stop()
+    why = f" on {received[0]}" if received else ""
+    print(
+        f"sandbox stopped{why}: {len(info.hosts)} schedulers, their SSH servers, the Mesos "
+        f"masters and the control server; its state stays in {info.root} "
+        "(start it again with the same --dir)",
+        flush=True,
+    )
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,23 +17,40 @@ from pathlib import Path
 import pytest
 
 from runbook.procedure import step_ids
+from sandbox.layout import SandboxInfo
 from tests.conftest import ROOT, RunningSandbox
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    # Without --out: the transcripts go to a fresh demo-out/TIME, printed at the end.
     r = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", "--yes", "--out", str(out)],
-        cwd=ROOT,
+        [sys.executable, "-m", "bot.cli", "demo", "--yes"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=280,
-        env={**os.environ, "REDIS_URL": ""},
+        env={**os.environ, "REDIS_URL": "", "PYTHONPATH": str(ROOT)},
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "restore succeeded" in r.stdout
+    where = re.search(
+        r"^transcripts: (demo-out/\d{4}-\d\d-\d\dT[\d-]+Z)/transcript\.md, \.json, \.html$",
+        r.stdout,
+        re.M,
+    )
+    assert where, r.stdout[-500:]
+    out = tmp_path / where.group(1)
+    assert sorted(p.name for p in (tmp_path / "demo-out").iterdir()) == [out.name]
+    # The commit's client error is expected, not a failure; every step says how long it took.
+    assert re.search(
+        r"^   · scheduler-\d +exit 1 \(expected: the commit shuts the scheduler down\)",
+        r.stdout,
+        re.M,
+    ), r.stdout[-3000:]
+    assert re.search(r"^   \(restore\.commit took \d+\.\ds\)$", r.stdout, re.M)
+    assert re.search(r"^step \d+ of \d+ · restore\.commit · ", r.stdout, re.M)
     # The leader table (host by source) and the staged task summary, as the team sees them.
     table = re.search(
         r"✓ restore\.leader: leader: (\S+) \(agreed by logs, vars\)\n"
@@ -124,3 +142,49 @@ def test_console_killed_mid_step_continues_and_the_step_reads_interrupted(
     for s in doc["steps"]:
         if s["id"] in ("prep.stop", "prep.admin_access", "prep.disable"):
             assert [e["type"] for e in s["events"]].count("approved") == 1
+
+
+def demo(out: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`aurora-restore demo --out OUT`, attended, with its input closed: it stops at the
+    first prompt."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--out", str(out)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "REDIS_URL": ""},
+    )
+
+
+def test_demo_continues_a_kept_restore_on_its_kept_sandbox_or_refuses(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = demo(out, tmp_path)
+    assert first.returncode == 1, first.stdout[-2000:] + first.stderr
+    assert "stopped (end of input at a prompt)" in first.stderr
+    started = re.search(r"^restore (\w+) of sandbox started by alice$", first.stdout, re.M)
+    assert started, first.stdout[-2000:]
+    rid = started.group(1)
+    # Left as it was: a reset would remove this file.
+    marker = out / "sandbox" / "left-by-the-first-run"
+    marker.write_text("")
+    ports = [(h.ssh_port, h.http_port) for h in SandboxInfo.load(out / "sandbox").hosts]
+
+    second = demo(out, tmp_path)
+    assert second.returncode == 1, second.stdout[-2000:] + second.stderr
+    assert "(kept from the earlier run)" in second.stdout
+    assert f"continuing restore {rid} of sandbox" in second.stdout
+    assert "started by" not in second.stdout
+    assert marker.exists()
+    assert [(h.ssh_port, h.http_port) for h in SandboxInfo.load(out / "sandbox").hosts] == ports
+
+    shutil.rmtree(out / "sandbox")
+    third = demo(out, tmp_path)
+    assert third.returncode == 2, third.stdout[-2000:] + third.stderr
+    assert third.stderr.strip().splitlines() == [
+        f"aurora-restore demo: refused: {out / 'data'} holds restore {rid} of an earlier "
+        f"demo, but its sandbox {out / 'sandbox'} is gone: it cannot continue against a "
+        f"new sandbox; remove {out} or use another --out"
+    ]
+    assert not (out / "sandbox").exists()  # no new sandbox was laid out

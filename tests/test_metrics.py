@@ -76,11 +76,22 @@ class FailingRemote:
         return None
 
 
+def placeholder(path: Path) -> Path:
+    """A file that exists but is no SSH key or known host: the restore may start (the
+    engine refuses one whose files are missing) and its first SSH step fails."""
+    if not path.exists():
+        path.write_text("not a key\n")
+    return path
+
+
 def cluster_file(path: Path) -> Path:
     text = ""
     for name in ("west", "east"):
         text += f"""
 [clusters.{name}]
+[clusters.{name}.ssh]
+key = "{placeholder(path.parent / "no-key")}"
+known_hosts = "{placeholder(path.parent / "known_hosts")}"
 [clusters.{name}.approvers]
 users = ["{ALICE}"]
 [[clusters.{name}.schedulers]]

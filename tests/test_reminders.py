@@ -93,11 +93,22 @@ def test_expiry_refuses_with_one_line_naming_the_setting() -> None:
 # ------------------------------------------------------------------ two bot processes
 
 
+def placeholder(path: Path) -> Path:
+    """A file that exists but is no SSH key or known host: the restore may start (the
+    engine refuses one whose files are missing) and its first SSH step fails."""
+    if not path.exists():
+        path.write_text("not a key\n")
+    return path
+
+
 def cluster_file(path: Path, remind_after: str) -> Path:
     path.write_text(
         f"""
 [clusters.west]
 channels = ["{CHANNEL}"]
+[clusters.west.ssh]
+key = "{placeholder(path.parent / "no-key")}"
+known_hosts = "{placeholder(path.parent / "known_hosts")}"
 [clusters.west.approvals]
 remind_after = "{remind_after}"
 [clusters.west.approvers]

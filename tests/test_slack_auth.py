@@ -65,6 +65,14 @@ TEAM = "T0AURORA"
 EVIL_TEAM = "T0EVIL"
 
 
+def placeholder(path: Path) -> Path:
+    """A file that exists but is no SSH key or known host: the restore may start (the
+    engine refuses one whose files are missing) and its first SSH step fails."""
+    if not path.exists():
+        path.write_text("not a key\n")
+    return path
+
+
 def lone_cluster_file(path: Path) -> Path:
     """Two clusters whose one scheduler does not answer; `west` may start only in CHANNEL."""
     text = ""
@@ -73,8 +81,8 @@ def lone_cluster_file(path: Path) -> Path:
 [clusters.{name}]
 {f"channels = {channels}" if channels else ""}
 [clusters.{name}.ssh]
-key = "{path.parent / "no-such-key"}"
-known_hosts = "{path.parent / "known_hosts"}"
+key = "{placeholder(path.parent / "no-key")}"
+known_hosts = "{placeholder(path.parent / "known_hosts")}"
 connect_timeout = "2s"
 [clusters.{name}.approvers]
 users = ["{ALICE}", "{BOB}"]

@@ -102,12 +102,23 @@ class Captured(logging.Handler):
         self.lines.append(self.format(record))
 
 
+def placeholder(path: Path) -> Path:
+    """A file that exists but is no SSH key or known host: the restore may start (the
+    engine refuses one whose files are missing) and its first SSH step fails."""
+    if not path.exists():
+        path.write_text("not a key\n")
+    return path
+
+
 def cluster_file(path: Path) -> Path:
     text = ""
     for name, channels in (("west", CHANNEL), ("east", "C0NOWHERE")):
         text += f"""
 [clusters.{name}]
 channels = ["{channels}"]
+[clusters.{name}.ssh]
+key = "{placeholder(path.parent / "no-key")}"
+known_hosts = "{placeholder(path.parent / "known_hosts")}"
 [clusters.{name}.approvers]
 users = ["{ALICE}", "{BOB}"]
 [[clusters.{name}.schedulers]]
