@@ -1,0 +1,54 @@
+"""`aurora-restore check`: restore readiness against a live cluster (runbook.readiness).
+
+Connects the way the console does (bot.console.connect: SSH with host keys checked, the
+/vars probe), with bot.leader's detector and source check and bot.mesos for the kill
+forecast. No store: no restore is created and no lock is taken, so Redis is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runbook.clusters import Cluster
+from runbook.readiness import Check, make_context, run_checks, to_html, to_json, to_markdown
+
+
+async def check_cluster(cluster: Cluster, remote: Any = None, probe: Any = None) -> list[Check]:
+    """Every readiness row for `cluster`; `remote`/`probe` default to bot.console.connect's."""
+    from bot import leader, mesos
+    from bot.console import connect
+
+    if remote is None or probe is None:
+        r, p = connect(cluster)
+        remote, probe = remote or r, probe or p
+    ctx, _facts = make_context(
+        cluster,
+        remote,
+        probe,
+        detect=leader.detector,
+        sources=leader.check_sources,
+        mesos=mesos.running_tasks,
+    )
+    try:
+        return await run_checks(ctx)
+    finally:
+        close = getattr(remote, "close", None)
+        if close is not None:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+
+
+def write_reports(out: Path, cluster: str, rows: list[Check]) -> list[Path]:
+    """check.md, check.json and check.html in `out` (created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "check.md": to_markdown(cluster, rows),
+        "check.json": json.dumps(to_json(cluster, rows), indent=1) + "\n",
+        "check.html": to_html(cluster, rows),
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return [out / n for n in files]
