@@ -18,6 +18,7 @@ Two checks preflight has no gate for:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,6 +51,7 @@ from runbook.preflight import (
     _offset,
     _which,
     _zones,
+    flag_value,
     preflight,
     prove_backup,
     quorum_problems,
@@ -220,9 +222,32 @@ async def _env_files(ctx: StepContext) -> tuple[list[Check], dict[str, str]]:
                 f"{found[h]}: " + "; ".join(problems),
             )
         )
-    why = quorum_problems({h: argv for h, (_p, argv) in evaluated.items()}, len(ctx.hosts))
-    rows.append(Check("quorum size the same and a majority", CLUSTER, not why, "; ".join(why)))
+    argvs = {h: argv for h, (_p, argv) in evaluated.items()}
+    why = quorum_problems(argvs, len(ctx.hosts))
+    rows.append(
+        Check(
+            "quorum size the same and a majority",
+            _odd_quorum(argvs, len(ctx.hosts)),
+            not why,
+            "; ".join(why),
+        )
+    )
     return rows, found
+
+
+def _odd_quorum(argvs: dict[str, list[str]], schedulers: int) -> str:
+    """The host(s) whose -native_log_quorum_size differs from the others' (on a tie, from
+    the majority of all schedulers), for the quorum row; "cluster" when none stands out."""
+    sizes = {h: flag_value(a, "-native_log_quorum_size") or "1" for h, a in argvs.items() if a}
+    if len(set(sizes.values())) < 2:
+        return CLUSTER
+    counts = Counter(sizes.values())
+    top = max(counts.values())
+    usual = [v for v, n in counts.items() if n == top]
+    majority = str(schedulers // 2 + 1)
+    common = majority if majority in usual or len(usual) > 1 else usual[0]
+    odd = sorted(h for h, v in sizes.items() if v != common)
+    return ", ".join(odd) or CLUSTER
 
 
 def _revert_check(name: str, host: str, original: bytes) -> Check:
