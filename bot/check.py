@@ -34,11 +34,10 @@ async def check_cluster(cluster: Cluster, remote: Any = None, probe: Any = None)
     try:
         return await run_checks(ctx)
     finally:
-        close = getattr(remote, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
+        for port in (remote, probe):
+            close = getattr(port, "close", None)
+            if close is not None:
+                await close()
 
 
 def write_reports(out: Path, cluster: str, rows: list[Check]) -> list[Path]:

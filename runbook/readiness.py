@@ -149,9 +149,10 @@ async def _ssh(ctx: StepContext) -> list[Check]:
     ]
 
 
-async def _env_files(ctx: StepContext) -> tuple[list[Check], dict[str, str]]:
+async def _env_files(ctx: StepContext, total: int) -> tuple[list[Check], dict[str, str]]:
     """The env file's path per host; the rows for finding, reading and understanding it,
-    clusters.json, the revert, and the argv the startup script computes."""
+    clusters.json, the revert, and the argv the startup script computes. `total`: the
+    cluster's schedulers, reached or not, whose majority the quorum must be."""
     rows: list[Check] = []
     located = await _locate_env_files(ctx)
     found = {h: p for h, p in located.items() if not p.startswith("problem: ")}
@@ -223,11 +224,11 @@ async def _env_files(ctx: StepContext) -> tuple[list[Check], dict[str, str]]:
             )
         )
     argvs = {h: argv for h, (_p, argv) in evaluated.items()}
-    why = quorum_problems(argvs, len(ctx.hosts))
+    why = quorum_problems(argvs, total)
     rows.append(
         Check(
             "quorum size the same and a majority",
-            _odd_quorum(argvs, len(ctx.hosts)),
+            _odd_quorum(argvs, total),
             not why,
             "; ".join(why),
         )
@@ -422,7 +423,7 @@ async def run_checks(ctx: StepContext) -> list[Check]:
     if not reached:
         return rows
     here = _narrowed(ctx, reached)
-    more, found = await _env_files(here)
+    more, found = await _env_files(here, len(ctx.hosts))
     rows += more
     rows += await _tools(here)
     rows += await _service_sudo(here)
