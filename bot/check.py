@@ -15,9 +15,18 @@ from runbook.clusters import Cluster
 from runbook.readiness import Check, make_context, run_checks, to_html, to_json, to_markdown
 
 
-async def check_cluster(cluster: Cluster, remote: Any = None, probe: Any = None) -> list[Check]:
-    """Every readiness row for `cluster`; `remote`/`probe` default to bot.console.connect's."""
-    from bot import leader, mesos
+async def check_cluster(
+    cluster: Cluster,
+    remote: Any = None,
+    probe: Any = None,
+    *,
+    detect: Any = None,
+    sources: Any = None,
+    mesos: Any = None,
+) -> list[Check]:
+    """Every readiness row for `cluster`. `remote`/`probe` (closed at the end) default to
+    bot.console.connect's; detect, sources and mesos to bot.leader's and bot.mesos's."""
+    from bot import leader, mesos as mesos_port
     from bot.console import connect
 
     if remote is None or probe is None:
@@ -27,9 +36,9 @@ async def check_cluster(cluster: Cluster, remote: Any = None, probe: Any = None)
         cluster,
         remote,
         probe,
-        detect=leader.detector,
-        sources=leader.check_sources,
-        mesos=mesos.running_tasks,
+        detect=detect or leader.detector,
+        sources=sources or leader.check_sources,
+        mesos=mesos or mesos_port.running_tasks,
     )
     try:
         return await run_checks(ctx)
@@ -38,6 +47,31 @@ async def check_cluster(cluster: Cluster, remote: Any = None, probe: Any = None)
             close = getattr(port, "close", None)
             if close is not None:
                 await close()
+
+
+def slack_text(cluster: str, rows: list[Check], running: str | None, cap: int = 35000) -> str:
+    """The table for Slack: a headline, the failures first, then every row in a code
+    block (cut to `cap` characters); `running`: the restore of this cluster in progress."""
+    from runbook.redact import redact
+
+    failed = [r for r in rows if not r.ok]
+    head = (
+        f"*Restore readiness of `{cluster}`*: {len(rows) - len(failed)} pass, {len(failed)} fail"
+        + (" ✅" if not failed else " ❌")
+        + "\n_read-only: nothing changed, no lock taken_"
+    )
+    if running:
+        head += (
+            f"\n⚠️ a restore of `{cluster}` is in progress (`{running}`): what it changed shows here"
+        )
+    lines = [
+        redact(Check(r.name, r.host, r.ok, r.cause).line())
+        for r in failed + [r for r in rows if r.ok]
+    ]
+    body = "\n".join(lines).replace("```", "`​``")
+    if len(body) > cap:
+        body = body[:cap].rsplit("\n", 1)[0] + "\n…"
+    return head + "\n```\n" + body + "\n```"
 
 
 def write_reports(out: Path, cluster: str, rows: list[Check]) -> list[Path]:

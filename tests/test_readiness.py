@@ -13,10 +13,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from bot.check import check_cluster
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
+from runbook.store import Store
 from tests.conftest import ROOT, RunningSandbox
+from tests.slack_double import slash_command_body
+from tests.test_slack_app import CHANNEL, MALLORY, AppProcess, post, until, world
+
+__all__ = ["world"]  # the Slack world fixture (tests/test_slack_app.py)
 
 # What a check must never send: stop or start, an edit, a delete, a wipe, an archive.
 FORBIDDEN = ("systemctl stop", "systemctl start", "tee", "-delete", "initialize", "tar -c")
@@ -177,3 +184,32 @@ def test_unknown_break_is_refused(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "--break nosuch: not a kind to break" in res.stderr
+
+
+async def test_slack_check_posts_the_table_and_takes_no_lock(world: dict[str, Any]) -> None:
+    """`/aurora-restore check sandbox` from any member: the table in the channel, no lock."""
+    double = world["double"]
+    app = await AppProcess(world["env"]).start()
+    world["apps"].append(app)
+    status, text, _ = await post(
+        app.url, slash_command_body(text="check sandbox", user_id=MALLORY, channel_id=CHANNEL)
+    )
+    assert status == 200 and "read-only" in text
+    posted = await until(
+        lambda: [m for m in double.messages(channel=CHANNEL) if "Restore readiness" in m["text"]],
+        timeout=120,
+        what="the check's table",
+    )
+    assert (
+        "0 fail" in posted[0]["text"]
+        and "PASS env file understood  scheduler-1" in posted[0]["text"]
+    )
+    client = Redis.from_url(world["redis_url"])
+    try:
+        assert await Store(client).holder("sandbox") is None
+    finally:
+        await client.aclose()
+    status, text, _ = await post(
+        app.url, slash_command_body(text="check nosuch", user_id=MALLORY, channel_id=CHANNEL)
+    )
+    assert status == 200 and "Known clusters" in text
