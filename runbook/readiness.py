@@ -417,26 +417,42 @@ async def _whole_preflight(ctx: StepContext) -> Check:
 
 
 async def run_checks(ctx: StepContext) -> list[Check]:
-    """Every check, host by host; hosts SSH cannot reach get that one failing row."""
+    """Every check, host by host; hosts SSH cannot reach get that one failing row. A gate
+    that raises is one failing row naming it, and the others still run."""
     rows = await _ssh(ctx)
     reached = [c.host for c in rows if c.ok]
     if not reached:
         return rows
     here = _narrowed(ctx, reached)
-    more, found = await _env_files(here, len(ctx.hosts))
-    rows += more
-    rows += await _tools(here)
-    rows += await _service_sudo(here)
-    known = [h for h in reached if h in found and "log_dir" in _values(here, h)]
+    found: dict[str, str] = {}
+
+    async def env_files() -> list[Check]:
+        more, located = await _env_files(here, len(ctx.hosts))
+        found.update(located)
+        return more
+
+    rows += await _guarded("env file checks", env_files())
+    rows += await _guarded("tools on PATH", _tools(here))
+    rows += await _guarded("sudo allows the service commands", _service_sudo(here))
+    known = [
+        h for h in reached if h in found and {"log_dir", "backup_dir"} <= set(_values(here, h))
+    ]
     if known:
         ready = _narrowed(here, known)
-        rows += await _sudo(ready, SUDO_USES)
-        rows += await _dirs(ready)
-        rows += await _room(ready)
-        rows += await _backups(ready)
-    rows += await _leader(ctx)
+        rows += await _guarded("sudo checks", _sudo(ready, SUDO_USES))
+        rows += await _guarded("log and backup dirs there", _dirs(ready))
+        rows += await _guarded("room for the log archive", _room(ready))
+        rows += await _guarded("backups", _backups(ready))
+    rows += await _guarded("leader", _leader(ctx))
     rows.append(await _whole_preflight(ctx))
     return rows
+
+
+async def _guarded(name: str, gate: Awaitable[list[Check]]) -> list[Check]:
+    try:
+        return await gate
+    except Exception as exc:  # one row, never a traceback
+        return [Check(name, CLUSTER, False, f"cannot run: {type(exc).__name__}: {exc}")]
 
 
 def _values(ctx: StepContext, host: str) -> dict[str, str]:

@@ -213,3 +213,24 @@ async def test_slack_check_posts_the_table_and_takes_no_lock(world: dict[str, An
         app.url, slash_command_body(text="check nosuch", user_id=MALLORY, channel_id=CHANNEL)
     )
     assert status == 200 and "Known clusters" in text
+
+
+def test_quorum_row_names_the_odd_host_and_df_du_parse() -> None:
+    from runbook.readiness import _df_free, _du_size, _guarded, _odd_quorum
+
+    q = "-native_log_quorum_size"
+    argvs = {"s1": [f"{q}=2"], "s2": [f"{q}=2"], "s3": [f"{q}=3"]}
+    assert _odd_quorum(argvs, 3) == "s3"
+    assert _odd_quorum({"s2": [q, "3"], "s3": [f"{q}=4"]}, 4) == "s3"  # tie: the majority wins
+    assert _odd_quorum({"s1": [f"{q}=2"], "s2": [f"{q}=2"]}, 3) == "cluster"
+    df = "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/x 100 40 60 40% /\n"
+    assert _df_free(df) == 60 and _df_free("garbage") is None
+    assert _du_size("1234\t/var/lib/aurora/scheduler/db\n") == 1234 and _du_size("") is None
+
+    async def boom() -> list[Any]:
+        raise ValueError("no such value")
+
+    rows = asyncio.run(_guarded("backups", boom()))
+    assert [r.line() for r in rows] == [
+        "FAIL backups  cluster: cannot run: ValueError: no such value"
+    ]
