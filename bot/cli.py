@@ -29,12 +29,44 @@ def _sandbox(args: argparse.Namespace) -> int:
         advertise=args.advertise,
         tz=args.tz,
         log_file=args.log_file,
+        breaks=tuple(b for b in (args.break_ or "").split(",") if b),
     )
     try:
         return asyncio.run(run(opts))
     except SandboxError as exc:
         print(f"aurora-restore sandbox: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Restore readiness (bot.check): 0 all pass, 1 any fails, 2 a usage error."""
+    from bot.check import check_cluster, write_reports
+    from runbook.redact import redact
+
+    if not _redaction("check"):
+        return 2
+    args.cluster = _cluster_file(args, "check")
+    if args.cluster is None:
+        return 2
+    cluster = _load_one(args, "check")
+    if cluster is None:
+        return 2
+    try:
+        rows = asyncio.run(check_cluster(cluster))
+    except Exception as exc:  # one line, never a traceback
+        print(
+            f"aurora-restore check: error: {type(exc).__name__}: {redact(str(exc))}",
+            file=sys.stderr,
+        )
+        return 1
+    rows = [type(r)(r.name, r.host, r.ok, redact(r.cause)) for r in rows]
+    for r in rows:
+        print(r.line())
+    failed = sum(not r.ok for r in rows)
+    print(f"{len(rows) - failed} pass, {failed} fail")
+    if args.out:
+        write_reports(Path(args.out), cluster.name, rows)
+    return 1 if failed else 0
 
 
 def _data_dir() -> Path:
@@ -450,6 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="log to var/log/aurora/aurora-scheduler.log (named scheduler_log in the "
         "cluster file) instead of the journal",
     )
+    sb.add_argument(
+        "--break",
+        dest="break_",
+        metavar="KIND[,KIND]",
+        help="for drills: break what a restore needs, each on one host it names when ready: "
+        "client, envfile, hostkey, quorum, backups, sudo",
+    )
     sb.set_defaults(func=_sandbox)
 
     co = sub.add_parser(
@@ -482,6 +521,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="write transcript.md, transcript.json and transcript.html there",
     )
     co.set_defaults(func=_console)
+
+    ck = sub.add_parser(
+        "check",
+        help="restore readiness: every read-only gate of the procedure, per check and host",
+        description="Run the read-only half of the restore against the cluster: SSH and "
+        "host keys, the env file and its edits, clusters.json, the tools, sudo, the dirs, "
+        "room for the archive, the backups and the newest one decoded, the leader. "
+        "Changes nothing, creates no restore, takes no lock, needs no Redis. Exits 0 when "
+        "every check passes, 1 when any fails, 2 on a usage error.",
+    )
+    ck.add_argument(
+        "--cluster", metavar="FILE", help="the cluster file; default: $AURORA_RESTORE_CLUSTERS"
+    )
+    ck.add_argument("--name", help="which cluster of the file (when it has several)")
+    ck.add_argument(
+        "--out", metavar="DIR", help="also write check.md, check.json and check.html there"
+    )
+    ck.set_defaults(func=_check)
 
     pb = sub.add_parser(
         "put-back",

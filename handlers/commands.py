@@ -15,7 +15,8 @@ from runbook.access import start_refusal
 from runbook.engine import Actor, Refused
 
 USAGE = (
-    "/aurora-restore <cluster> [backup-id] | status | abort [cluster] | export [restore-id] | help"
+    "/aurora-restore <cluster> [backup-id] | check <cluster> | status | abort [cluster] "
+    "| export [restore-id] | help"
 )
 
 
@@ -36,6 +37,21 @@ def register(app: AsyncApp, front: SlackFront) -> None:
                 text="Exporting the transcript into the restore's thread…",
             )
             front.spawn(_export(front, words[1:], who), who)
+            return
+        if verb == "check":
+            name = words[1] if len(words) == 2 else ""
+            if name not in engine.clusters:
+                known = ", ".join(f"`{c}`" for c in sorted(engine.clusters)) or "none"
+                await ack(
+                    response_type="ephemeral",
+                    text=f"Usage: `/aurora-restore check <cluster>`. Known clusters: {known}.",
+                )
+                return
+            await ack(
+                response_type="ephemeral",
+                text=f"Checking `{name}`'s restore readiness (read-only, no lock)…",
+            )
+            front.spawn(_check(front, name, who), who)
             return
         if verb in ("status", "abort"):
             await ack(response_type="ephemeral", text=f"`/aurora-restore {verb}`: looking…")
@@ -90,6 +106,35 @@ async def _start(front: SlackFront, name: str, backup: str | None, who: Origin) 
     await front.line(rid, user, "started the restore", "", f"cluster {name}")
     await engine.advance(rid)
     await front.refresh(rid)
+
+
+async def _check(front: SlackFront, name: str, who: Origin) -> None:
+    """`/aurora-restore check <cluster>` (bot.check): any member of the channel; read-only,
+    no lock, so it runs beside a restore in progress (and says so). The table goes to the
+    channel."""
+    from slack_sdk.errors import SlackApiError
+
+    from bot.check import check_cluster, slack_text
+
+    engine = front.engine
+    cluster = engine.clusters[name]
+    remote, probe = engine.connect(cluster)  # its own connections, closed at the end
+    try:
+        rows = await check_cluster(
+            cluster, remote, probe, detect=engine.detect, sources=engine.sources, mesos=engine.mesos
+        )
+    except Exception as exc:  # one line, never a traceback
+        await front.tell(who, f"The check of `{name}` could not run: {type(exc).__name__}")
+        return
+    running = await engine.store.holder(name)
+    try:
+        await front.client.chat_postMessage(
+            channel=who.channel, text=slack_text(name, rows, running)
+        )
+    except SlackApiError as exc:
+        await front.tell(
+            who, f"Cannot post the check of `{name}` here: {exc.response.get('error')}"
+        )
 
 
 async def _here(front: SlackFront, who: Origin) -> list[tuple[str, str]]:

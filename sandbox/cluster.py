@@ -83,6 +83,8 @@ class Options:
     # True: the unit logs to var/log/aurora/aurora-scheduler.log (and the cluster file
     # names it as scheduler_log) instead of the journald stand-in.
     log_file: bool = False
+    # For drills and tests (--break): what to break, each on the host BREAK_HOSTS names.
+    breaks: tuple[str, ...] = ()
 
 
 def zone(name: str) -> tzinfo | None:
@@ -100,6 +102,11 @@ def zone(name: str) -> tzinfo | None:
 
 
 def _validate(opts: Options) -> None:
+    unknown = [b for b in opts.breaks if b not in BREAKS]
+    if unknown:
+        raise SandboxError(
+            f"--break {','.join(unknown)}: not a kind to break (known: {', '.join(BREAKS)})"
+        )
     if opts.schedulers < 1:
         raise SandboxError(f"--schedulers must be at least 1, not {opts.schedulers}")
     if opts.schedulers > 200:
@@ -714,6 +721,91 @@ def _write_backups(
             os.utime(path, (stamp, stamp))
 
 
+# --break KIND: what a restore needs, broken on purpose (issue 14: `aurora-restore check`
+# must find each). KIND -> index of the host it breaks (clamped to the last host); None:
+# every host. Chosen apart, so that several breaks at once each show on their own host
+# (hostkey last: a host SSH cannot reach shows nothing else).
+BREAKS: dict[str, int | None] = {
+    "envfile": 0,  # EXTRA_SCHEDULER_ARGS / AURORA_FLAGS gets a bare `$MORE_ARGS` word
+    "client": 1,  # the aurora client removed from PATH
+    "sudo": 1,  # the sudoers rule no longer allows `tee`
+    "quorum": 2,  # QUORUM_SIZE / -native_log_quorum_size one more than elsewhere
+    "hostkey": 3,  # the SSH host key regenerated: known_hosts no longer matches
+    "backups": None,  # no backups: each renamed to temp_<name>, as StorageBackup's partials
+}
+# The sudoers rule of --break sudo: every command in the usual directories and the host's
+# stand-ins except `tee` (the stand-in's `*` matches anything but `/`; [!e] excludes).
+NO_TEE = ("[!t]*", "t[!e]*", "te[!e]*", "tee?*", "t", "te")
+
+
+def break_host(info: SandboxInfo, kind: str) -> HostInfo | None:
+    index = BREAKS[kind]
+    return None if index is None else info.hosts[min(index, len(info.hosts) - 1)]
+
+
+def broken(info: SandboxInfo) -> list[str]:
+    """One phrase per break applied, naming its host, for the ready output."""
+    out = []
+    for kind in info.breaks:
+        h = break_host(info, kind)
+        out.append(f"{kind} on {h.name if h else 'every host'}")
+    return out
+
+
+def _apply_breaks(info: SandboxInfo) -> None:
+    """The file-level breaks (hostkey comes at start, after known_hosts is written)."""
+    for kind in info.breaks:
+        host = break_host(info, kind)
+        hosts = [host] if host else info.hosts
+        for h in hosts:
+            p = h.paths
+            if kind == "client":
+                (p.bin_dir / p.admin_name).unlink(missing_ok=True)
+            elif kind == "envfile":
+                _break_env(p.env_file, h.flavour)
+            elif kind == "quorum":
+                _break_quorum(p.env_file, h.flavour, quorum_size(len(info.hosts)) + 1)
+            elif kind == "sudo":
+                dirs = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", str(p.bin_dir))
+                allowed = ", ".join(f"{d}/{g}" for d in dirs for g in NO_TEE)
+                p.sudoers.write_text(
+                    f"# --break sudo: everything but tee\n{SSH_USER} ALL=(ALL) NOPASSWD: {allowed}\n"
+                )
+            elif kind == "backups":
+                for f in list(p.backup_dir.iterdir()):
+                    if not f.name.startswith("temp_"):
+                        f.rename(f.with_name("temp_" + f.name))
+
+
+def _break_env(path: Path, flavour: str) -> None:
+    text = path.read_text()
+    if flavour == "rpm":
+        text = text.replace("AURORA_FLAGS=(\n", "AURORA_FLAGS=(\n  $MORE_ARGS\n", 1)
+    else:
+        text = text.replace('EXTRA_SCHEDULER_ARGS="', 'EXTRA_SCHEDULER_ARGS="$MORE_ARGS ', 1)
+    path.write_text(text)
+
+
+def _break_quorum(path: Path, flavour: str, quorum: int) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if flavour != "rpm" and line.startswith("QUORUM_SIZE="):
+            lines[i] = f"QUORUM_SIZE={quorum}\n"
+        elif flavour == "rpm" and line.strip().startswith("-native_log_quorum_size="):
+            lines[i] = f"  -native_log_quorum_size='{quorum}'\n"
+    path.write_text("".join(lines))
+
+
+def _break_host_key(info: SandboxInfo) -> None:
+    host = break_host(info, "hostkey") if "hostkey" in info.breaks else None
+    if host is None:
+        return
+    key = host.paths.ssh_host_key
+    key.unlink(missing_ok=True)
+    Path(str(key) + ".pub").unlink(missing_ok=True)
+    ensure_host_key(key)
+
+
 def build(opts: Options) -> SandboxInfo:
     """Lay out DIR (or reuse the sandbox already there). Nothing runs yet."""
     _validate(opts)
@@ -738,6 +830,10 @@ def build(opts: Options) -> SandboxInfo:
             _check_port(h.address, h.http_port)
         info.python = sys.executable
         info.restart_sec = opts.restart_sec
+        if opts.breaks:
+            info.breaks = sorted(set(info.breaks) | set(opts.breaks))
+            _apply_breaks(info)
+            info.save()
         return info
 
     n = opts.schedulers
@@ -754,6 +850,7 @@ def build(opts: Options) -> SandboxInfo:
         advertise=opts.advertise,
         tz=opts.tz,
         log_file=opts.log_file,
+        breaks=list(opts.breaks),
         hosts=[
             HostInfo(
                 name=f"scheduler-{i + 1}",
@@ -785,6 +882,7 @@ def build(opts: Options) -> SandboxInfo:
     info.tasks_file.write_text(json.dumps([t.__dict__ for t in current], indent=1) + "\n")
     info.killed_file.touch()
     info.election_dir.mkdir(parents=True, exist_ok=True)
+    _apply_breaks(info)
     info.save()
     return info
 
@@ -817,6 +915,7 @@ class Sandbox:
         info.control = await self.control.start()
         info.save()
         _write_client_files(info)
+        _break_host_key(info)
         master = await self.start_masters()
         (info.root / "clusters.toml").write_text(cluster_toml(info, master))
         pub = info.root / "id_ed25519.pub"
@@ -875,6 +974,8 @@ async def run(opts: Options) -> int:
             + (f"; ZooKeeper {info.zk_endpoints}" if info.zk_endpoints else "; local election"),
             flush=True,
         )
+        if info.breaks:
+            print("broken (--break): " + "; ".join(broken(info)), flush=True)
         print("ready; Ctrl-C stops the sandbox", flush=True)
         await done.wait()
     finally:

@@ -174,6 +174,8 @@ class SandboxInfo:
     tz: str = ""
     # True: the unit writes var/log/aurora/aurora-scheduler.log instead of the journal.
     log_file: bool = False
+    # What --break broke (sandbox.cluster.BREAKS), each on the host it names.
+    breaks: list[str] = field(default_factory=list)
     hosts: list[HostInfo] = field(default_factory=list)
 
     @property

@@ -1,0 +1,87 @@
+"""`aurora-restore check`: restore readiness against a live cluster (runbook.readiness).
+
+Connects the way the console does (bot.console.connect: SSH with host keys checked, the
+/vars probe), with bot.leader's detector and source check and bot.mesos for the kill
+forecast. No store: no restore is created and no lock is taken, so Redis is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runbook.clusters import Cluster
+from runbook.readiness import Check, make_context, run_checks, to_html, to_json, to_markdown
+
+
+async def check_cluster(
+    cluster: Cluster,
+    remote: Any = None,
+    probe: Any = None,
+    *,
+    detect: Any = None,
+    sources: Any = None,
+    mesos: Any = None,
+) -> list[Check]:
+    """Every readiness row for `cluster`. `remote`/`probe` (closed at the end) default to
+    bot.console.connect's; detect, sources and mesos to bot.leader's and bot.mesos's."""
+    from bot import leader, mesos as mesos_port
+    from bot.console import connect
+
+    if remote is None or probe is None:
+        r, p = connect(cluster)
+        remote, probe = remote or r, probe or p
+    ctx, _facts = make_context(
+        cluster,
+        remote,
+        probe,
+        detect=detect or leader.detector,
+        sources=sources or leader.check_sources,
+        mesos=mesos or mesos_port.running_tasks,
+    )
+    try:
+        return await run_checks(ctx)
+    finally:
+        for port in (remote, probe):
+            close = getattr(port, "close", None)
+            if close is not None:
+                await close()
+
+
+def slack_text(cluster: str, rows: list[Check], running: str | None, cap: int = 35000) -> str:
+    """The table for Slack: a headline, the failures first, then every row in a code
+    block (cut to `cap` characters); `running`: the restore of this cluster in progress."""
+    from runbook.redact import redact
+
+    failed = [r for r in rows if not r.ok]
+    head = (
+        f"*Restore readiness of `{cluster}`*: {len(rows) - len(failed)} pass, {len(failed)} fail"
+        + (" ✅" if not failed else " ❌")
+        + "\n_read-only: nothing changed, no lock taken_"
+    )
+    if running:
+        head += (
+            f"\n⚠️ a restore of `{cluster}` is in progress (`{running}`): what it changed shows here"
+        )
+    lines = [
+        redact(Check(r.name, r.host, r.ok, r.cause).line())
+        for r in failed + [r for r in rows if r.ok]
+    ]
+    body = "\n".join(lines).replace("```", "`​``")
+    if len(body) > cap:
+        body = body[:cap].rsplit("\n", 1)[0] + "\n…"
+    return head + "\n```\n" + body + "\n```"
+
+
+def write_reports(out: Path, cluster: str, rows: list[Check]) -> list[Path]:
+    """check.md, check.json and check.html in `out` (created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "check.md": to_markdown(cluster, rows),
+        "check.json": json.dumps(to_json(cluster, rows), indent=1) + "\n",
+        "check.html": to_html(cluster, rows),
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return [out / n for n in files]
