@@ -36,8 +36,8 @@ from runbook.ports import (
 )
 from runbook.procedure import (
     ARCHIVE_MATCHES,
-    ARGV_NOW,
     ARCHIVE_SUM,
+    ARGV_NOW,
     PRINT_RECOVERY,
     WIPE_PREVIEW,
     WIPED,
