@@ -264,7 +264,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         ),
         targets=Targets.ALL,
         risk=Risk.DESTRUCTIVE,
-        commands=("sudo find {log_dir} -mindepth 1 -delete",),
+        commands=("sudo -n find {log_dir} -mindepth 1 -delete",),
         check="directory empty everywhere",
         precondition="all_stopped",
         empties_log=True,

@@ -336,7 +336,7 @@ def test_card_content_of_wipe_review_and_ack() -> None:
     rec = record(SMALL, {"log.wipe": "awaiting"})
     blocks = B.render_step(rec, SMALL, "log.wipe").blocks
     dump = json.dumps(blocks, ensure_ascii=False)
-    assert "sudo find /var/lib/aurora/scheduler/db -mindepth 1 -delete" in dump
+    assert "sudo -n find /var/lib/aurora/scheduler/db -mindepth 1 -delete" in dump
     assert "1234 files, 4.7 GB" in dump and "&lt;script&gt;" in dump
     assert "all 3 schedulers" in dump and "check: directory empty everywhere" in dump
     rec = record(SMALL, {"restore.review": "awaiting"})
@@ -400,7 +400,7 @@ def test_card_content_mirrors_console() -> None:
         disable.commands[h] = [f"sudo -n tee {env} > /dev/null"]
         disable.reads[h] = [read_command(env)]
         disable.edit(h, env, before, after)
-        wipe.commands[h] = ["sudo find /var/lib/aurora/scheduler/db -mindepth 1 -delete"]
+        wipe.commands[h] = ["sudo -n find /var/lib/aurora/scheduler/db -mindepth 1 -delete"]
         wipe.reads[h] = ['test -z "$(sudo -n ls -A /var/lib/aurora/scheduler/db)"']
     cases = {"prep.disable": disable, "log.wipe": wipe, "restore.review": None}
     for sid, plan in cases.items():

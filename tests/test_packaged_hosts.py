@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import random
 import subprocess
 import sys
 import time
@@ -22,6 +22,7 @@ from bot.leader import detector
 from runbook.actions import Timing, active_task_count
 from runbook.engine import Engine
 from runbook.store import Store
+from sandbox.backups import encode_snapshot, generate_cluster_tasks
 from tests.conftest import ROOT, RunningSandbox
 from tests.drive import ALICE, drive, file_sums, kills
 
@@ -123,11 +124,15 @@ async def test_the_backup_age_comes_from_the_zone_of_the_host_that_wrote_it(
     sandbox = make_sandbox("--tz", SCHEDULER_TZ)
     # A backup written five hours ago by a scheduler two hours east of the bot: its name
     # reads three hours ago to a bot that ignores the zone.
-    local = datetime.now(UTC) + timedelta(hours=2) - timedelta(hours=5)
+    taken = datetime.now(UTC) - timedelta(hours=5)
+    local = taken + timedelta(hours=2)
     name = f"scheduler-backup-{local:%Y-%m-%d-%H-%M}"
     s = sandbox.cluster.schedulers[0]
     backups = Path(sandbox.cluster.path(s, "backup_dir") or "")
-    shutil.copy(sorted(backups.iterdir())[-1], backups / name)
+    # A real backup of that time (its snapshot carries the true time), from the tasks
+    # the cluster runs.
+    tasks = generate_cluster_tasks(random.Random(7), count=20)
+    (backups / name).write_bytes(encode_snapshot(tasks, taken))
     engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, detect=detector)
     rid = await engine.start("sandbox", name, ALICE)
     await engine.advance(rid)
