@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bot.console import Console, connect
+from bot.leader import detector
 from runbook import envfile
 from runbook.actions import Timing
 from runbook.clusters import Cluster
@@ -70,7 +71,10 @@ def set_reconciliation(text: str, value: str) -> str:
 
 
 def make_engine(store: Store, cluster: Cluster, connect_: Any = connect) -> Engine:
-    return Engine(store, {cluster.name: cluster}, connect_, timing=FAST, lease_ms=5000)
+    # Every leader source, as the console and the Slack app use them.
+    return Engine(
+        store, {cluster.name: cluster}, connect_, timing=FAST, lease_ms=5000, detect=detector
+    )
 
 
 def assert_held(sandbox: RunningSandbox) -> None:
