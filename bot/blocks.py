@@ -982,7 +982,7 @@ def help_text() -> str:
             "• `/aurora-restore status`: the restores running now",
             "• `/aurora-restore abort [cluster]`: abort a restore (asks whether to revert)",
             "• `/aurora-restore export [restore-id]`: the transcript (Markdown, JSON, HTML) into the restore's thread",
-            "• `/aurora-restore check <cluster>`: a read-only rehearsal against the cluster (changes nothing, takes no lock)",
+            "• `/aurora-restore check &lt;cluster&gt;`: a read-only rehearsal against the cluster (changes nothing, takes no lock)",
             "• `/aurora-restore help`: this text",
             "Each step is approved with the buttons on its card; destructive steps need a second person.",
         ]
