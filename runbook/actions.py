@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import Any
 
-from runbook import commands as cmd, envfile
+from runbook import commands as cmd, envfile, snapshot
 from runbook.backups import backup_time, is_backup
 from runbook.clusters import Cluster, Scheduler, parse_duration
 from runbook.hostlog import log_read_command
@@ -1249,21 +1249,9 @@ async def observe_kills(ctx: StepContext) -> Outcome | None:
     return Outcome(True, text)
 
 
-# Aurora's ACTIVE_STATES (`api/src/main/thrift/org/apache/aurora/gen/api.thrift`): the
-# states scheduler_print_recovery_tasks lists. TaskVars exports `task_store_<STATUS>` for
+# Aurora's ACTIVE_STATES (runbook.snapshot): TaskVars exports `task_store_<STATUS>` for
 # every ScheduleStatus, terminal ones too (`scheduler/TaskVars.java`): count only these.
-ACTIVE_STATES = (
-    "ASSIGNED",
-    "DRAINING",
-    "KILLING",
-    "PARTITIONED",
-    "PENDING",
-    "PREEMPTING",
-    "RESTARTING",
-    "RUNNING",
-    "STARTING",
-    "THROTTLED",
-)
+ACTIVE_STATES = tuple(sorted(snapshot.ACTIVE_STATES))
 
 
 def active_task_count(v: Mapping[str, str]) -> int | None:

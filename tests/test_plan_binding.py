@@ -7,17 +7,15 @@ when the rendering changes between the card and the run."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from bot.console import Console, connect
-from runbook.actions import Timing
+from runbook.actions import Recorder, Timing
 from runbook.clusters import Cluster
 from runbook.engine import Engine, Refused
-from runbook.plan import read_command
-from runbook.ports import HostResult, OnResult, Remote, VarsProbe
+from runbook.ports import Remote, VarsProbe
 from runbook.procedure import Risk
 from runbook.store import Store
 from tests.conftest import RunningSandbox
@@ -37,40 +35,15 @@ FAST = Timing(
 )
 
 
-class Recording:
-    """Beneath the engine: every command that reaches the SSH executor."""
-
-    def __init__(self, inner: Remote, sent: list[tuple[str, str]]) -> None:
-        self.inner = inner
-        self.sent = sent
-
-    async def run(
-        self,
-        commands: Mapping[str, str],
-        *,
-        timeout: float | None = None,
-        stdin: Mapping[str, bytes] | None = None,
-        on_result: OnResult | None = None,
-    ) -> dict[str, HostResult]:
-        self.sent += list(commands.items())
-        return await self.inner.run(commands, timeout=timeout, stdin=stdin, on_result=on_result)
-
-    async def read_file(self, host: str, path: str, timeout: float | None = None) -> bytes:
-        self.sent.append((host, read_command(path)))
-        return await self.inner.read_file(host, path, timeout)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
 async def test_every_command_sent_in_a_whole_restore_was_shown_and_approved(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    sent: list[tuple[str, str]] = []
+    batches: list[dict[str, str]] = []
 
     def recording(c: Cluster) -> tuple[Remote, VarsProbe]:
+        # Beneath the engine: every command that reaches the SSH executor.
         remote, probe = connect(c)
-        return Recording(remote, sent), probe
+        return Recorder(remote, batches), probe
 
     before = file_sums(sandbox.cluster)
     engine = Engine(store, {"sandbox": sandbox.cluster}, recording, timing=FAST)
@@ -94,6 +67,7 @@ async def test_every_command_sent_in_a_whole_restore_was_shown_and_approved(
                 for host, commands in (plan.get(part) or {}).items():
                     allowed |= {(host, c) for c in commands}
     everything = set().union(*shown.values())
+    sent = [pair for batch in batches for pair in batch.items()]
     unshown = [c for c in sent if c not in everything]
     assert unshown == [], unshown[:5]
     assert len(sent) > 50
