@@ -12,7 +12,7 @@ such cluster:
   number of the period after the last run's (`last // every + 1`; 0 for the first run),
   so every process that read the same `last` names the same key, whatever its own
   `now`; the winner writes the new `last` before the check starts;
-- the rows (name, host, ok, cause) are digested into `ar:readiness:<cluster>:digest`;
+- the rows (name, host, ok, cause: what the table shows, see `digest`) are digested into `ar:readiness:<cluster>:digest`;
   the table (bot.check.slack_text) goes into the channel only when a row failed or the
   digest differs from the last run's: a healthy cluster that stays healthy is quiet;
 - a check that raises posts one line with the reason (redacted) and logs one line.
@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -38,6 +39,7 @@ from runbook.redact import redact
 
 log = logging.getLogger(__name__)
 
+PAREN_TAIL = re.compile(r" \([^()]*\)$")
 REASON_LIMIT = 300  # characters of an exception's text in the one line posted
 
 
@@ -59,8 +61,14 @@ def period_after(last_ms: int | None, every_ms: int) -> int:
 
 
 def digest(rows: list[Check]) -> str:
-    """sha256 of the rows' names, hosts, results and causes, in order."""
-    data = [[r.name, r.host, r.ok, r.cause] for r in rows]
+    """sha256 of the rows' names, hosts, results and causes, in order: of what a person
+    is told. A passing row's cause is not shown (free space, a backup's age, the
+    preflight's lines change from run to run) and its name loses a `(…)` tail (the
+    newest backup's id, new with every backup): neither is news."""
+    data = [
+        [PAREN_TAIL.sub("", r.name), r.host, True, ""] if r.ok else [r.name, r.host, False, r.cause]
+        for r in rows
+    ]
     return hashlib.sha256(json.dumps(data, separators=(",", ":")).encode()).hexdigest()
 
 
