@@ -6,6 +6,7 @@ and on its repair, quiet while nothing changes and everything passes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from bot import readiness_schedule, settings as bot_settings
 from bot.readiness_schedule import ReadinessSchedule, digest, period_after
 from bot.redis_server import EmbeddedRedis
-from bot.slack_app import Bot, build
+from bot.slack_app import Bot, build, start_checking
 from runbook.clusters import ClusterFileError, parse_clusters
 from runbook.readiness import Check
 from tests.conftest import RunningSandbox
@@ -167,3 +168,73 @@ async def test_one_check_per_period_posted_on_first_run_break_and_repair(
         " RuntimeError: the bastion is down"
     )
     assert len(world.posts()) == 5
+
+
+async def test_the_loops_of_two_processes_run_each_period_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both processes' loops, running, with every = 1s and a check that always fails
+    (so every run posts): each run's `last` (the store's clock, written by the winner)
+    is a second or more after the previous one, whichever process ran it."""
+    (tmp_path / "key").write_text("not a key\n")
+    clusters = tmp_path / "clusters.toml"
+    clusters.write_text(
+        f"""
+[clusters.west]
+[clusters.west.ssh]
+key = "{tmp_path / "key"}"
+known_hosts = "{tmp_path / "key"}"
+[clusters.west.readiness]
+channel = "{CHANNEL}"
+every = "1s"
+[[clusters.west.schedulers]]
+host = "scheduler-1"
+address = "127.0.0.1"
+"""
+    )
+    lasts: list[int] = []
+
+    async def failing(cluster: Any, remote: Any, probe: Any, **kw: Any) -> list[Check]:
+        for port in (remote, probe):
+            close = getattr(port, "close", None)
+            if close is not None:
+                await close()
+        return [Check("ssh reached, host key checked", "scheduler-1", False, "refused")]
+
+    real_run = ReadinessSchedule.run
+
+    async def run(self: ReadinessSchedule, cluster: Any) -> bool:
+        lasts.append(int(await self.redis.get(readiness_schedule.last_key(cluster.name))))
+        return await real_run(self, cluster)
+
+    monkeypatch.setattr(readiness_schedule, "check_cluster", failing)
+    monkeypatch.setattr(ReadinessSchedule, "run", run)
+    double = SlackDouble()
+    api = await double.start()
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    settings = bot_settings.load(
+        {
+            "SLACK_BOT_TOKEN": double.token,
+            "SLACK_SIGNING_SECRET": "readiness-secret",
+            "SLACK_API_URL": api,
+            "AURORA_RESTORE_CLUSTERS": str(clusters),
+        }
+    )
+    bots = [build(settings, url, worker=name) for name in ("bot-a", "bot-b")]
+    loops = [start_checking(bot) for bot in bots]
+    try:
+        deadline = time.monotonic() + 30
+        while len(double.messages(CHANNEL)) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        for loop in loops:
+            loop.cancel()
+        for bot in bots:
+            await bot.close()
+        server.stop()
+        await double.stop()
+    posts = [m["text"] for m in double.messages(CHANNEL)]
+    assert len(posts) >= 4 and all("FAIL ssh reached" in p for p in posts), posts
+    assert len(lasts) == len(posts)
+    assert all(b - a >= 1000 for a, b in zip(lasts, lasts[1:], strict=False)), lasts
