@@ -51,6 +51,7 @@ from bot import metrics
 from bot.console import connect
 from bot.leader import check_sources, detector
 from bot.mesos import running_tasks
+from bot.readiness_schedule import ReadinessSchedule
 from bot.reminders import Reminders
 from bot.settings import Settings
 from bot.slack_front import Approvers, SlackFront
@@ -275,6 +276,12 @@ def start_reminding(bot: Bot) -> Any:
     return bot.work.submit(bot.reminders.run_forever())
 
 
+def start_checking(bot: Bot) -> Any:
+    """Every process runs the scheduled readiness checks (bot.readiness_schedule); a
+    Redis SET NX per period makes it one check across the processes."""
+    return bot.work.submit(ReadinessSchedule(bot.front).run_forever())
+
+
 def web_app(bot: Bot, signing_secret: str) -> web.Application:
     verifier = RawBodyVerifier(signing_secret)
 
@@ -333,6 +340,7 @@ async def serve(
     await bot.work.run(resume(bot))
     sweeper = start_sweeping(bot)
     reminder = start_reminding(bot)
+    checker = start_checking(bot)
     runner = web.AppRunner(web_app(bot, settings.signing_secret or ""))
     await runner.setup()
     site: web.BaseSite = (
@@ -349,6 +357,7 @@ async def serve(
     finally:
         sweeper.cancel()
         reminder.cancel()
+        checker.cancel()
         await runner.cleanup()
         await bot.close()
 
@@ -360,6 +369,7 @@ async def socket_mode(settings: Settings, redis_url: str) -> None:
     await bot.work.run(resume(bot))
     sweeper = start_sweeping(bot)
     reminder = start_reminding(bot)
+    checker = start_checking(bot)
     # Its own client without retry handlers: a failed apps.connections.open is one line
     # and a backoff (patient_connections), not slack_sdk's retries and tracebacks.
     opener = AsyncWebClient(base_url=settings.api_url, retry_handlers=[])
@@ -370,6 +380,7 @@ async def socket_mode(settings: Settings, redis_url: str) -> None:
     finally:
         sweeper.cancel()
         reminder.cancel()
+        checker.cancel()
         await bot.close()
 
 

@@ -185,6 +185,24 @@ class Approvals(_Strict):
         return int(parse_duration(self.expire_after).total_seconds() * 1000)
 
 
+class Readiness(_Strict):
+    """The scheduled readiness check (bot.readiness_schedule): run `aurora-restore check`
+    every `every` and post the table into `channel` when something fails or changed."""
+
+    channel: Annotated[str, AfterValidator(_slack_channel)]
+    every: Duration = "7d"
+
+    @model_validator(mode="after")
+    def _positive(self) -> Readiness:
+        if self.every_ms <= 0:
+            raise ValueError(f"every: must be longer than 0s: {self.every!r}")
+        return self
+
+    @property
+    def every_ms(self) -> int:
+        return int(parse_duration(self.every).total_seconds() * 1000)
+
+
 class Scheduler(_Strict):
     host: Host
     # Added: where to connect when it differs from `host` (the sandbox's hosts all
@@ -243,6 +261,8 @@ class Cluster(_Strict):
     approvals: Approvals = Approvals()
     # Added: the Slack channels (ids) a restore of this cluster may start in; None: any.
     channels: list[Annotated[str, AfterValidator(_slack_channel)]] | None = None
+    # Added: the scheduled readiness check; None: none.
+    readiness: Readiness | None = None
     schedulers: list[Scheduler] = Field(min_length=1)
 
     @model_validator(mode="after")
