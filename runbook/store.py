@@ -29,11 +29,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-    NoScriptError,
-    TimeoutError as RedisTimeoutError,
-)
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +226,20 @@ return {1, ARGV[1]}
 )
 
 
+def _unreachable() -> tuple[type[Exception], ...]:
+    """redis-py's errors for a server that cannot be reached (imported when first needed:
+    the command line's other commands, the sandbox's among them, never load redis)."""
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return (ConnectionError, TimeoutError)
+
+
+def _no_script() -> type[Exception]:
+    from redis.exceptions import NoScriptError
+
+    return NoScriptError
+
+
 class StoreUnavailable(Exception):
     """The Redis server could not be reached within the outage wait."""
 
@@ -290,7 +299,7 @@ class Store:
         while True:
             try:
                 result = await call()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except _unreachable() as exc:
                 if time.monotonic() >= deadline:
                     raise StoreUnavailable(f"the store is unreachable: {exc}") from None
                 if self.down_since is None:
@@ -311,7 +320,7 @@ class Store:
             self._sha[script] = sha
         try:
             return await self.redis.evalsha(sha, len(keys), *keys, *args)
-        except NoScriptError:  # after a server restart: load it again
+        except _no_script():  # after a server restart: load it again
             self._sha.pop(script, None)
             return await self._eval(script, keys, args)
 
