@@ -185,7 +185,8 @@ async def test_an_unknown_host_key_fails_that_host_only(
         assert results[h1].ok and results[h3].ok
         bad = results[h2]
         assert (bad.exit_status, bad.stdout) == (None, "")
-        assert bad.error == f"host key for {h2} ([127.0.0.1]:{port}) is not in {known}"
+        address = cluster.scheduler(h2).connect_address  # each sandbox host has its own
+        assert bad.error == f"host key for {h2} ([{address}]:{port}) is not in {known}"
         assert set(ssh.connections()) == {h1, h3}
 
 
@@ -204,8 +205,9 @@ async def test_a_changed_host_key_is_refused(sandbox: RunningSandbox, tmp_path: 
     async with SshExecutor(changed(cluster, ssh={"known_hosts": str(known)})) as ssh:
         results = await ssh.run({h: "echo ran" for h in (h1, h2, h3)})
         assert results[h1].ok and results[h3].ok
+        address = cluster.scheduler(h2).connect_address
         assert results[h2].error == (
-            f"host key for {h2} ([127.0.0.1]:{port}) does not match {known} (changed?)"
+            f"host key for {h2} ([{address}]:{port}) does not match {known} (changed?)"
         )
         assert results[h2].exit_status is None
 
