@@ -76,12 +76,17 @@ async def test_a_mark_done_of_a_destructive_step_needs_the_second_approver(
     engine = make_engine(store, sandbox)
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "log.wipe") == "at log.wipe"
-    # An interrupted wipe, as a dead worker leaves it.
+    # An interrupted wipe whose check found it finished, as a dead worker leaves it.
     await store.transition(
         rid,
         "log.wipe",
         ("awaiting",),
-        {"status": "interrupted", "attempt": 1},
+        {
+            "status": "interrupted",
+            "attempt": 1,
+            "appears_finished": True,
+            "check": "directory empty everywhere",
+        },
         {"type": "interrupted"},
     )
     with pytest.raises(Refused, match="marking done it needs an approver other than alice"):
