@@ -338,6 +338,8 @@ async def serve(
 ) -> None:
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
+    # The workspace (auth.test) is asked once here, not on the first request's ack path.
+    await bot.front.own_team()
     sweeper = start_sweeping(bot)
     reminder = start_reminding(bot)
     checker = start_checking(bot)
@@ -367,6 +369,8 @@ async def socket_mode(settings: Settings, redis_url: str) -> None:
 
     bot = build(settings, redis_url)
     await bot.work.run(resume(bot))
+    # The workspace (auth.test) is asked once here, not on the first request's ack path.
+    await bot.front.own_team()
     sweeper = start_sweeping(bot)
     reminder = start_reminding(bot)
     checker = start_checking(bot)

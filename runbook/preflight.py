@@ -43,7 +43,7 @@ from runbook.actions import (
     table_rows,
     unb64,
 )
-from runbook.backups import backup_time, parse_names
+from runbook.backups import parse_names
 from runbook.clusters import ENV_FILE_CANDIDATES
 from runbook.forecast import forecast
 from runbook.hostlog import log_read_command, uses_journal
@@ -396,18 +396,6 @@ def _offset(text: str) -> timezone | None:
     return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
 
 
-async def exact_time(ctx: StepContext, backup: str, host: str) -> float | None:
-    """When `backup` was written, by the clock of the host holding it (its zone and DST),
-    as seconds since the epoch."""
-    stamp = backup_time(backup)
-    if stamp is None:
-        return None
-    when = stamp.strftime("%Y-%m-%d %H:%M")
-    r = await ctx.run({host: f"date -d {shlex.quote(when)} +%s"}, record=False)
-    text = r[host].stdout.strip()
-    return float(text) if r[host].ok and text.isdigit() else None
-
-
 async def preflight(ctx: StepContext) -> Outcome:
     problems: list[str] = []
     # 1. The environment file: where, what, and its edits computed in memory.
@@ -553,7 +541,6 @@ async def preflight(ctx: StepContext) -> Outcome:
     taken_at: float | None = None
     proven: dict[str, Any] = {}
     if backup:
-        taken_at = await exact_time(ctx, backup, sorted(holders[backup])[0])
         ctx.facts.update(backup=backup)
         proven, unusable = await prove_backup(ctx, backup, sorted(holders[backup]))
         if unusable is not None:

@@ -6,10 +6,7 @@ size checked."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,10 @@ from bot.mesos import running_tasks
 from runbook.actions import Timing
 from runbook.engine import Engine
 from runbook.store import Store
-from tests.conftest import ROOT, RunningSandbox, wait_for
+from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, file_sums, kills
 from tests.test_empty_log_window import fast_reconciliation
+from tests.test_packaged_hosts import console_yes
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -30,28 +28,6 @@ pytestmark = pytest.mark.timeout(400)
 def store(one_store: Store) -> Store:
     """One kind of server is enough for these scenarios (see tests/conftest.py)."""
     return one_store
-
-
-def console(sandbox: RunningSandbox, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "console",
-            "--cluster",
-            str(sandbox.dir / "clusters.toml"),
-            "--yes",
-            "--out",
-            str(out),
-            *extra,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=360,
-        env={**os.environ, "REDIS_URL": "", "AURORA_RESTORE_DATA": str(out / "data")},
-    )
 
 
 def newest_backup(sandbox: RunningSandbox) -> tuple[str, list[Path]]:
@@ -71,7 +47,7 @@ def test_a_truncated_newest_backup_stops_the_restore_before_anything_changes(
     for p in copies:
         p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     before = file_sums(sandbox.cluster)
-    r = console(sandbox, tmp_path / "out")
+    r = console_yes(sandbox, tmp_path / "out")
     assert r.returncode != 0
     assert "is not a backup the scheduler can stage: truncated" in r.stdout, r.stdout[-3000:]
     assert "▶ running prep.stop" not in r.stdout
@@ -94,7 +70,7 @@ def test_the_kills_of_an_older_backup_are_forecast_and_observed(
         }
     )
     older = names[0]  # days old: tasks started since will be killed
-    r = console(sandbox, tmp_path / "out", "--backup", older)
+    r = console_yes(sandbox, tmp_path / "out", "--backup", older)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     doc = json.loads((tmp_path / "out/transcript.json").read_text())
     recorded = kills(sandbox.dir)
