@@ -13,57 +13,9 @@ commands), which the operator wrote as shell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from runbook.step import Procedure, Risk, Role, Step, Targets
 
-
-class Risk(StrEnum):
-    READ_ONLY = "read-only"  # runs without approval as soon as the restore reaches it
-    MUTATING = "mutating"  # one approval from an allowed approver
-    DESTRUCTIVE = "destructive"  # an approver other than the requester, and a confirm dialog
-
-
-class Targets(StrEnum):
-    ALL = "all schedulers"
-    LEADER = "the leader"
-    BOT = "the bot"
-
-
-@dataclass(frozen=True)
-class Step:
-    id: str
-    phase: str
-    title: str
-    explain: str
-    targets: Targets
-    risk: Risk
-    commands: tuple[str, ...]
-    check: str
-    skippable: bool = True
-    # Shown as "suggested: skip" and skipped by unattended runs.
-    suggest_skip: bool = False
-    # Name of a condition (runbook.engine) that decides whether the step is in the plan.
-    condition: str | None = None
-    # Name of a machine-checked precondition: approval is refused while it fails.
-    precondition: str | None = None
-    # Read-only commands the step also sends (its checks, its card's preview, reading the
-    # files it edits): part of the plan shown and approved (runbook.plan).
-    reads: tuple[str, ...] = ()
-    # Marked "added" in the runbook: not in Aurora's page, done by careful operators.
-    added: bool = False
-    # When the precondition fails, the step fails and offers to go back to this earlier
-    # step (every step from there on runs again, each with its approval).
-    rewind_to: str | None = None
-    # What the way back is called on the card, in refusals and in the console.
-    rewind_label: str = ""
-    # The replicated log: a step that empties it opens the window in which no scheduler
-    # may start with its normal flags; a step that fills it from the backup closes it.
-    empties_log: bool = False
-    fills_log: bool = False
-    # Starts schedulers with their normal flags (or leads there): refused in that window.
-    needs_real_log: bool = False
-    # A failure ends the restore at once and frees the cluster (nothing was changed yet).
-    fail_ends_restore: bool = False
+__all__ = ["ONLINE", "ONLINE_PROCEDURE", "Procedure", "Risk", "Role", "Step", "Targets"]
 
 
 PREPARATION = "Preparation"
@@ -95,6 +47,7 @@ def _admin(verb: str, *extra: str) -> str:
 ONLINE_PROCEDURE: tuple[Step, ...] = (
     Step(
         id="prep.preflight",
+        role=Role.PREFLIGHT,
         phase=PREPARATION,
         title="Preflight: reach every scheduler, keep the originals",
         explain=(
@@ -118,6 +71,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="prep.ack_backup",
+        role=Role.ACK_BACKUP,
         phase=PREPARATION,
         title="Acknowledge the age of the backup",
         explain=(
@@ -256,6 +210,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="log.wipe",
+        role=Role.WIPE,
         phase=RELOG,
         title="Delete the replicated log on every scheduler",
         explain=(
@@ -298,6 +253,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.leader",
+        role=Role.LEADER,
         phase=RESTORE,
         title="Find the leader",
         explain=(
@@ -341,6 +297,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.review",
+        role=Role.REVIEW,
         phase=RESTORE,
         title="Review the staged tasks",
         explain=(
@@ -377,6 +334,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.failover",
+        role=Role.LEADER,
         phase=RESTORE,
         title="Wait for a leader after the failover",
         explain="Wait (bounded) for a leader to come back after the failover.",
@@ -419,6 +377,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="cleanup.verify",
+        role=Role.VERIFY,
         phase=CLEANUP,
         title="Verify: an ACTIVE leader with the reviewed tasks",
         explain=(
@@ -432,6 +391,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="cleanup.transcript",
+        role=Role.TRANSCRIPT,
         phase=CLEANUP,
         title="Post the transcript",
         explain="The transcript of the whole restore, built from its event log.",
@@ -440,6 +400,14 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         commands=(),
         check="file posted",
     ),
+)
+
+
+ONLINE = Procedure(
+    name="online",
+    title="Online restore (aurora_admin scheduler_stage_recovery / commit)",
+    aurora_versions="0.13 to 0.20 (the online API exists in every later release too)",
+    steps=ONLINE_PROCEDURE,
 )
 
 
