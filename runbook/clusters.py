@@ -47,6 +47,15 @@ RPM_ENV_FILE = "/etc/sysconfig/aurora-scheduler"
 # Where preflight looks for the environment file when the cluster file names none.
 ENV_FILE_CANDIDATES = (DEFAULT_ENV_FILE, RPM_ENV_FILE)
 DEFAULT_LOG_PATH = "/var/lib/aurora/scheduler/db"
+# Where the packages install Aurora's `recovery-tool` (the offline procedure's, 0.20+):
+# Debian's `specs/debian/aurora-scheduler.install` puts `dist/install/aurora-scheduler/bin`
+# under /usr/share/aurora, the RPM's `specs/rpm/aurora.spec` copies it to /usr/lib/aurora
+# (apache/aurora-packaging). Preflight looks for it there when the cluster file names none.
+DEBIAN_RECOVERY_TOOL = "/usr/share/aurora/bin/recovery-tool"
+RPM_RECOVERY_TOOL = "/usr/lib/aurora/bin/recovery-tool"
+RECOVERY_TOOL_CANDIDATES = (DEBIAN_RECOVERY_TOOL, RPM_RECOVERY_TOOL)
+# The restore procedures (runbook.choice): "auto" picks one by the Aurora version.
+PROCEDURES = ("online", "offline", "auto")
 DEFAULT_BACKUP_DIR = "/var/lib/aurora/scheduler/backups"
 
 
@@ -101,6 +110,12 @@ def _command(value: str) -> str:
     return value
 
 
+def _procedure(value: str) -> str:
+    if value not in PROCEDURES:
+        raise ValueError(f"one of {', '.join(PROCEDURES)}, not {value!r}")
+    return value
+
+
 def _duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -133,6 +148,7 @@ Command = Annotated[str, AfterValidator(_command)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ProcedureName = Annotated[str, AfterValidator(_procedure)]
 
 
 class _Strict(BaseModel):
@@ -250,6 +266,13 @@ class Cluster(_Strict):
     # the step expects (a started unit is not a scheduler that came up).
     start_wait: Duration = "3m"
     zk_endpoints: str | None = None
+    # Added: which restore procedure (runbook.choice): "online" (aurora_admin's staged
+    # recovery, Aurora 0.13 to 0.20), "offline" (`recovery-tool`, 0.21 and later), or
+    # "auto": chosen by the version the schedulers report on /vars.
+    procedure: ProcedureName = "auto"
+    # Added: the offline procedure's `recovery-tool`; unset: found on each host at the
+    # Debian path, else the RPM one (RECOVERY_TOOL_CANDIDATES). A configured path wins.
+    recovery_tool: RemotePath | None = None
     # Added: a Mesos master's HTTP address (any master: the leader is followed), to
     # list the running tasks a restore would kill. None: no forecast of kills.
     mesos_master: HttpUrl | None = None

@@ -1,0 +1,124 @@
+"""`procedure = "auto"` chooses by the Aurora version; a configured procedure is taken as
+it is; disagreement or no version at all is refused with one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook.choice import CannotChoose, choose, procedure_for, versions_on_vars
+from runbook.clusters import ClusterFileError, parse_clusters
+
+A, B, C = "a.example", "b.example", "c.example"
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("0.13.0", "online"),
+        ("0.17.0", "online"),
+        ("0.19.1", "online"),
+        ("0.20.0", "online"),
+        ("0.20.1-SNAPSHOT", "online"),
+        ("0.21.0", "offline"),
+        ("0.22.0", "offline"),
+        ("0.27.0", "offline"),
+        ("1.0.0", "offline"),
+    ],
+)
+def test_auto_by_version(version: str, expected: str) -> None:
+    name, got, why = choose("auto", {A: version, B: version})
+    assert (name, got) == (expected, version)
+    assert version in why and "build_version on /vars" in why
+
+
+@pytest.mark.parametrize("version", ["0.12.0", "0.6.0", "banana", ""])
+def test_versions_with_no_procedure(version: str) -> None:
+    with pytest.raises(CannotChoose):
+        procedure_for(version)
+
+
+# (configured, /vars, aurora_version in the cluster file, backup's version) → expected
+# (name, version), or the words the refusal must hold.
+TABLE = [
+    ("auto", {A: "0.22.0", B: "0.22.0", C: "0.22.0"}, None, None, ("offline", "0.22.0")),
+    ("auto", {A: "0.17.0"}, None, None, ("online", "0.17.0")),
+    # A host that is down (left out) does not disagree.
+    ("auto", {B: "0.21.0"}, None, "0.17.0", ("offline", "0.21.0")),
+    # Nobody answers: the cluster file's version, then the backup's.
+    ("auto", {}, "0.20.0", None, ("online", "0.20.0")),
+    ("auto", {}, None, "0.22.0", ("offline", "0.22.0")),
+    ("auto", {}, "0.22.0", "0.19.0", ("offline", "0.22.0")),
+    # A configured procedure wins, with whatever version is known.
+    ("online", {A: "0.22.0"}, None, None, ("online", "0.22.0")),
+    ("offline", {}, None, None, ("offline", None)),
+    ("offline", {A: "0.20.0"}, None, None, ("offline", "0.20.0")),
+    # Refusals.
+    ("auto", {A: "0.21.0", B: "0.22.0"}, None, None, "report different versions"),
+    ("auto", {A: "0.20.0", B: "0.22.0"}, None, None, "a.example 0.20.0, b.example 0.22.0"),
+    ("auto", {A: "0.22.0"}, "0.20.0", None, "aurora_version is 0.20.0"),
+    ("auto", {}, None, None, "cannot tell the Aurora version"),
+    ("offline", {A: "0.17.0"}, None, None, "needs recovery-tool"),
+    ("offline", {A: "0.17.0", B: "0.22.0"}, None, None, "report different versions"),
+]
+
+
+@pytest.mark.parametrize(("configured", "on_vars", "file_version", "backup", "expected"), TABLE)
+def test_choice_table(
+    configured: str,
+    on_vars: dict[str, str],
+    file_version: str | None,
+    backup: str | None,
+    expected: tuple[str, str | None] | str,
+) -> None:
+    if isinstance(expected, str):
+        with pytest.raises(CannotChoose) as err:
+            choose(configured, on_vars, file_version, backup)
+        assert expected in str(err.value)
+        assert "\n" not in str(err.value)
+        return
+    name, version, why = choose(configured, on_vars, file_version, backup)
+    assert (name, version) == expected
+    assert why and "\n" not in why
+
+
+def test_versions_on_vars_leaves_out_silent_hosts() -> None:
+    answers = {
+        A: {"build_version": "0.22.0", "scheduler_lifecycle_ACTIVE": "1"},
+        B: "no answer within 3s",
+        C: {"scheduler_lifecycle_STORAGE_PREPARED": "1"},  # a build without .auroraversion
+    }
+    assert versions_on_vars(answers) == {A: "0.22.0"}
+
+
+BASE = {"aurora_name": "west", "schedulers": [{"host": "s1.example"}]}
+
+
+def test_procedure_field_defaults_to_auto() -> None:
+    cluster = parse_clusters({"clusters": {"west": dict(BASE)}}, "c.toml")["west"]
+    assert cluster.procedure == "auto"
+    assert cluster.recovery_tool is None
+
+
+@pytest.mark.parametrize("name", ["online", "offline", "auto"])
+def test_procedure_field_accepts(name: str) -> None:
+    cluster = parse_clusters({"clusters": {"west": {**BASE, "procedure": name}}}, "c.toml")
+    assert cluster["west"].procedure == name
+
+
+@pytest.mark.parametrize("bad", ["Offline", "recovery-tool", "", 1, True])
+def test_procedure_field_refuses(bad: object) -> None:
+    with pytest.raises(ClusterFileError) as err:
+        parse_clusters({"clusters": {"west": {**BASE, "procedure": bad}}}, "c.toml")
+    text = str(err.value)
+    assert text.startswith("c.toml: cluster 'west': procedure: ")
+    assert "\n" not in text
+
+
+def test_recovery_tool_path_is_validated() -> None:
+    ok = parse_clusters(
+        {"clusters": {"west": {**BASE, "recovery_tool": "/opt/aurora/bin/recovery-tool"}}}, "c"
+    )
+    assert ok["west"].recovery_tool == "/opt/aurora/bin/recovery-tool"
+    with pytest.raises(ClusterFileError) as err:
+        parse_clusters({"clusters": {"west": {**BASE, "recovery_tool": "recovery-tool; rm"}}}, "c")
+    assert "recovery_tool: an absolute path" in str(err.value)
