@@ -140,9 +140,7 @@ class StepContext:
     def targets(self) -> list[str]:
         if self.step.targets is Targets.LEADER:
             return [self.leader]
-        if self.step.targets is Targets.BOT:
-            return []
-        return self.hosts
+        return target_hosts(self.cluster, self.step.targets, self.facts)
 
     async def run(
         self,
@@ -164,6 +162,20 @@ class StepContext:
             for s in self.cluster.schedulers
         }
         return await self.probe.vars(endpoints, self.timing.vars_timeout)
+
+
+def target_hosts(cluster: Cluster, targets: Targets, facts: Mapping[str, Any]) -> list[str]:
+    """The hosts a step's `targets` name, in the cluster file's order (the leader's: the
+    one learnt, none before)."""
+    if targets is Targets.BOT:
+        return []
+    if targets is Targets.LEADER:
+        return [facts["leader"]] if facts.get("leader") else []
+    if targets is Targets.ALL:
+        return [s.host for s in cluster.schedulers]
+    from runbook import offline  # the offline procedure's targets
+
+    return offline.target_hosts(cluster, targets, facts)
 
 
 # ---------------------------------------------------------------- values for templates
@@ -202,6 +214,9 @@ def host_values(cluster: Cluster, s: Scheduler, facts: Mapping[str, Any]) -> dic
             backup = cmd.backup_id(facts["backup"])
             values["backup"] = backup
             values["backup_path"] = cmd.path(f"{backup_dir.rstrip('/')}/{backup}")
+    from runbook import offline  # recovery-tool's values, once its preflight learnt them
+
+    values.update(offline.tool_values(cluster, s, facts))
     return values
 
 
@@ -255,8 +270,8 @@ def planned_commands(
     if step.targets is Targets.BOT:
         return {}
     hosts = (
-        [facts["leader"]]
-        if step.targets is Targets.LEADER and facts.get("leader")
+        target_hosts(cluster, step.targets, facts)
+        if step.targets is not Targets.LEADER or facts.get("leader")
         else [s.host for s in cluster.schedulers]
     )
     out: dict[str, list[str]] = {}

@@ -51,6 +51,18 @@ class VarsProbe(Protocol):
         ...
 
 
+class MetricsProbe(Protocol):
+    """libprocess's metrics of each scheduler (`GET /metrics/snapshot` on LIBPROCESS_PORT):
+    the Mesos replicated log's `log/recovered` (1 once the replica caught up) among them.
+    The /vars probe offers it too (bot.probes); the offline procedure asks for it."""
+
+    async def metrics(
+        self, endpoints: Mapping[str, tuple[str, int]], timeout: float
+    ) -> dict[str, dict[str, float] | str]:
+        """Each host's metrics snapshot (name → number), or a one-line error string."""
+        ...
+
+
 class LeaderReport(Protocol):
     """What a leader detector found: a table host x source, and one agreed leader or why not."""
 

@@ -37,6 +37,11 @@ class Targets(StrEnum):
     ALL = "all schedulers"
     LEADER = "the leader"
     BOT = "the bot"
+    # The offline procedure's (runbook.offline.target_hosts): the scheduler recovery-tool
+    # rehydrates, the blank ones started next to reach the quorum, and the others.
+    REHYDRATED = "the rehydrated scheduler"
+    QUORUM = "blank schedulers, up to the quorum"
+    REST = "the other blank schedulers"
 
 
 @dataclass(frozen=True)
