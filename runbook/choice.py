@@ -10,10 +10,11 @@ The cluster file's `procedure` is "online", "offline" or "auto" (the default). W
   durability/RecoveryTool.java`, apache/aurora).
 
 The version comes from what the schedulers say on `/vars`: Aurora exports every build
-property as `build_<name>` (`commons/src/main/java/org/apache/aurora/common/stats/
-TimeSeriesRepositoryImpl.java`, `Stats.normalizeName("build." + name)`), and the build
-writes `version=$(cat .auroraversion)` into build.properties
-(`build-support/generate-build-properties`): `build_version 0.22.0`. Every scheduler
+property as `build.<name>` (`commons/src/main/java/org/apache/aurora/common/stats/
+TimeSeriesRepositoryImpl.java`, `Stats.normalizeName("build." + name)`, which keeps
+letters, digits and `_/.-`: `Stats.java`), and the build writes
+`version=$(cat .auroraversion)` into build.properties
+(`build-support/generate-build-properties`): `build.version 0.22.0`. Every scheduler
 that reports a version must report the same one, and so must the cluster file's
 `aurora_version` when it is set; otherwise this refuses to guess. When no scheduler
 answers (they are often down in an incident), the cluster file's `aurora_version`
@@ -33,7 +34,7 @@ from runbook.ports import VarsProbe
 from runbook.snapshot import parse_version
 
 # The /vars key of the scheduler's build version.
-VERSION_VAR = "build_version"
+VERSION_VAR = "build.version"
 ONLINE_FROM = (0, 13, 0)
 OFFLINE_FROM = (0, 21, 0)
 # The first release that ships recovery-tool.
@@ -46,7 +47,7 @@ class CannotChoose(ValueError):
 
 def versions_on_vars(answers: Mapping[str, Mapping[str, str] | str]) -> dict[str, str]:
     """host → the build version its /vars reports; hosts that do not answer, or answer
-    without `build_version`, are left out (they cannot disagree)."""
+    without `build.version`, are left out (they cannot disagree)."""
     out = {}
     for host, v in answers.items():
         if isinstance(v, Mapping) and str(v.get(VERSION_VAR, "")).strip():

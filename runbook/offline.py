@@ -79,7 +79,6 @@ from runbook.actions import (
 from runbook.clusters import HOST_RE, RECOVERY_TOOL_CANDIDATES, Cluster, Scheduler
 from runbook.preflight import _check_sudo, _failed, flag_value, preflight
 from runbook.procedure import (
-    ARCHIVE,
     ARCHIVE_MATCHES,
     ARCHIVE_SUM,
     IS_ACTIVE,
@@ -98,7 +97,15 @@ RECOVER = (
     "-native_log_file_path={log_dir} -native_log_zk_group_path={zk_group} "
     "-zk_endpoints={zk_endpoints} -native_log_quorum_size=1"
 )
-TOOL_RUNNABLE = "test -f {recovery_tool} && test -x {recovery_tool}"
+# log.archive's command (runbook.procedure), to be shared once it is a constant there.
+ARCHIVE = (
+    "need=$(sudo -n du -sk {log_dir} | cut -f1); "
+    "free=$(df -Pk {log_parent} | awk 'NR==2 {print $4}'); "
+    'if [ "$free" -le "$need" ]; then echo "not enough room next to the log: the archive needs about ${need}K, ${free}K are free" >&2; exit 1; fi; '
+    "sudo -n tar -czf {archive} -C {log_dir} . "
+    '|| { sudo -n rm -f {archive}; echo "archiving failed: the partial archive was removed" >&2; exit 1; }; '
+    "sudo -n sha256sum {archive}"
+)
 LOG_BYTES = "sudo -n du -sb {log_dir}"
 # The tool's log lines (Recovery.java): "Recovery finished", "Copied <n> ops in <ms> ms".
 COPIED_RE = re.compile(r"Copied (\d+) ops")

@@ -28,7 +28,7 @@ A, B, C = "a.example", "b.example", "c.example"
 def test_auto_by_version(version: str, expected: str) -> None:
     name, got, why = choose("auto", {A: version, B: version})
     assert (name, got) == (expected, version)
-    assert version in why and "build_version on /vars" in why
+    assert version in why and "build.version on /vars" in why
 
 
 @pytest.mark.parametrize("version", ["0.12.0", "0.6.0", "banana", ""])
@@ -83,7 +83,7 @@ def test_choice_table(
 
 def test_versions_on_vars_leaves_out_silent_hosts() -> None:
     answers = {
-        A: {"build_version": "0.22.0", "scheduler_lifecycle_ACTIVE": "1"},
+        A: {"build.version": "0.22.0", "scheduler_lifecycle_ACTIVE": "1"},
         B: "no answer within 3s",
         C: {"scheduler_lifecycle_STORAGE_PREPARED": "1"},  # a build without .auroraversion
     }
