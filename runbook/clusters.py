@@ -231,6 +231,7 @@ class Scheduler(_Strict):
     backup_dir: RemotePath | None = None
     admin_clusters_json: RemotePath | None = None
     scheduler_log: RemotePath | None = None
+    recovery_tool: RemotePath | None = None
 
     @property
     def connect_address(self) -> str:

@@ -185,17 +185,28 @@ def target_hosts(cluster: Cluster, targets: Targets, facts: Mapping[str, Any]) -
 # ---------------------------------------------------------------- preflight
 
 
+def _tool_candidates(cluster: Cluster, s: Scheduler) -> tuple[str, ...]:
+    configured = cluster.path(s, "recovery_tool")
+    return (configured,) if configured else RECOVERY_TOOL_CANDIDATES
+
+
 async def _find_tools(ctx: StepContext) -> tuple[dict[str, str], list[str]]:
-    """host → recovery-tool's path: the configured one, else the first package path
-    (Debian's, then the RPM's) where a file is executable."""
-    configured = ctx.cluster.recovery_tool
-    candidates = (configured,) if configured else RECOVERY_TOOL_CANDIDATES
-    words = " ".join(shlex.quote(c) for c in candidates)
-    probe = f'for f in {words}; do if [ -f "$f" ] && [ -x "$f" ]; then echo "$f"; exit 0; fi; done; exit 1'
-    res = await ctx.run({h: probe for h in ctx.hosts}, record=False)
+    """host → recovery-tool's path: the configured one (the scheduler's own wins over the
+    cluster's), else the first package path (Debian's, then the RPM's) where a file is
+    executable."""
+    probes = {}
+    for s in ctx.cluster.schedulers:
+        words = " ".join(shlex.quote(c) for c in _tool_candidates(ctx.cluster, s))
+        probes[s.host] = (
+            f'for f in {words}; do if [ -f "$f" ] && [ -x "$f" ]; then echo "$f"; exit 0; fi; '
+            "done; exit 1"
+        )
+    res = await ctx.run(probes, record=False)
     tools: dict[str, str] = {}
     problems: list[str] = []
     for h, r in res.items():
+        candidates = _tool_candidates(ctx.cluster, ctx.sched(h))
+        configured = ctx.cluster.path(ctx.sched(h), "recovery_tool")
         found = r.stdout.strip().splitlines()[0] if r.ok and r.stdout.strip() else ""
         if found in candidates:
             tools[h] = found
