@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -132,6 +132,21 @@ def leader(sb: RunningSandbox) -> str:
     found = wait_for(leaders, timeout=40)
     assert len(found) == 1, sb.states()
     return str(found[0])
+
+
+@pytest.fixture
+def make_sandbox(tmp_path: Path) -> Iterator[Callable[..., RunningSandbox]]:
+    """conftest's make_sandbox, with room to start on a loaded machine."""
+    started: list[RunningSandbox] = []
+
+    def make(*args: str) -> RunningSandbox:
+        sb = RunningSandbox(tmp_path / "sandbox", "--restart-sec", "0.5", *args)
+        started.append(sb.start(timeout=60))
+        return sb
+
+    yield make
+    for sb in started:
+        sb.stop()
 
 
 @pytest.fixture(params=FLAVOURS)
