@@ -9,9 +9,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sandbox.cluster import BREAKS, Options, SandboxError, run
+# Only layout at import: bot/cli.py builds its parser from add_options for every
+# command, and must not pay for the sandbox's own imports (asyncssh, aiohttp).
 from sandbox.layout import ADVERTISE, AURORA_VERSIONS, FLAVOURS
+
+if TYPE_CHECKING:
+    from sandbox.cluster import Options
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -76,7 +81,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
         dest="break_",
         metavar="KIND[,KIND]",
         help="for drills: break what a restore needs, each on one host it names when ready: "
-        + ", ".join(BREAKS),
+        "envfile, client, sudo, quorum, hostkey, backups (sandbox.cluster.BREAKS)",
     )
 
 
@@ -87,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options(args: argparse.Namespace) -> Options:
+    from sandbox.cluster import Options
+
     return Options(
         dir=Path(args.dir),
         schedulers=args.schedulers,
@@ -108,6 +115,8 @@ def options(args: argparse.Namespace) -> Options:
 
 def run_sandbox(args: argparse.Namespace, prog: str) -> int:
     """Run the sandbox the parsed `args` describe; a SandboxError is one line, exit 2."""
+    from sandbox.cluster import SandboxError, run
+
     try:
         return asyncio.run(run(options(args)))
     except SandboxError as exc:

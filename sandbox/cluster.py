@@ -129,7 +129,8 @@ def _validate(opts: Options) -> None:
             f"not {opts.aurora_version!r}"
         )
     zone(opts.tz)
-    if opts.port_base and not 1024 <= opts.port_base <= 65535 - 3 * opts.schedulers:
+    per_host = 3 if opts.aurora_version == "0.22" else 2  # ssh, http (, libprocess)
+    if opts.port_base and not 1024 <= opts.port_base <= 65535 - per_host * opts.schedulers:
         raise SandboxError(f"--port-base {opts.port_base} is out of range")
     if opts.zk:
         for part in opts.zk.split(","):
