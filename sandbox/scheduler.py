@@ -927,7 +927,9 @@ class Scheduler:
         backup = str(args.get("backupId", ""))
         path = self.backup_dir / backup
         if not backup or not inside(path, self.backup_dir) or not path.is_file():
-            raise ApiError("ERROR", f"Backup {backup} does not exist.")
+            # Recovery.load names the file: its name up to 0.19, its path from 0.20.
+            shown = path if self.v022 else backup
+            raise ApiError("ERROR", f"Backup {shown} does not exist.")
         try:
             tasks = decode_snapshot(path.read_bytes())
         except SnapshotDecodeError as exc:

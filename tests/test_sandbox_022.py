@@ -158,7 +158,17 @@ def sb22(
 
 def test_a_022_host_reports_its_version_metrics_and_has_the_tool(sb22: RunningSandbox) -> None:
     hosts = [h.name for h in sb22.info.hosts]
-    leader(sb22)
+    lead = sb22.info.host(leader(sb22))
+    # Staging a missing backup names its path (0.20+), not its name.
+    r = httpx.post(
+        f"http://{lead.address}:{lead.http_port}/api",
+        json={"method": "stageRecovery", "args": {"backupId": CORRUPT}},
+        headers={"Bypass-Leader-Redirect": "true"},
+        timeout=5,
+    )
+    assert r.json()["details"] == [
+        {"message": f"Backup {lead.paths.backup_dir / CORRUPT} does not exist."}
+    ]
     ports = set()
     for h in hosts:
         assert sb22.vars(h)["build.version"] == "0.22.0"
