@@ -395,6 +395,8 @@ class Scheduler:
         self.libprocess_ip = os.environ.get("LIBPROCESS_IP") or own
         self.libprocess_port = int(os.environ.get("LIBPROCESS_PORT") or 0)
         self._lock_fd: int | None = None
+        # recover_blank and lead may both catch the replica up (each in a thread): once.
+        self._adopt_lock = threading.Lock()
 
     def _make_election(self) -> Election:
         # The env file always names a ZooKeeper; the sandbox says whether one is used.
@@ -547,12 +549,13 @@ class Scheduler:
 
     def adopt(self, best: replog.Replica) -> replog.Replica:
         """Catch this replica up to `best` (a peer's) when `best` is ahead."""
-        own = self.open_replica()
-        if best.position > own.position and inside(self.log_path, self.info.dir):
-            log("I", "Replica", f"Catching up from position {own.position} to {best.position}")
-            replog.append_snapshot(self.log_path, best.tasks)
+        with self._adopt_lock:
             own = self.open_replica()
-        return own
+            if best.position > own.position and inside(self.log_path, self.info.dir):
+                log("I", "Replica", f"Catching up from position {own.position} to {best.position}")
+                replog.append_snapshot(self.log_path, best.tasks)
+                own = self.open_replica()
+            return own
 
     async def recover_blank(self) -> None:
         """0.22: a blank replica waits for a quorum, then catches up from its furthest
