@@ -334,3 +334,23 @@ def test_a_bad_aurora_version_is_one_line(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "invalid choice: '0.18'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_wiped_but_uninitialised_log_is_refused_and_never_recovers(
+    make_sandbox: Callable[..., RunningSandbox],
+) -> None:
+    sb = make_sandbox("--aurora-version", "0.22", "--schedulers", "1", "--flavour", "rpm")
+    host = sb.info.hosts[0].name
+    leader(sb)
+    backup = newest_backup(sb, host)
+    ok(sb, host, "sudo -n systemctl stop aurora-scheduler")
+    wait_for(lambda: sb.states()[host] == "DOWN")
+    ok(sb, host, f"find {shlex.quote(log_dir(sb, host))} -mindepth 1 -delete")
+    # No `mesos-log initialize`: the tool cannot write into an EMPTY replica...
+    r = ssh(sb, host, recovery_tool(sb, host, backup))
+    assert r.returncode == 1 and "is in EMPTY status" in r.stderr, r.stderr
+    assert not any(Path(log_dir(sb, host)).iterdir())
+    # ...and a scheduler started on it waits, never recovered, never leading.
+    start(sb, [host])
+    wait_for(lambda: sb.states()[host] == "PREPARING_STORAGE")
+    assert wait_for(lambda: recovered(sb, host) == 0)
