@@ -13,29 +13,9 @@ from runbook.engine import Refused as RefusedError
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from sandbox.cluster import Options, SandboxError, run
+    from sandbox.__main__ import run_sandbox
 
-    opts = Options(
-        dir=Path(args.dir),
-        schedulers=args.schedulers,
-        backups=args.backups,
-        zk=args.zk or "",
-        corrupt_log=args.corrupt_log,
-        port_base=args.port_base,
-        reset=args.reset,
-        restart_sec=args.restart_sec,
-        seed=args.seed,
-        flavour=args.flavour,
-        advertise=args.advertise,
-        tz=args.tz,
-        log_file=args.log_file,
-        breaks=tuple(b for b in (args.break_ or "").split(",") if b),
-    )
-    try:
-        return asyncio.run(run(opts))
-    except SandboxError as exc:
-        print(f"aurora-restore sandbox: error: {exc}", file=sys.stderr)
-        return 2
+    return run_sandbox(args, "aurora-restore sandbox")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -432,63 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start N simulated scheduler hosts on 127.0.0.1 and run until "
         "SIGINT/SIGTERM. Writes DIR/clusters.toml and DIR/ssh_config.",
     )
-    sb.add_argument("--dir", required=True, help="the sandbox's directory (created if missing)")
-    sb.add_argument("--schedulers", type=int, default=3, metavar="N", help="default: 3")
-    sb.add_argument("--backups", type=int, default=5, metavar="K", help="default: 5")
-    sb.add_argument("--zk", metavar="HOST:PORT", help="run the election and serverset in ZooKeeper")
-    sb.add_argument(
-        "--corrupt-log", action="store_true", help="start with a corrupt replicated log"
-    )
-    sb.add_argument(
-        "--port-base",
-        type=int,
-        default=0,
-        metavar="PORT",
-        help="SSH on PORT.., HTTP on PORT+N..; default: free ports",
-    )
-    sb.add_argument("--reset", action="store_true", help="discard a sandbox already in DIR")
-    sb.add_argument(
-        "--restart-sec",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help="the unit's RestartSec (real packages: 20); default: 2",
-    )
-    sb.add_argument("--seed", type=int, default=None, help="seed for the generated tasks")
-    sb.add_argument(
-        "--flavour",
-        choices=("debian", "rpm"),
-        default="debian",
-        help="the packaging the hosts mirror: debian (/etc/default, EXTRA_SCHEDULER_ARGS, "
-        "aurora-admin) or rpm (/etc/sysconfig, AURORA_FLAGS, aurora_admin); default: debian",
-    )
-    sb.add_argument(
-        "--advertise",
-        choices=("ip", "hostname"),
-        default="ip",
-        help="what the schedulers advertise in the election: their IP address (the "
-        "packages' default) or -hostname=$(uname -n); default: ip",
-    )
-    sb.add_argument(
-        "--tz",
-        default="",
-        metavar="ZONE",
-        help="an IANA time zone for every process of the hosts (backup names follow it); "
-        "default: the machine's",
-    )
-    sb.add_argument(
-        "--log-file",
-        action="store_true",
-        help="log to var/log/aurora/aurora-scheduler.log (named scheduler_log in the "
-        "cluster file) instead of the journal",
-    )
-    sb.add_argument(
-        "--break",
-        dest="break_",
-        metavar="KIND[,KIND]",
-        help="for drills: break what a restore needs, each on one host it names when ready: "
-        "client, envfile, hostkey, quorum, backups, sudo",
-    )
+    from sandbox.__main__ import add_options as add_sandbox_options
+
+    add_sandbox_options(sb)  # the options are defined once, in sandbox/__main__.py
     sb.set_defaults(func=_sandbox)
 
     co = sub.add_parser(

@@ -38,6 +38,7 @@ from sandbox.backups import (
 )
 from sandbox.layout import (
     ADVERTISE,
+    AURORA_VERSIONS,
     CLUSTER_NAME,
     FLAVOURS,
     INFO_FILE,
@@ -85,6 +86,9 @@ class Options:
     log_file: bool = False
     # For drills and tests (--break): what to break, each on the host BREAK_HOSTS names.
     breaks: tuple[str, ...] = ()
+    # The Aurora release the hosts behave as (AURORA_VERSIONS): "0.17" (no recovery-tool)
+    # or "0.22" (recovery-tool, libprocess /metrics/snapshot, the quorum's catch-up).
+    aurora_version: str = "0.17"
 
 
 def zone(name: str) -> tzinfo | None:
@@ -119,8 +123,14 @@ def _validate(opts: Options) -> None:
         raise SandboxError(
             f"--advertise must be one of {', '.join(ADVERTISE)}, not {opts.advertise!r}"
         )
+    if opts.aurora_version not in AURORA_VERSIONS:
+        raise SandboxError(
+            f"--aurora-version must be one of {', '.join(AURORA_VERSIONS)}, "
+            f"not {opts.aurora_version!r}"
+        )
     zone(opts.tz)
-    if opts.port_base and not 1024 <= opts.port_base <= 65535 - 2 * opts.schedulers:
+    per_host = 3 if opts.aurora_version == "0.22" else 2  # ssh, http (, libprocess)
+    if opts.port_base and not 1024 <= opts.port_base <= 65535 - per_host * opts.schedulers:
         raise SandboxError(f"--port-base {opts.port_base} is out of range")
     if opts.zk:
         for part in opts.zk.split(","):
@@ -244,7 +254,7 @@ def _debian_env_file(host: HostInfo, zk: str, cluster: str, advertise: str, quor
 ###
 # Environment variables control the behavior of the Mesos scheduler driver (libmesos).
 GLOG_v=0
-LIBPROCESS_PORT=8083
+LIBPROCESS_PORT={host.libprocess_port or 8083}
 #LIBPROCESS_IP=127.0.0.1
 ###
 
@@ -323,7 +333,7 @@ def _rpm_env_file(host: HostInfo, zk: str, cluster: str, advertise: str, quorum:
 # sandbox host {host.name}
 
 GLOG_v=0
-LIBPROCESS_PORT=8083
+LIBPROCESS_PORT={host.libprocess_port or 8083}
 #LIBPROCESS_IP=127.0.0.1
 
 # Flags that control the behavior of the JVM.
@@ -532,6 +542,7 @@ def _build_host(
     seed_log: bool,
     advertise: str,
     quorum: int = 1,
+    recovery_tool: bool = False,
 ) -> None:
     p = host.paths
     for d in (p.home, p.tmp, p.backup_dir, p.journal.parent, p.aurora_config_root):
@@ -551,6 +562,8 @@ def _build_host(
     _write_exec(p.bin_dir / p.admin_name, _python_tool("sandbox.admin", p.admin_name))
     _write_exec(p.bin_dir / "uname", uname_stand_in(host))
     _write_exec(p.bin_dir / "hostname", hostname_stand_in(host))
+    if recovery_tool:  # 0.22: not on PATH, where the package puts it
+        _write_exec(p.recovery_tool, _python_tool("sandbox.recovery_tool"))
     if seed_log:
         if corrupt:
             replog.corrupt(p.log_dir)
@@ -658,7 +671,7 @@ def _keep_settings(info: SandboxInfo, opts: Options, directory: Path) -> None:
     """A reused DIR keeps the settings its files were laid out with; asking for other
     ones (anything but the defaults) is refused rather than silently ignored."""
     defaults = Options(dir=opts.dir)
-    for name in ("flavour", "advertise", "tz", "log_file"):
+    for name in ("flavour", "advertise", "tz", "log_file", "aurora_version"):
         wanted, saved = getattr(opts, name), getattr(info, name)
         if wanted != saved and wanted != getattr(defaults, name):
             flag = "--" + name.replace("_", "-")
@@ -668,24 +681,33 @@ def _keep_settings(info: SandboxInfo, opts: Options, directory: Path) -> None:
             )
 
 
-def _ports(opts: Options, addresses: list[str]) -> tuple[list[int], list[int]]:
-    """(ssh ports, http ports), one of each per host, on the host's own address."""
+def _ports(opts: Options, addresses: list[str]) -> tuple[list[int], list[int], list[int]]:
+    """(ssh ports, http ports, libprocess ports), one of each per host, on the host's own
+    address. The libprocess ports (LIBPROCESS_PORT, 0.22 hosts only; else 0) are free
+    ports rather than the packaging's 8083: the hosts of parallel sandboxes share their
+    addresses."""
     n = len(addresses)
+    libprocess = opts.aurora_version == "0.22"
     if opts.port_base:
         base_ssh = [opts.port_base + i for i in range(n)]
         base_http = [opts.port_base + n + i for i in range(n)]
-        for address, a, b in zip(addresses, base_ssh, base_http, strict=True):
+        base_lib = [opts.port_base + 2 * n + i if libprocess else 0 for i in range(n)]
+        for address, a, b, c in zip(addresses, base_ssh, base_http, base_lib, strict=True):
             _check_port(address, a)
             _check_port(address, b)
             _check_port(LOOPBACK, b)
-        return base_ssh, base_http
+            if c:
+                _check_port(address, c)
+        return base_ssh, base_http, base_lib
     taken: set[int] = set()
     ssh: list[int] = []
     http: list[int] = []
+    lib: list[int] = []
     for address in addresses:
         ssh.append(_new_port(address, taken))
         http.append(_new_port(address, taken, also=LOOPBACK))
-    return ssh, http
+        lib.append(_new_port(address, taken) if libprocess else 0)
+    return ssh, http, lib
 
 
 def _new_port(address: str, taken: set[int], also: str = "") -> int:
@@ -828,6 +850,8 @@ def build(opts: Options) -> SandboxInfo:
         for h in info.hosts:
             _check_port(h.address, h.ssh_port)
             _check_port(h.address, h.http_port)
+            if h.libprocess_port:
+                _check_port(h.address, h.libprocess_port)
         info.python = sys.executable
         info.restart_sec = opts.restart_sec
         if opts.breaks:
@@ -838,7 +862,7 @@ def build(opts: Options) -> SandboxInfo:
 
     n = opts.schedulers
     addresses = [host_address(i) for i in range(n)]
-    ssh_ports, http_ports = _ports(opts, addresses)
+    ssh_ports, http_ports, libprocess_ports = _ports(opts, addresses)
     zk = opts.zk or "127.0.0.1:2181"
     info = SandboxInfo(
         dir=str(directory),
@@ -850,6 +874,7 @@ def build(opts: Options) -> SandboxInfo:
         advertise=opts.advertise,
         tz=opts.tz,
         log_file=opts.log_file,
+        aurora_version=opts.aurora_version,
         breaks=list(opts.breaks),
         hosts=[
             HostInfo(
@@ -859,6 +884,7 @@ def build(opts: Options) -> SandboxInfo:
                 http_port=http_ports[i],
                 root=str(directory / "hosts" / f"scheduler-{i + 1}"),
                 flavour=opts.flavour,
+                libprocess_port=libprocess_ports[i],
             )
             for i in range(n)
         ],
@@ -876,6 +902,7 @@ def build(opts: Options) -> SandboxInfo:
             seed_log=True,
             advertise=opts.advertise,
             quorum=quorum_size(n),
+            recovery_tool=opts.aurora_version == "0.22",
         )
     _write_backups(info, stored, opts, rng)
     info.tasks_file.parent.mkdir(parents=True, exist_ok=True)
@@ -969,9 +996,12 @@ async def run(opts: Options) -> int:
         print(
             f"{len(info.hosts)} schedulers: "
             + ", ".join(
-                f"{h.name} ({h.address}, ssh {h.ssh_port}, http {h.http_port})" for h in info.hosts
+                f"{h.name} ({h.address}, ssh {h.ssh_port}, http {h.http_port}"
+                + (f", libprocess {h.libprocess_port})" if h.libprocess_port else ")")
+                for h in info.hosts
             )
-            + (f"; ZooKeeper {info.zk_endpoints}" if info.zk_endpoints else "; local election"),
+            + (f"; ZooKeeper {info.zk_endpoints}" if info.zk_endpoints else "; local election")
+            + f"; Aurora {info.aurora_version}",
             flush=True,
         )
         if info.breaks:

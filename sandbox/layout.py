@@ -43,6 +43,12 @@ SERVERSET_PATH = "/aurora/scheduler"
 SCHEDULER_USER = "aurora"
 SSH_USER = "aurora-ops"
 FLAVOURS = ("debian", "rpm")
+# The Aurora releases the sandbox behaves as (--aurora-version): 0.17 (the online
+# stage/commit recovery only) and 0.22 (also the offline recovery-tool, libprocess metrics).
+AURORA_VERSIONS = ("0.17", "0.22")
+# What each reports as `build.version` in /vars (TimeSeriesRepositoryImpl exports the
+# build.properties keys as `build.<key>`; a release tarball's build has `version`).
+RELEASES = {"0.17": "0.17.0", "0.22": "0.22.0"}
 ADVERTISE = ("ip", "hostname")
 # The unit's journal (journald stand-in) and the syslog identifier of its lines.
 UNIT = "aurora-scheduler"
@@ -127,6 +133,16 @@ class HostPaths:
         return self.root / "usr/sbin/aurora-scheduler"
 
     @property
+    def recovery_tool(self) -> Path:
+        """Aurora's `recovery-tool` (0.20+: the Gradle start script of RecoveryTool, in the
+        scheduler distribution's bin/): Debian installs `dist/install/aurora-scheduler/bin`
+        under /usr/share/aurora (aurora-packaging specs/debian/aurora-scheduler.install),
+        the RPM under /usr/lib/aurora (specs/rpm/aurora.spec: `%{_prefix}/lib/aurora/bin/*`)."""
+        if self.flavour == "rpm":
+            return self.root / "usr/lib/aurora/bin/recovery-tool"
+        return self.root / "usr/share/aurora/bin/recovery-tool"
+
+    @property
     def home(self) -> Path:
         return self.root / "home"
 
@@ -147,6 +163,9 @@ class HostInfo:
     http_port: int
     root: str
     flavour: str = "debian"
+    # LIBPROCESS_PORT in the host's env file: where its libprocess (the replicated log's
+    # replica) answers /metrics/snapshot. 0: not a 0.22 host (no metrics served).
+    libprocess_port: int = 0
 
     @property
     def paths(self) -> HostPaths:
@@ -174,6 +193,8 @@ class SandboxInfo:
     tz: str = ""
     # True: the unit writes var/log/aurora/aurora-scheduler.log instead of the journal.
     log_file: bool = False
+    # The Aurora release the hosts behave as: "0.17" or "0.22" (AURORA_VERSIONS).
+    aurora_version: str = "0.17"
     # What --break broke (sandbox.cluster.BREAKS), each on the host it names.
     breaks: list[str] = field(default_factory=list)
     hosts: list[HostInfo] = field(default_factory=list)

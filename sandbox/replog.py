@@ -19,16 +19,24 @@ src/log/coordinator.cpp; Aurora docs/operations/configuration.md "Replicated Log
 Configuration": the quorum is a majority of the schedulers). A replica answers while
 its scheduler process runs and it is VOTING (sandbox.scheduler.Scheduler.wait_for_quorum).
 The sandbox's hosts are laid out with a majority (sandbox.cluster.quorum_size): 2 of 3.
+
+On a 0.22 sandbox (docs/aurora-notes.md "Sandbox as 0.22") a replica is "up" while its
+scheduler's libprocess answers on the host's LIBPROCESS_PORT (`replicas_up`), and only
+the replicas up take part: a blank replica (VOTING, no entry: `mesos-log initialize`d)
+catches up from a non-blank one only once a quorum is up, and a quorum of blank replicas
+elects a writer over an empty log.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sandbox.backups import Task
+from sandbox.layout import HostInfo, SandboxInfo
 
 DATA_FILE = "000003.log"
 MANIFEST = "MANIFEST-000001"
@@ -51,6 +59,11 @@ class Replica:
     @property
     def position(self) -> int:
         return len(self.entries)
+
+    @property
+    def blank(self) -> bool:
+        """Initialised and empty: what `mesos-log initialize` leaves."""
+        return self.status == "VOTING" and not self.entries
 
     @property
     def tasks(self) -> list[Task]:
@@ -116,3 +129,43 @@ def corrupt(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "CURRENT").write_text(MANIFEST + "\n")
     (path / DATA_FILE).write_bytes(b"\x8f\x02\xffcorrupted block\x00\x13")
+
+
+def write_first_entry(path: Path, tasks: list[Task], owner: str) -> None:
+    """What recovery-tool leaves: a VOTING replica whose first entry is the snapshot, its
+    files owned by whoever ran the tool."""
+    _write(path, Replica(status="VOTING", owner=owner, entries=[list(tasks)]))
+
+
+PROBE_SECS = 0.3
+
+
+def _answers(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=PROBE_SECS):
+            return True
+    except OSError:
+        return False
+
+
+def process_up(host: HostInfo) -> bool:
+    """The host's scheduler process runs: its libprocess (0.22) or, on a 0.17 host, its
+    HTTP server answers. The replica lives in that process."""
+    return _answers(host.address, host.libprocess_port or host.http_port)
+
+
+def replicas_up(info: SandboxInfo, own: Path) -> list[tuple[HostInfo, Replica]]:
+    """Every other replica of the log that takes part now: its process up, its replica
+    VOTING (an EMPTY or unreadable one does not vote)."""
+    own_real = os.path.realpath(own)
+    out = []
+    for h in info.hosts:
+        if os.path.realpath(h.paths.log_dir) == own_real:
+            continue
+        try:
+            replica = read(h.paths.log_dir)
+        except (ReplicaCorrupt, OSError):
+            continue
+        if replica.status == "VOTING" and process_up(h):
+            out.append((h, replica))
+    return out

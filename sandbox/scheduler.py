@@ -19,7 +19,17 @@ restore procedure can see it:
   -mesos_master_address is the sandbox's real master, and only then advertises itself;
 - an ACTIVE leader reconciles against the running tasks after
   -reconciliation_initial_delay and kills every task its storage does not know;
-- /api is a JSON stand-in for the Thrift API with the storage-recovery calls (§F5, §F6).
+- /api is a JSON stand-in for the Thrift API with the storage-recovery calls (§F5, §F6);
+- /vars carries `build.version` (e.g. `0.22.0`) as a release build exports its
+  build.properties (rel/0.22.0 commons/src/main/java/org/apache/aurora/common/
+  stats/TimeSeriesRepositoryImpl.java: `build.` + key; build-support/generate-build-properties).
+
+As 0.22 (`--aurora-version 0.22`, docs/aurora-notes.md "Sandbox as 0.22") it also serves
+libprocess' `/metrics/snapshot` with `log/recovered` on LIBPROCESS_IP (else the host's
+address):LIBPROCESS_PORT (rel/0.22.0 docs/operations/upgrades.md), holds its replica's
+LOCK while it runs, and the replicated log counts only the replicas up
+(sandbox.replog.replicas_up): a blank replica is recovered once a quorum is up, from a
+non-blank one if the quorum has one, else over the empty log (the danger).
 
 Log lines go to stderr (the unit sends them to the host's journal) in a glog-like format. Every way out of the process goes through `Scheduler.die`, which leaves
 the election first and then calls os._exit: nothing may keep a dying scheduler alive.
@@ -57,7 +67,7 @@ from sandbox.backups import (
     framework_id,
 )
 from sandbox.election import Election, ElectionUnavailable, LocalElection, ZkElection, member_json
-from sandbox.layout import HostInfo, SandboxInfo, inside
+from sandbox.layout import RELEASES, HostInfo, SandboxInfo, inside
 
 STATES = (
     "IDLE",
@@ -378,6 +388,15 @@ class Scheduler:
         }
         self.election: Election = self._make_election()
         self._tasks: set[asyncio.Task[None]] = set()
+        # 0.22: the replica's libprocess (LIBPROCESS_IP/LIBPROCESS_PORT, exported by the
+        # startup script from the env file) and its `log/recovered`.
+        self.v022 = info.aurora_version == "0.22"
+        self.recovered = False
+        self.libprocess_ip = os.environ.get("LIBPROCESS_IP") or own
+        self.libprocess_port = int(os.environ.get("LIBPROCESS_PORT") or 0)
+        self._lock_fd: int | None = None
+        # recover_blank and lead may both catch the replica up (each in a thread): once.
+        self._adopt_lock = threading.Lock()
 
     def _make_election(self) -> Election:
         # The env file always names a ZooKeeper; the sandbox says whether one is used.
@@ -432,6 +451,8 @@ class Scheduler:
             loop.add_signal_handler(
                 sig, self.die, 0, f"Received {signal.Signals(sig).name}, shutting down."
             )
+        if self.v022:
+            await self.start_libprocess()
         await self.start_http()
         self.transition("PREPARING_STORAGE")
         replica = await self.prepare_storage()
@@ -482,6 +503,16 @@ class Scheduler:
         replog.append_snapshot(self.log_path, best.tasks)
         return self.open_replica()
 
+    def lock_replica(self) -> None:
+        """LevelDB's LOCK, held while the process runs (0.22): recovery-tool cannot open a
+        replica a running scheduler holds."""
+        try:
+            fd = os.open(self.log_path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.die(1, f"IO error: lock {self.log_path}/LOCK: already held by process")
+        self._lock_fd = fd
+
     async def prepare_storage(self) -> replog.Replica:
         log("I", "MesosLogStreamModule", f"Opening the replicated log at {self.log_path}")
         replica = self.open_replica()
@@ -491,7 +522,15 @@ class Scheduler:
                     "I", "Replica", "Replica in EMPTY status received a broadcasted recover request"
                 )
                 await asyncio.sleep(EMPTY_LOG_INTERVAL)
-        replica = self.catch_up(replica)
+        if self.v022:
+            self.lock_replica()
+            if replica.blank:
+                log("I", "Replica", "Replica is blank: it recovers once a quorum is up")
+                self.spawn(self.recover_blank())
+            else:
+                self.recovered = True
+        else:
+            replica = self.catch_up(replica)
         log(
             "I",
             "LogStorage",
@@ -499,12 +538,52 @@ class Scheduler:
         )
         return replica
 
+    def best_of_quorum(self) -> replog.Replica | None:
+        """0.22: the furthest replica up (peers and this one) once a quorum is up; None
+        while the quorum is not. A blank quorum's best is a blank replica."""
+        own = self.open_replica()
+        up = [r for _, r in replog.replicas_up(self.info, self.log_path)]
+        if 1 + len(up) < self.flags.native_log_quorum_size:
+            return None
+        return max([own, *up], key=lambda r: r.position)
+
+    def adopt(self, best: replog.Replica) -> replog.Replica:
+        """Catch this replica up to `best` (a peer's) when `best` is ahead."""
+        with self._adopt_lock:
+            own = self.open_replica()
+            if best.position > own.position and inside(self.log_path, self.info.dir):
+                log("I", "Replica", f"Catching up from position {own.position} to {best.position}")
+                replog.append_snapshot(self.log_path, best.tasks)
+                own = self.open_replica()
+            return own
+
+    async def recover_blank(self) -> None:
+        """0.22: a blank replica waits for a quorum, then catches up from its furthest
+        member (nothing to catch up when the quorum is all blank) and is recovered."""
+        while not self.recovered:
+            best = await asyncio.to_thread(self.best_of_quorum)
+            if best is not None:
+                own = await asyncio.to_thread(self.adopt, best)
+                if self.state in ("PREPARING_STORAGE", "STORAGE_PREPARED"):
+                    self.storage = own.tasks
+                self.recovered = True
+                log("I", "Replica", f"Replica recovered at position {own.position}")
+                return
+            await asyncio.sleep(QUORUM_RETRY_SECS)
+
     def replicate(self, tasks: list[Task]) -> int:
-        """Write a snapshot to this replica and every VOTING peer; returns the peer count."""
+        """Write a snapshot to this replica and every VOTING peer (0.22: every peer up);
+        returns the peer count."""
         if not inside(self.log_path, self.info.dir):
             raise ApiError("ERROR", "Failed to encode snapshot.")
         replog.append_snapshot(self.log_path, tasks)
         written = 0
+        if self.v022:
+            for host, _ in replog.replicas_up(self.info, self.log_path):
+                replog.append_snapshot(host.paths.log_dir, tasks)
+                written += 1
+            self.counters["scheduler_log_snapshots"] += 1
+            return written
         for path in self.peer_log_dirs():
             try:
                 if replog.read(path).status == "VOTING":
@@ -560,7 +639,10 @@ class Scheduler:
         ]
         waited = 0
         while True:
-            up = 1 + sum(await asyncio.gather(*(self.peer_replica_up(h) for h in peers)))
+            if self.v022:
+                up = 1 + len(await asyncio.to_thread(replog.replicas_up, self.info, self.log_path))
+            else:
+                up = 1 + sum(await asyncio.gather(*(self.peer_replica_up(h) for h in peers)))
             if up >= quorum:
                 log("I", "Coordinator", f"Elected with a quorum of {up} of {quorum} replicas")
                 return
@@ -579,7 +661,20 @@ class Scheduler:
         await self.wait_for_quorum()
         # Storage starts on leadership: replay the log as it is now (a commit may have
         # rewritten it since this process prepared).
-        self.storage = self.catch_up(self.open_replica()).tasks
+        if self.v022:
+            # The writer's log is the furthest replica of the quorum up: a quorum of
+            # blank replicas gives an EMPTY storage (the danger of a wrong start order).
+            best = await asyncio.to_thread(self.best_of_quorum)
+            own = await asyncio.to_thread(self.adopt, best) if best else self.open_replica()
+            self.storage = own.tasks
+            self.recovered = True
+            log(
+                "I",
+                "LogStorage",
+                f"Recovered {len(own.tasks)} tasks from the log at position {own.position}",
+            )
+        else:
+            self.storage = self.catch_up(self.open_replica()).tasks
         self.transition("LEADER_AWAITING_REGISTRATION")
         log("I", "SchedulerLifecycle", "Elected as leading scheduler!")
         self.spawn(self.watch_leadership())
@@ -662,10 +757,42 @@ class Scheduler:
         self.http_port = port
         log("I", "JettyServerModule", f"HTTP server listening on {self.address}:{self.http_port}")
 
-    def vars(self) -> dict[str, int | float]:
-        values: dict[str, int | float] = {
-            f"scheduler_lifecycle_{s}": int(s == self.state) for s in STATES
-        }
+    async def start_libprocess(self) -> None:
+        """libprocess' HTTP endpoint (0.22): `/metrics/snapshot` on LIBPROCESS_IP (else
+        the host's address):LIBPROCESS_PORT. It binds before anything else, like
+        libprocess initialising in the JVM: a port in use kills the start."""
+        app = web.Application()
+        app.router.add_get("/metrics/snapshot", self.handle_metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.libprocess_ip, self.libprocess_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            self.die(
+                1,
+                f"Failed to initialize libprocess: Failed to bind on "
+                f"{self.libprocess_ip}:{self.libprocess_port}: {exc.strerror}",
+            )
+        self.libprocess_port = int(runner.addresses[0][1])
+        log(
+            "I",
+            "process",
+            f"libprocess is initialized on {self.libprocess_ip}:{self.libprocess_port}",
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """The replicated log's metric the upgrade procedure reads (rel/0.22.0
+        docs/operations/upgrades.md: `log/recovered` is 1 once the log caught up)."""
+        return {"log/recovered": float(self.recovered)}
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        return web.json_response(self.metrics())
+
+    def vars(self) -> dict[str, object]:
+        release = RELEASES.get(self.info.aurora_version, self.info.aurora_version)
+        values: dict[str, object] = {"build.version": release}
+        values |= {f"scheduler_lifecycle_{s}": int(s == self.state) for s in STATES}
         counts = {s: 0 for s in ALL_STATES}  # TaskVars: a gauge per ScheduleStatus
         for t in self.storage:
             if t.status in counts:
@@ -676,7 +803,6 @@ class Scheduler:
         uptime = time.monotonic() - self.started
         values.update(
             framework_registered=int(self.registered),
-            scheduler_recovery_staged=int(self.staged is not None),
             jvm_uptime_secs=int(uptime),
             jvm_time_ms=int(time.time() * 1000),
             jvm_available_processors=os.cpu_count() or 1,
@@ -804,7 +930,9 @@ class Scheduler:
         backup = str(args.get("backupId", ""))
         path = self.backup_dir / backup
         if not backup or not inside(path, self.backup_dir) or not path.is_file():
-            raise ApiError("ERROR", f"Backup {backup} does not exist.")
+            # Recovery.load names the file: its name up to 0.19, its path from 0.20.
+            shown = path if self.v022 else backup
+            raise ApiError("ERROR", f"Backup {shown} does not exist.")
         try:
             tasks = decode_snapshot(path.read_bytes())
         except SnapshotDecodeError as exc:

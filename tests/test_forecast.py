@@ -134,7 +134,13 @@ def test_a_truncated_or_corrupt_backup_fails_staging_with_aurora_message(
         in err
     )
     # Nothing was staged; the good backup still stages.
-    assert sandbox.vars(leader)["scheduler_recovery_staged"] == "0"
+    rc, _, err = run(
+        sandbox,
+        leader,
+        "aurora-admin scheduler_print_recovery_tasks --bypass-leader-redirect sandbox",
+        ok=False,
+    )
+    assert rc == 1 and "ERROR (message: No backup loaded.)" in err
     rc, _, err = run(sandbox, leader, f"{admin} {good.name}")
     assert " INFO] Response from scheduler: OK" in err
     assert paths(sandbox, leader)
