@@ -15,7 +15,10 @@ duplicate is acked and dropped. Every engine transition is atomic anyway, so a d
 click or two app processes never run a step twice.
 
 A listener that fails is logged in one line with a reference, and the person who asked
-is told ("Something went wrong (ref …); nothing more was done.").
+is told ("Something went wrong (ref …); nothing more was done; the bot log has the
+details"): before the ack by Bolt's error handler (`on_error`: the slash command's reply,
+the modal's error, or an ephemeral message), after it by the listener's own boundary
+(`handlers.common.after_ack`: an ephemeral message in the restore's thread).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from bot.mesos import running_tasks
 from bot.readiness_schedule import ReadinessSchedule
 from bot.reminders import Reminders
 from bot.settings import Settings
-from bot.slack_front import Approvers, SlackFront
+from bot.slack_front import SOMETHING_WRONG, Approvers, SlackFront
 from bot.worker import WorkLoop
 from handlers import actions, commands, shapes
 from runbook.engine import Connect, Engine
@@ -191,19 +194,60 @@ def guard(front: SlackFront) -> Callable[..., Awaitable[BoltResponse | None]]:
     return middleware
 
 
+def dependencies(front: SlackFront) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Bolt middleware: what the listeners (handlers/) need, in Bolt's context: the Slack
+    front as `context["front"]` and the engine as `context["engine"]`. The listeners are
+    module-level functions; this is where they get their dependencies."""
+
+    async def middleware(
+        context: Any, next: Callable[[], Awaitable[BoltResponse | None]]
+    ) -> BoltResponse | None:
+        context["front"] = front
+        context["engine"] = front.engine
+        return await next()
+
+    return middleware
+
+
 def on_error(front: SlackFront) -> Callable[..., Awaitable[BoltResponse | None]]:
-    """Bolt's error handler: one log line with a reference; the person is told."""
+    """Bolt's error handler, for a listener that raised before its ack (after it, the
+    listener's own boundary answers: handlers.common.after_ack). One log line with a
+    reference (the traceback at debug level only), nothing of the error to Slack, and a
+    safe answer: a slash command's reply, or a modal's error, says "Something went wrong
+    (ref …)"; a click's person is told ephemerally. Nothing more was done."""
 
     async def handler(
         error: Exception, body: dict[str, Any], response: BoltResponse | None
     ) -> BoltResponse | None:
-        who = shapes.origin(body) if shapes.problem(body) is None else None
-        front.failed(error, who)
-        if response is not None:  # not acked yet: ack, the person is told in Slack
-            return BoltResponse(status=200, body="")
-        return None
+        well_formed = shapes.problem(body) is None
+        who = shapes.origin(body) if well_formed else None
+        answered = response is not None and well_formed and _answers_in_ack(body)
+        ref = front.failed(error, None if answered else who)
+        if response is None:  # acked already: nothing more to answer
+            return None
+        return safe_response(body if well_formed else {}, ref)
 
     return handler
+
+
+def _answers_in_ack(body: dict[str, Any]) -> bool:
+    """A slash command and a modal's submission show what their ack says."""
+    return "command" in body or body.get("type") == "view_submission"
+
+
+def safe_response(body: dict[str, Any], ref: str) -> BoltResponse:
+    """What Slack is answered for a request whose listener failed before its ack: the
+    reference and no detail. A slash command shows the text to its sender; a modal keeps
+    it under its first input; a click's answer is empty (the person is told apart)."""
+    text = SOMETHING_WRONG.format(ref=ref)
+    reply: dict[str, Any] | None = None
+    if "command" in body:
+        reply = {"response_type": "ephemeral", "text": text}
+    elif body.get("type") == "view_submission":
+        first = str(next(iter(body["view"]["state"]["values"])))
+        reply = {"response_action": "errors", "errors": {first: text}}
+    # A JSON body is sent as application/json (BoltResponse sets it).
+    return BoltResponse(status=200, body=json.dumps(reply) if reply else "")
 
 
 def build(
@@ -244,9 +288,10 @@ def build(
     front = SlackFront(engine, client, redis, work)
     metrics.watch(engine)  # after the front: times steps, then the front displays
     app.middleware(guard(front))
+    app.middleware(dependencies(front))
     app.error(on_error(front))
-    commands.register(app, front)
-    actions.register(app, front)
+    commands.register(app)
+    actions.register(app)
     return Bot(app, front, engine, redis, work, Reminders(front, approvers))
 
 

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 MIN_REFRESH_INTERVAL = 1.0
 STORE_UNREACHABLE = "⚠️ The bot cannot reach its store; nothing was done. Try again in a minute."
 GROUP_CACHE_SECONDS = 60.0
+# What the person is told of a failure after the ack; the reference is in the log line.
+SOMETHING_WRONG = (
+    "⚠️ Something went wrong (ref {ref}); nothing more was done; the bot log has the details."
+)
 
 
 def slack_key(rid: str) -> str:
@@ -188,7 +192,7 @@ class SlackFront:
         log.error("ref %s: %s: %s", ref, type(exc).__name__, said)
         log.debug("ref %s", ref, exc_info=exc)
         if who is not None and who.user and who.channel:
-            text = f"⚠️ Something went wrong (ref {ref}); nothing more was done."
+            text = SOMETHING_WRONG.format(ref=ref)
             self.spawn(self.tell(who, text))
         return ref
 

@@ -1,4 +1,11 @@
-"""`/aurora-restore`: ack at once, then do the work."""
+"""`/aurora-restore`: a module-level Bolt listener that checks what was typed, acks at
+once, then hands one piece of work to the work loop (handlers.common.after_ack).
+
+Its dependencies come from Bolt's context (`context["front"]`, `context["engine"]`,
+put there by `bot.slack_app.dependencies`). The start's arguments are checked before
+the ack by `runbook.inputs.parse_start_args`, which `Engine.start` applies again: each
+refusal has one wording, whichever front end meets it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,11 @@ from slack_bolt.async_app import AsyncApp
 from bot import blocks
 from bot.slack_front import SlackFront
 from handlers.actions import ALREADY_POSTED
-from handlers.shapes import RID_RE, Origin, origin
-from runbook import commands as cmd
+from handlers.common import after_ack, engine_of, front_of
+from handlers.shapes import COMMAND, RID_RE, Origin, origin
 from runbook.access import start_refusal
 from runbook.engine import Actor, Refused
+from runbook.inputs import parse_start_args
 
 USAGE = (
     "/aurora-restore <cluster> [backup-id] | check <cluster> | status | abort [cluster] "
@@ -20,71 +28,58 @@ USAGE = (
 )
 
 
-def register(app: AsyncApp, front: SlackFront) -> None:
-    engine = front.engine
+def register(app: AsyncApp) -> None:
+    app.command(COMMAND)(on_command)
 
-    @app.command("/aurora-restore")
-    async def aurora_restore(ack: Any, command: dict[str, Any], client: Any) -> None:
-        words = (command.get("text") or "").split()
-        who = origin(command)
-        if not words or words[0] in ("help", "-h", "--help"):
-            await ack(response_type="ephemeral", text=blocks.help_text())
-            return
-        verb = words[0]
-        if verb == "export":
-            await ack(
-                response_type="ephemeral",
-                text="Exporting the transcript into the restore's thread…",
-            )
-            front.spawn(_export(front, words[1:], who), who)
-            return
-        if verb == "check":
-            name = words[1] if len(words) == 2 else ""
-            if name not in engine.clusters:
-                known = ", ".join(f"`{c}`" for c in sorted(engine.clusters)) or "none"
-                await ack(
-                    response_type="ephemeral",
-                    text=f"Usage: `/aurora-restore check <cluster>`. Known clusters: {known}.",
-                )
-                return
-            await ack(
-                response_type="ephemeral",
-                text=f"Checking `{name}`'s restore readiness (read-only, no lock)…",
-            )
-            front.spawn(_check(front, name, who), who)
-            return
-        if verb in ("status", "abort"):
-            await ack(response_type="ephemeral", text=f"`/aurora-restore {verb}`: looking…")
-            front.spawn(
-                _status_or_abort(front, verb, words[1:], who, command.get("trigger_id")), who
-            )
-            return
-        if len(words) > 2:
-            await ack(response_type="ephemeral", text=f"Too many arguments.\nUsage: `{USAGE}`")
-            return
-        name, backup = words[0], (words[1] if len(words) == 2 else None)
+
+async def on_command(ack: Any, command: dict[str, Any], context: Any) -> None:
+    """Every verb of the slash command; a start when the first word is no verb."""
+    front, engine = front_of(context), engine_of(context)
+    text = command.get("text") or ""
+    words = text.split()
+    who = origin(command)
+    if not words or words[0] in ("help", "-h", "--help"):
+        await ack(response_type="ephemeral", text=blocks.help_text())
+        return
+    verb = words[0]
+    if verb == "export":
+        await ack(
+            response_type="ephemeral",
+            text="Exporting the transcript into the restore's thread…",
+        )
+        after_ack(front, who, "", _export(front, words[1:], who))
+        return
+    if verb == "check":
+        name = words[1] if len(words) == 2 else ""
         if name not in engine.clusters:
             known = ", ".join(f"`{c}`" for c in sorted(engine.clusters)) or "none"
             await ack(
                 response_type="ephemeral",
-                text=f"Unknown cluster `{blocks.esc(name)[:80]}`. Known clusters: {known}.\nUsage: `{USAGE}`",
+                text=f"Usage: `/aurora-restore check <cluster>`. Known clusters: {known}.",
             )
             return
-        if backup is not None:
-            try:
-                cmd.backup_id(backup)
-            except cmd.InvalidValue:
-                await ack(
-                    response_type="ephemeral",
-                    text=f"`{blocks.esc(backup)[:80]}` is not a backup id (scheduler-backup-yyyy-MM-dd-HH-mm).\nUsage: `{USAGE}`",
-                )
-                return
-        refusal = start_refusal(engine.clusters[name], who.channel, who.channel_name)
-        if refusal is not None:
-            await ack(response_type="ephemeral", text=f"🚫 {refusal}")
-            return
-        await ack(response_type="ephemeral", text=f"Starting a restore of `{name}`…")
-        front.spawn(_start(front, name, backup, who), who)
+        await ack(
+            response_type="ephemeral",
+            text=f"Checking `{name}`'s restore readiness (read-only, no lock)…",
+        )
+        after_ack(front, who, "", _check(front, name, who))
+        return
+    if verb in ("status", "abort"):
+        await ack(response_type="ephemeral", text=f"`/aurora-restore {verb}`: looking…")
+        trigger = command.get("trigger_id")
+        after_ack(front, who, "", _status_or_abort(front, verb, words[1:], who, trigger))
+        return
+    try:
+        args = parse_start_args(text, engine.clusters)
+    except Refused as exc:
+        await ack(response_type="ephemeral", text=f"🚫 {blocks.esc(exc)}\nUsage: `{USAGE}`")
+        return
+    refusal = start_refusal(engine.clusters[args.cluster], who.channel, who.channel_name)
+    if refusal is not None:
+        await ack(response_type="ephemeral", text=f"🚫 {refusal}")
+        return
+    await ack(response_type="ephemeral", text=f"Starting a restore of `{args.cluster}`…")
+    after_ack(front, who, "", _start(front, args.cluster, args.backup, who))
 
 
 async def _start(front: SlackFront, name: str, backup: str | None, who: Origin) -> None:

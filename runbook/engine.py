@@ -23,7 +23,7 @@ from typing import Any
 from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
-from runbook.listing import check_ids, listing_ids
+from runbook.listing import listing_ids
 from runbook.local_checks import local_problems
 from runbook.plan import Plan
 from runbook.ports import (
@@ -185,18 +185,13 @@ class Engine:
     # ------------------------------------------------------------ operations
 
     async def start(self, cluster_name: str, backup: str | None, by: Actor) -> str:
-        cluster = self.clusters.get(cluster_name)
-        if cluster is None:
-            known = ", ".join(sorted(self.clusters)) or "none"
-            raise Refused(f"unknown cluster {cluster_name!r} (known: {known})")
+        from runbook.inputs import start_args  # the front ends' own check, one wording
+
+        start_args(cluster_name, backup, self.clusters)
+        cluster = self.clusters[cluster_name]
         problem = local_problems(cluster)
         if problem is not None:
             raise Refused(problem)
-        if backup is not None:
-            try:
-                cmd.backup_id(backup)
-            except cmd.InvalidValue as exc:
-                raise Refused(str(exc)) from None
         if not await self.may_approve(cluster, by):
             raise Refused(
                 f"{by.label} is not an approver for {cluster.name}: only an approver may start a restore"
@@ -530,10 +525,9 @@ class Engine:
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        known = set(listing_ids((rec.data.get("review") or {}).get("listing", "")))
-        ids, error = check_ids(ids, known)
-        if error:
-            raise Refused(error)
+        from runbook.inputs import task_ids  # the delete modal's own check, one wording
+
+        ids = task_ids(ids, listing_ids((rec.data.get("review") or {}).get("listing", "")))
         state = rec.steps.get(sid, {})
         # Holding the step (running, with a lease) keeps it from being approved meanwhile.
         won = await self.store.transition(

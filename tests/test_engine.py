@@ -63,11 +63,11 @@ async def test_bad_input_is_refused_before_any_command(
     counting = Counting()
     engine = make_engine(store, sandbox.cluster, connect=counting)
     for cluster, backup, message in [
-        ("nope", None, "unknown cluster 'nope' (known: sandbox)"),
+        ("nope", None, "Unknown cluster `nope`. Known clusters: `sandbox`."),
         ("sandbox", "scheduler-backup-2024-01-01", "not a backup id"),
         ("sandbox", "scheduler-backup-2024-01-01-00-00; rm -rf /", "not a backup id"),
         ("sandbox", "$(reboot)", "not a backup id"),
-        ("sand box; reboot", None, "unknown cluster"),
+        ("sand box; reboot", None, "Unknown cluster"),
     ]:
         with pytest.raises(Refused, match=message.replace("(", r"\(").replace(")", r"\)")):
             await engine.start(cluster, backup, ALICE)

@@ -13,6 +13,7 @@ double checking every payload, the sandbox over real SSH.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -116,7 +117,12 @@ async def test_backup_menu_delete_modal_and_going_back(world: dict[str, Any]) ->
         )
     )
     await approve("prep.ack_backup")  # the old backup's age, acknowledged
-    rec = await store.load(rid)
+    # The approval runs after the click's ack: wait for it to be recorded.
+    for _ in range(600):
+        rec = await store.load(rid)
+        if rec is not None and rec.steps["prep.ack_backup"].get("approved_by"):
+            break
+        await asyncio.sleep(0.1)
     assert rec is not None and rec.data["backup"] == old["value"]
     assert rec.steps["prep.ack_backup"]["approved_by"] == ALICE
     said = json.dumps(double.messages(channel=CHANNEL, thread_ts=root_ts))
