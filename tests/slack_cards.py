@@ -6,13 +6,18 @@ bot's internals: the cards are parsed as a person reads them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.slack_double import SlackDouble
+from tests.test_slack_app import AppProcess
 
 # A card's fallback text starts with "<step id> · <title>: <status>" (and so does its header).
 _CARD_TEXT = re.compile(r"^(?P<sid>[a-z_]+\.[a-z_]+) · ")
@@ -172,3 +177,23 @@ def apply_diff(old: str, diff: str) -> str:
                 raise AssertionError(f"not a line of a diff: {line!r}")
             previous = tag
     return "".join(out + lines[pos:])
+
+
+class PatientApp(AppProcess):
+    """`aurora-restore serve`, waited for longer: a bot started after one died runs the
+    interrupted steps' checks (over SSH) before it listens, and a loaded machine is
+    slow to start any (no timing is asserted; only the wait is longer)."""
+
+    async def start(self) -> AppProcess:
+        try:
+            return await super().start()
+        except AssertionError:
+            pass  # still starting: wait longer for /healthz
+        async with httpx.AsyncClient() as client:
+            for _ in range(120):
+                with contextlib.suppress(httpx.HTTPError):
+                    r = await client.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                    if r.status_code == 200:
+                        return self
+                await asyncio.sleep(0.5)
+        raise AssertionError("the app did not start (waited a minute more)")

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from runbook.store import Store
 from tests.conftest import RunningSandbox
-from tests.slack_cards import Shown, apply_diff, card_step, sent_commands, shown_by_step
+from tests.slack_cards import PatientApp, Shown, apply_diff, card_step, sent_commands, shown_by_step
 from tests.slack_double import SlackDouble, slash_command_body
 from tests.test_slack_app import (  # noqa: F401  (world is a fixture)
     ALICE,
@@ -99,7 +99,7 @@ async def test_every_command_sent_through_slack_was_on_the_card_that_asked_for_i
 ) -> None:
     double: SlackDouble = world["double"]
     sandbox: RunningSandbox = world["sandbox"]
-    app = await AppProcess(world["env"]).start()
+    app = await PatientApp(world["env"]).start()
     world["apps"].append(app)
     redis = aioredis.Redis.from_url(world["redis_url"])
     store = Store(redis)

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from runbook.store import Store
 from tests.conftest import RunningSandbox
-from tests.slack_cards import block_texts, card_now, thread_lines
+from tests.slack_cards import PatientApp, block_texts, card_now, thread_lines
 from tests.slack_double import SlackDouble, slash_command_body
 from tests.test_backup_and_review import wait_for_leader
 from tests.test_slack_app import (  # noqa: F401  (world is a fixture)
@@ -58,7 +58,7 @@ async def test_interrupted_steps_retry_and_mark_done_in_the_thread(
     double: SlackDouble = world["double"]
     sandbox: RunningSandbox = world["sandbox"]
     apps: list[AppProcess] = world["apps"]
-    apps.append(await AppProcess(world["env"]).start())
+    apps.append(await PatientApp(world["env"]).start())
     redis = aioredis.Redis.from_url(world["redis_url"])
     store = Store(redis)
 
@@ -90,7 +90,7 @@ async def test_interrupted_steps_retry_and_mark_done_in_the_thread(
             {"type": "approved", "actor": BOB},
         )
         assert done.ok, done
-        apps.append(await AppProcess(world["env"]).start())
+        apps.append(await PatientApp(world["env"]).start())
 
     await thread.approve("prep.stop", ALICE)
     await thread.skip("prep.block_traffic", BOB, "drill")
