@@ -353,6 +353,11 @@ class SlackFront:
         if verb is not None and info.get("actor"):
             detail = str(info.get("reason") or info.get("summary") or "")
             self.spawn(self.line(rid, info["actor"], verb, info.get("step", ""), detail))
+        if kind == "interrupted":
+            # No person did it: the thread says the bot died in the step and what its
+            # check sees (for restore.commit: whether the recovery is still staged).
+            check = getattr(info.get("check"), "summary", "") or "no check: it cannot tell"
+            self.spawn(self.line(rid, "the bot", "stopped while running", info["step"], check))
         self.schedule_refresh(rid)
 
     def schedule_refresh(self, rid: str) -> None:
