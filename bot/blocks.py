@@ -740,7 +740,7 @@ def render_step(
 def action_line(
     actor_id: str, verb: str, sid: str, detail: str = ""
 ) -> tuple[str, list[dict[str, Any]]]:
-    """One line for the thread: "✅ <@U1> approved `prep.stop`", refusals with 🚫."""
+    """One line for the thread: "✅ <@U1> approved `STEP`", refusals with 🚫."""
     refused = verb.startswith(("refused", "cannot", "could not", "not allowed"))
     emoji = "🚫" if refused else VERB_EMOJI.get(verb, "•")
     who = mention(actor_id)

@@ -254,7 +254,7 @@ class Console:
 
     def result_line(self, sid: str, r: HostResult) -> str:
         """One host's result: mark, host, exit or error, duration, and its command. The
-        step that fills the log (restore.commit) shuts the scheduler down, so its client
+        step that fills the log (the commit) shuts the scheduler down, so its client
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"

@@ -282,7 +282,7 @@ def root_actions(rec: RestoreRecord) -> tuple[Action, ...]:
                 style="danger",
                 confirm=Confirm(
                     "Put the old log back?",
-                    "On every scheduler: the log.archive tarball (sha256-checked) replaces the "
+                    "On every scheduler: the archive of the old log (sha256-checked) replaces the "
                     "wiped log, the files are reverted and the schedulers start with their "
                     "normal flags on the old log. Needs an approver other than the one who "
                     "started the restore.",
@@ -354,7 +354,7 @@ class WipeHost:
     files: int | None  # None: cannot tell (`error` says why)
     bytes: int | None
     error: str = ""
-    archive: str = ""  # where log.archive put the old log; "" when none
+    archive: str = ""  # where the archiving step put the old log; "" when none
     archive_known: bool = False  # the preview says whether there is an archive
 
 
