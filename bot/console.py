@@ -373,10 +373,10 @@ class Console:
                 if refusal:
                     self.say(f"refused: {refusal}")
                     continue
-                confirm = card.action("approve")
+                approve = card.action("approve")
                 if (
-                    confirm is not None
-                    and confirm.confirm is not None
+                    approve is not None
+                    and approve.destructive
                     and self.ask("destructive: type the step id to confirm: ").strip() != step.id
                 ):
                     self.say("not confirmed")

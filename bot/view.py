@@ -58,6 +58,7 @@ class Confirm:
     text: str
     yes: str
     no: str = "Cancel"
+    destructive: bool = False  # it runs a destructive step
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Action:
 
     @property
     def destructive(self) -> bool:
-        return self.confirm is not None and self.confirm.text.startswith("DESTRUCTIVE")
+        return self.confirm is not None and self.confirm.destructive
 
 
 def _destructive_confirm(step: Step, cluster: Cluster, verb: str) -> Confirm | None:
@@ -90,6 +91,7 @@ def _destructive_confirm(step: Step, cluster: Cluster, verb: str) -> Confirm | N
         f"DESTRUCTIVE: {step.title} on {step.targets.value} of {cluster.name}. "
         + ("The person who started the restore cannot do this." if cluster.two_person_rule else ""),
         f"Yes, {verb.lower()}",
+        destructive=True,
     )
 
 
@@ -106,6 +108,7 @@ def _approve_confirm(step: Step, cluster: Cluster) -> Confirm | None:
             else ""
         ),
         "Yes, run it",
+        destructive=True,
     )
 
 
