@@ -1,9 +1,10 @@
 """Block Kit payloads for the Slack front end: pure functions, no I/O.
 
 Every function returns plain dicts (what `chat.postMessage`, `chat.update` and
-`views.open` take) together with a fallback `text` where a message is built. They show
-what the console (`bot.console`) prints, as a root message with the plan as a
-checklist, one card per step, one line per action in the thread, and two modals.
+`views.open` take) together with a fallback `text` where a message is built. The root
+message and the step cards render the view model of `bot.view` (`render_root`,
+`render_card`), the same one the console (`bot.console`) prints; besides them: one line
+per action in the thread, and the modals.
 
 Whatever the input (long host names, 50 schedulers, 10 KB of output, a review of
 10,000 tasks), no payload breaks a Block Kit limit: text is escaped for mrkdwn first
@@ -16,17 +17,31 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runbook import actions, approvals
+from bot.view import (
+    MAX_OPTIONS as MAX_OPTIONS,  # the backup menu's cap
+    PROCEDURES,
+    Action,
+    BackupChoice,
+    BackupView,
+    Confirm,
+    KillsPreview,
+    PlanItem,
+    ReviewPreview,
+    RootView,
+    StepView,
+    WipePreview,
+    procedure_of,
+    root_view,
+    step_view,
+)
 from runbook.clusters import Cluster
-from runbook.engine import backup_choice_open
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, Targets
-from runbook.redact import redact
+from runbook.procedure import ONLINE
+from runbook.step import Procedure, Risk, Role, Targets
 from runbook.store import RestoreRecord
 
 # ---------------------------------------------------------------- limits
@@ -79,7 +94,6 @@ VERB_EMOJI = {
 }
 USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,40}$")
 _PARTIAL_ENTITY_RE = re.compile(r"&[a-z]{0,3}$")
-_STEPS = {s.id: s for s in ONLINE_PROCEDURE}
 
 
 # ---------------------------------------------------------------- text helpers
@@ -216,18 +230,6 @@ def _value(rid: str, sid: str, plan: str | None = None) -> str:
     return json.dumps(data)[:BUTTON_VALUE]
 
 
-def _destructive_confirm(step: Step, cluster: Cluster, verb: str) -> dict[str, Any] | None:
-    """Every run of a destructive step asks to confirm: a retry and a Mark done too."""
-    if step.risk is not Risk.DESTRUCTIVE:
-        return None
-    return _confirm(
-        f"{verb} {step.id}?",
-        f"DESTRUCTIVE: {step.title} on {step.targets.value} of {cluster.name}. "
-        + ("The person who started the restore cannot do this." if cluster.two_person_rule else ""),
-        f"Yes, {verb.lower()}",
-    )
-
-
 def _confirm(title: str, text: str, yes: str, no: str = "Cancel") -> dict[str, Any]:
     return {
         "title": _plain(title, CONFIRM_TITLE),
@@ -236,6 +238,11 @@ def _confirm(title: str, text: str, yes: str, no: str = "Cancel") -> dict[str, A
         "deny": _plain(no, CONFIRM_BUTTON),
         "style": "danger",
     }
+
+
+def confirm_object(c: Confirm) -> dict[str, Any]:
+    """A view's confirm dialog as Block Kit's confirm object."""
+    return _confirm(c.title, c.text, c.yes, c.no)
 
 
 def button(
@@ -259,102 +266,114 @@ def button(
     return b
 
 
+def action_button(a: Action, value: str) -> dict[str, Any]:
+    """One action of a view as a button carrying `value`."""
+    return button(
+        a.label,
+        a.kind,
+        value,
+        style=a.style,
+        confirm=confirm_object(a.confirm) if a.confirm else None,
+    )
+
+
 # ---------------------------------------------------------------- root message
 
 
-def _step(sid: str) -> Step | None:
-    return _STEPS.get(sid)
-
-
-def backup_line(facts: Mapping[str, Any], cluster: Cluster, requested: str | None = None) -> str:
+def backup_text(b: BackupView) -> str:
     """`*Backup:* `id` (0.2 h old)`, or a warning when too old or none was found."""
-    backup = facts.get("backup")
-    age = facts.get("backup_age")
-    limit = cluster.max_backup_age_delta.total_seconds()
-    if "backup" not in facts:
-        wanted = f" (requested `{etext(requested, 200)}`)" if requested else ""
+    if b.state == "unchosen":
+        wanted = f" (requested `{etext(b.requested, 200)}`)" if b.requested else ""
         return f"*Backup:* not chosen yet{wanted}: the preflight finds it"
-    if not backup:
+    if b.state == "none":
         return "⚠️ *Backup:* none was found: restoring is not possible without one"
-    name = f"`{etext(backup, 200)}`"
-    if not isinstance(age, int | float):
+    name = f"`{etext(b.name, 200)}`"
+    if b.age is None:
         return f"*Backup:* {name} (age unknown)"
-    hours = f"{age / 3600:.1f} h old"
-    if age > limit:
+    hours = f"{b.age / 3600:.1f} h old"
+    if b.too_old:
         return (
             f"⚠️ *Backup:* {name} is *{hours}*, older than the maximum of "
-            f"{etext(cluster.max_backup_age, 20)}: every task started since will be killed"
+            f"{etext(b.max_age, 20)}: every task started since will be killed"
         )
     return f"*Backup:* {name} ({hours})"
 
 
-def plan_line(rec_steps: Mapping[str, Any], sid: str, current: str) -> str:
-    state = rec_steps.get(sid) or {}
-    status = str(state.get("status", "pending"))
-    emoji = STATUS_EMOJI.get(status, "❔")
-    step = _step(sid)
-    title = etext(step.title, 70) if step else ""
-    line = f"{emoji} `{etext(sid, 60)}` {title}"
-    if step is not None and step.risk is Risk.DESTRUCTIVE:
+def plan_line(item: PlanItem) -> str:
+    emoji = STATUS_EMOJI.get(item.status, "❔")
+    title = etext(item.title, 70)
+    line = f"{emoji} `{etext(item.sid, 60)}` {title}"
+    if item.destructive:
         line += " 🔴"
-    if status == "skipped" and state.get("reason"):
-        line += f" _({etext(state['reason'], 40)})_"
-    if sid == current and status not in ("succeeded", "skipped"):
+    if item.reason:
+        line += f" _({etext(item.reason, 40)})_"
+    if item.current:
         line += "  ◀"
     return clip(line, 300)
 
 
 def root_message(rec: RestoreRecord, cluster: Cluster) -> tuple[str, list[dict[str, Any]]]:
-    """The restore's root message: backup, who started it, status, plan checklist."""
-    meta: Mapping[str, Any] = rec.meta
-    name = str(meta.get("cluster") or cluster.name)
-    status = str(rec.status)
-    who = mention(str(meta.get("started_by", "")), meta.get("started_by_name"))
+    """The restore's root message (see `render_root`)."""
+    return render_root(root_view(rec, procedure_of(rec), cluster))
+
+
+def _root_buttons(view: RootView) -> list[dict[str, Any]]:
+    out = []
+    value = json.dumps({"rid": view.rid[:900]})
+    for a in view.actions:  # each in its own block: the handlers know them by block id
+        out.append({"type": "actions", "block_id": a.kind, "elements": [action_button(a, value)]})
+    return out
+
+
+def render_root(view: RootView) -> tuple[str, list[dict[str, Any]]]:
+    """Backup, who started it, status, procedure, the plan as a checklist, and the
+    buttons the root offers (export, put back)."""
+    who = mention(view.started_by, view.started_by_name or None)
     started = ""
-    at = meta.get("started_at")
-    if isinstance(at, int | float) and at > 0:
-        sec = int(at / 1000)
+    if view.started_at_ms:
+        sec = int(view.started_at_ms / 1000)
         started = f" <!date^{sec}^{{date_short_pretty}} {{time}}|at {sec}>"
-    emoji = RESTORE_EMOJI.get(status, "❔")
-    plan: list[str] = [str(s) for s in meta.get("plan", [])]
-    done = sum(
-        1 for s in plan if (rec.steps.get(s) or {}).get("status") in ("succeeded", "skipped")
-    )
+    emoji = RESTORE_EMOJI.get(view.status, "❔")
+    total = len(view.plan)
     summary = "\n".join(
         [
-            backup_line(rec.data, cluster, meta.get("requested_backup")),
+            backup_text(view.backup),
             f"*Started by:* {who}{started}",
-            f"*Status:* {emoji} {etext(status, 40)} · {done}/{len(plan)} steps done"
-            + (f" · now at `{etext(rec.current, 60)}`" if rec.current else ""),
+            f"*Status:* {emoji} {etext(view.status, 40)} · {view.done}/{total} steps done"
+            + (f" · now at `{etext(view.current, 60)}`" if view.current else ""),
         ]
     )
+    procedure = f"{etext(view.procedure, 40)} procedure"
+    if view.aurora_versions:
+        procedure += f" (Aurora {etext(view.aurora_versions, 60)})"
     blocks: list[dict[str, Any]] = [
-        header(f"Aurora restore: {name}", "root.head"),
+        header(f"Aurora restore: {view.cluster}", "root.head"),
         section(summary, "root.summary"),
         context(
-            [f"restore `{etext(rec.rid, 80)}` · {len(cluster.schedulers)} schedulers"], "root.id"
+            [f"restore `{etext(view.rid, 80)}` · {view.schedulers} schedulers · {procedure}"],
+            "root.id",
         ),
         divider("root.div"),
     ]
-    lines = [plan_line(rec.steps, sid, rec.current) for sid in plan]
+    buttons = _root_buttons(view)
+    lines = [plan_line(item) for item in view.plan]
     chunks = _pack(lines) if lines else ["_empty plan_"]
-    room = MAX_BLOCKS - len(blocks)
+    room = MAX_BLOCKS - len(blocks) - len(buttons)
     kept: list[str] = []
     used = 0
     for chunk in chunks:
         if len(kept) >= room - 1 or used + len(chunk) > MESSAGE_BUDGET - 3000:
-            kept.append(f"… {len(plan)} steps in all: the rest is in the transcript")
+            kept.append(f"… {total} steps in all: the rest is in the transcript")
             break
         kept.append(chunk)
         used += len(chunk)
-    chunks = kept
-    for i, chunk in enumerate(chunks):
+    for i, chunk in enumerate(kept):
         blocks.append(section(chunk, f"root.plan.{i}"))
     text = clip(
-        f"Aurora restore: {esc(name)} · {esc(status)} · {done}/{len(plan)} steps done",
+        f"Aurora restore: {esc(view.cluster)} · {esc(view.status)} · {view.done}/{total} steps done",
         FALLBACK_TEXT,
     )
-    return text, blocks
+    return text, blocks + buttons
 
 
 # ---------------------------------------------------------------- step card
@@ -367,28 +386,25 @@ class StepCard:
     needs_file: bool  # output was cut: attach `output_text(...)` as a file
 
 
-def targets_line(cluster: Cluster, step: Step, facts: Mapping[str, Any]) -> str:
-    if step.targets is Targets.BOT:
+def targets_line(view: StepView) -> str:
+    if view.targets is Targets.BOT:
         return "*Targets:* the bot itself (nothing runs on the schedulers)"
-    if step.targets is Targets.LEADER:
-        leader = facts.get("leader")
-        who = f"`{etext(leader, 260)}`" if leader else "not known yet"
+    if view.targets is Targets.LEADER:
+        who = f"`{etext(view.target_hosts[0], 260)}`" if view.target_hosts else "not known yet"
         return f"*Targets:* the leader: {who}"
-    hosts = [s.host for s in cluster.schedulers]
+    hosts = view.target_hosts
     shown = ", ".join(f"`{etext(h, 80)}`" for h in hosts[:8])
     more = f" and {len(hosts) - 8} more" if len(hosts) > 8 else ""
     return clip(f"*Targets:* all {len(hosts)} schedulers: {shown}{more}", 1200)
 
 
-def command_lines(cluster: Cluster, step: Step, facts: Mapping[str, Any]) -> list[str]:
+def command_lines(view: StepView) -> list[str]:
     """`[hosts] $ command` lines, hosts with the same commands grouped (escaped)."""
-    try:
-        planned = actions.planned_commands(cluster, step, facts)
-    except Exception as exc:  # a card must render even if the facts are odd
-        return [esc(f"(commands not available: {type(exc).__name__}: {exc})")]
+    if view.commands_error:
+        return [esc(f"(commands not available: {view.commands_error})")]
     groups: dict[tuple[str, ...], list[str]] = {}
-    for host, cmds in planned.items():
-        groups.setdefault(tuple(cmds), []).append(host)
+    for hc in view.commands:
+        groups.setdefault(hc.commands, []).append(hc.host)
     lines: list[str] = []
     for group, members in groups.items():
         if len(groups) == 1 and len(members) > 1:
@@ -410,36 +426,22 @@ def _commands_block(lines: list[str], block_id: str) -> dict[str, Any]:
     return section("*Commands:*\n" + code_block([body]), block_id)
 
 
-def waited(rec: RestoreRecord, sid: str) -> str:
-    """How long a step has waited for approval, at the time the card is drawn."""
-    since = dict(approvals.waiting_for(rec)).get(sid)
-    if since is None:
-        return "waiting for approval"
-    return approvals.waited_text(since, int(time.time() * 1000))
-
-
 MAX_DIFF_BLOCKS = 3
 
 
-def plan_blocks(step: Step, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
+def plan_blocks(view: StepView) -> list[dict[str, Any]]:
     """The rest of the plan approved (runbook.plan): each file edit as a unified diff
     (hosts with the same diff together), and the commands it only reads with."""
-    plan = facts.get(f"plan:{step.id}")
-    if not isinstance(plan, Mapping):
-        return []
-    out: list[dict[str, Any]] = []
-    if plan.get("error"):
-        out.append(
+    if view.plan_error:
+        return [
             section(
-                f"⚠️ *The plan could not be rendered:* {etext(plan['error'], 1500)}", "card.plan"
+                f"⚠️ *The plan could not be rendered:* {etext(view.plan_error, 1500)}", "card.plan"
             )
-        )
-        return out
+        ]
+    out: list[dict[str, Any]] = []
     diffs: dict[str, list[str]] = {}
-    for host, edits in (plan.get("files") or {}).items():
-        for path, edit in edits.items():
-            text = str(edit.get("diff") or f"{path}: no change\n")
-            diffs.setdefault(text, []).append(str(host))
+    for edit in view.edits:
+        diffs.setdefault(edit.diff, []).append(edit.host)
     for i, (text, hosts) in enumerate(diffs.items()):
         if i >= MAX_DIFF_BLOCKS:
             out.append(
@@ -451,102 +453,97 @@ def plan_blocks(step: Step, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
         head = f"*File edit on {label}:*\n"
         body = _fit_lines(
-            esc(redact(text)).splitlines(),
+            esc(text).splitlines(),
             SECTION_TEXT - len(head) - 20,
             "… {n} more lines in the transcript",
         )
         out.append(section(head + code_block([body]), f"card.diff.{i}"))
-    reads = sorted({c for cs in (plan.get("reads") or {}).values() for c in cs})
-    if reads:
-        lines = [clip(esc(redact(c)), 500) for c in reads]
+    if view.reads:
+        lines = [clip(esc(c), 500) for c in view.reads]
         body = _fit_lines(lines, SECTION_TEXT - 60, "… {n} more in the transcript")
         out.append(section("*It also reads, to check:*\n" + code_block([body]), "card.reads"))
-    digest = plan.get("digest")
-    if isinstance(digest, str):
-        out.append(context([f"plan `{digest[:12]}`: an approval runs exactly this"], "card.digest"))
+    if view.plan_digest:
+        out.append(
+            context(
+                [f"plan `{view.plan_digest[:12]}`: an approval runs exactly this"], "card.digest"
+            )
+        )
     return out
 
 
-def preview_lines(step: Step, facts: Mapping[str, Any], cluster: Cluster) -> list[str]:
-    """What the console prints under the commands: wipe sizes, staged tasks, backup age."""
-    out: list[str] = []
-    if step.id == "log.wipe":
-        preview = facts.get("preview:log.wipe")
-        if isinstance(preview, Mapping) and preview:
-            files = sum(_num(v.get("files")) for v in preview.values() if isinstance(v, Mapping))
-            size = sum(_num(v.get("bytes")) for v in preview.values() if isinstance(v, Mapping))
-            out.append(f"*To delete:* {files} files, {_human_bytes(size)} on {len(preview)} hosts")
-            for i, (host, info) in enumerate(preview.items()):
-                if i >= MAX_HOST_LINES:
-                    out.append(f"… and {len(preview) - i} more hosts")
-                    break
-                if isinstance(info, Mapping) and "error" not in info:
-                    what = (
-                        f"{_num(info.get('files'))} files, {_human_bytes(_num(info.get('bytes')))}"
-                    )
-                else:
-                    err = info.get("error") if isinstance(info, Mapping) else info
-                    what = f"⚠️ cannot tell: {etext(err, 200)}"
-                if isinstance(info, Mapping) and not info.get("archive"):
-                    what += " · ⚠️ *no archive*: the old log is gone for good"
-                out.append(f"• `{etext(host, 80)}`: {what}")
-            bare = [
-                h for h, v in preview.items() if isinstance(v, Mapping) and not v.get("archive")
-            ]
-            if bare:
-                out.append(
-                    f"⚠️ *No archive of the log on {len(bare)} hosts:* "
-                    + etext(", ".join(bare), 500)
-                    + ": after the wipe there is no way back to the old log there."
-                )
-    elif step.fills_log:
-        kills = facts.get("kills") or {}
-        if kills.get("known"):
-            out.append(f"⚠️ *{etext(kills.get('summary', ''), 500)}*")
-            roles = kills.get("by_role") or {}
-            if roles:
-                out.append(
-                    "By role: "
-                    + ", ".join(f"`{etext(r, 60)}` {_num(n)}" for r, n in list(roles.items())[:10])
-                )
+def _wipe_lines(wipe: WipePreview) -> list[str]:
+    out = [
+        f"*To delete:* {wipe.files} files, {_human_bytes(wipe.bytes)} on {len(wipe.hosts)} hosts"
+    ]
+    for i, h in enumerate(wipe.hosts):
+        if i >= MAX_HOST_LINES:
+            out.append(f"… and {len(wipe.hosts) - i} more hosts")
+            break
+        if h.files is not None:
+            what = f"{h.files} files, {_human_bytes(h.bytes or 0)}"
         else:
-            out.append(
-                f"⚠️ The kills are not forecast: {etext(kills.get('why', 'no forecast'), 500)}"
-            )
-    elif step.id == "restore.review":
-        review = facts.get("review")
-        if isinstance(review, Mapping) and "error" in review:
-            out.append(f"⚠️ *Listing failed:* {etext(review['error'], 1000)}")
-        elif isinstance(review, Mapping) and isinstance(review.get("summary"), Mapping):
-            summary: Mapping[str, Any] = review["summary"]
-            out.append(f"*Staged tasks:* {_num(review.get('count'))}")
-            for key, label in (("status", "By status"), ("role", "Top roles"), ("job", "Top jobs")):
-                counts = summary.get(key)
-                if not isinstance(counts, Mapping) or not counts:
-                    continue
-                top = sorted(counts.items(), key=lambda kv: -_num(kv[1]))
-                parts = [f"`{etext(k, 60)}` {_num(n)}" for k, n in top[:TOP_N]]
-                more = f" (+{len(top) - TOP_N} more)" if len(top) > TOP_N else ""
-                out.append(f"*{label}:* " + ", ".join(parts) + more)
-            for d in review.get("deletions") or []:
-                if not isinstance(d, Mapping):
-                    continue
-                line = (
-                    f"🗑️ *Deleted:* {len(d.get('removed') or [])} of {len(d.get('ids') or [])} "
-                    f"tasks ({_num(d.get('before'))} → {_num(d.get('after'))})"
-                )
-                still = d.get("still_there") or []
-                if still:
-                    line += f"; ⚠️ still listed: {etext(', '.join(map(str, still[:5])), 400)}"
-                if not d.get("ok", True):
-                    line += "; ⚠️ the delete command failed"
-                out.append(line)
-            if review.get("listing"):
-                out.append("_The full listing is attached to the thread._")
-            else:
-                out.append("_No tasks are staged: restoring this backup leaves no task running._")
-    elif step.id == "prep.ack_backup":
-        out.append(backup_line(facts, cluster))
+            what = f"⚠️ cannot tell: {etext(h.error, 200)}"
+        if h.archive_known and not h.archive:
+            what += " · ⚠️ *no archive*: the old log is gone for good"
+        out.append(f"• `{etext(h.host, 80)}`: {what}")
+    bare = [h.host for h in wipe.hosts if h.archive_known and not h.archive]
+    if bare:
+        out.append(
+            f"⚠️ *No archive of the log on {len(bare)} hosts:* "
+            + etext(", ".join(bare), 500)
+            + ": after the wipe there is no way back to the old log there."
+        )
+    return out
+
+
+def _kills_lines(kills: KillsPreview) -> list[str]:
+    if not kills.known:
+        return [f"⚠️ The kills are not forecast: {etext(kills.why, 500)}"]
+    out = [f"⚠️ *{etext(kills.summary, 500)}*"]
+    if kills.by_role:
+        out.append("By role: " + ", ".join(f"`{etext(r, 60)}` {n}" for r, n in kills.by_role[:10]))
+    return out
+
+
+def _review_lines(review: ReviewPreview) -> list[str]:
+    if review.error:
+        return [f"⚠️ *Listing failed:* {etext(review.error, 1000)}"]
+    out = [f"*Staged tasks:* {review.count}"]
+    for counts, label in (
+        (review.by_status, "By status"),
+        (review.by_role, "Top roles"),
+        (review.by_job, "Top jobs"),
+    ):
+        if not counts:
+            continue
+        parts = [f"`{etext(k, 60)}` {n}" for k, n in counts[:TOP_N]]
+        more = f" (+{len(counts) - TOP_N} more)" if len(counts) > TOP_N else ""
+        out.append(f"*{label}:* " + ", ".join(parts) + more)
+    for d in review.deletions:
+        line = f"🗑️ *Deleted:* {d.removed} of {d.asked} tasks ({d.before} → {d.after})"
+        if d.still_there:
+            line += f"; ⚠️ still listed: {etext(', '.join(d.still_there[:5]), 400)}"
+        if not d.ok:
+            line += "; ⚠️ the delete command failed"
+        out.append(line)
+    if review.has_listing:
+        out.append("_The full listing is attached to the thread._")
+    else:
+        out.append("_No tasks are staged: restoring this backup leaves no task running._")
+    return out
+
+
+def preview_lines(view: StepView) -> list[str]:
+    """The previews under the commands: wipe sizes, kills, staged tasks, backup age."""
+    out: list[str] = []
+    if view.wipe is not None:
+        out += _wipe_lines(view.wipe)
+    if view.kills is not None:
+        out += _kills_lines(view.kills)
+    if view.review is not None:
+        out += _review_lines(view.review)
+    if view.backup is not None:
+        out.append(backup_text(view.backup))
     return out
 
 
@@ -557,10 +554,9 @@ def _result_line(r: HostResult) -> str:
     return f"{mark} `{etext(r.host, 80)}` {detail} · {r.duration:.2f}s{err}"
 
 
-def _progress_lines(results: Mapping[str, HostResult], expected: list[str]) -> list[str]:
-    lines = [_result_line(r) for r in sorted(results.values(), key=lambda r: r.ok)]
-    waiting = [h for h in expected if h not in results]
-    return lines + [f"… `{etext(h, 80)}` running" for h in waiting]
+def _progress_lines(view: StepView) -> list[str]:
+    lines = [_result_line(r) for r in view.results]
+    return lines + [f"… `{etext(h, 80)}` running" for h in view.running_on]
 
 
 def _output_of(r: HostResult) -> str:
@@ -586,104 +582,145 @@ def _size(blocks: list[dict[str, Any]]) -> int:
     return len(json.dumps(blocks, ensure_ascii=False))
 
 
-def _action_blocks(
-    rec: RestoreRecord, cluster: Cluster, step: Step, status: str, state: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    value = _value(str(rec.rid), step.id)
-    attempt = _num(state.get("attempt"))
-    bid = f"act.{status}.{attempt}"
-    btns: list[dict[str, Any]] = []
-    abort = button(
-        "Abort",
-        "abort",
-        value,
-        style="danger",
-        confirm=_confirm(
-            "Abort the restore?",
-            f"This stops the restore of {cluster.name}. The next dialog asks whether to revert "
-            "every change made so far.",
-            "Abort",
-        ),
-    )
-    if status == "awaiting":
-        confirm = None
-        if step.risk is Risk.DESTRUCTIVE:
-            confirm = _confirm(
-                f"Run {step.id}?",
-                f"DESTRUCTIVE: {step.title} on {step.targets.value} of {cluster.name}. "
-                "This cannot be undone. "
-                + (
-                    "The person who started the restore cannot approve it."
-                    if cluster.two_person_rule
-                    else ""
-                ),
-                "Yes, run it",
-            )
-        digest = (rec.data.get(f"plan:{step.id}") or {}).get("digest")
-        approve_value = _value(str(rec.rid), step.id, digest if isinstance(digest, str) else None)
-        btns.append(button("Approve", "approve", approve_value, style="primary", confirm=confirm))
-        if step.skippable:
-            btns.append(button("Skip…", "skip", value))
-        review = rec.data.get("review")
-        if step.id == "restore.review" and isinstance(review, Mapping) and review.get("count"):
-            btns.append(button("Delete tasks…", "delete_tasks", value))
-    elif status == "failed":
-        if state.get("rewind"):
-            target = str(state["rewind"])
-            btns.append(
-                button(
-                    step.rewind_label or f"Back to {target}",
-                    "rewind",
-                    value,
-                    style="primary",
-                    confirm=_confirm(
-                        "Stage the backup again?",
-                        f"Goes back to {target}: the leader is found again, the backup placed "
-                        f"on it and staged, the tasks reviewed, and {step.id} approved again. "
-                        "Each step needs its approval.",
-                        "Go back",
-                    ),
-                )
-            )
-        retry = "Re-check" if step.risk is Risk.READ_ONLY else "Retry"
-        btns.append(
-            button(
-                retry,
-                "retry",
-                value,
-                style=None if state.get("rewind") else "primary",
-                confirm=_destructive_confirm(step, cluster, "Retry"),
-            )
-        )
-        if step.skippable:
-            btns.append(button("Skip…", "skip", value))
-        btns.append(abort)
-    elif status == "interrupted":
-        btns.append(
-            button(
-                "Retry",
-                "retry",
-                value,
-                style="primary",
-                confirm=_destructive_confirm(step, cluster, "Retry"),
-            )
-        )
-        # Done only where the step's check says it finished (runbook.actions.CHECK).
-        if state.get("appears_finished"):
-            btns.append(
-                button(
-                    "Mark done",
-                    "mark_done",
-                    value,
-                    confirm=_destructive_confirm(step, cluster, "Mark done"),
-                )
-            )
-        if step.skippable:
-            btns.append(button("Skip…", "skip", value))
-        btns.append(abort)
-    if not btns:
+def action_blocks(view: StepView) -> list[dict[str, Any]]:
+    """The view's actions as one actions block (the approve button bound to the plan)."""
+    shown = [a for a in view.actions if a.button]
+    if not shown:
         return []
-    return [{"type": "actions", "block_id": bid, "elements": btns}]
+    value = _value(view.rid, view.sid)
+    btns = [
+        action_button(a, _value(view.rid, view.sid, a.plan) if a.plan else value) for a in shown
+    ]
+    return [{"type": "actions", "block_id": f"act.{view.status}.{view.attempt}", "elements": btns}]
+
+
+def _meta_block(view: StepView) -> dict[str, Any]:
+    return context(
+        [
+            f"*{RISK_BADGE[view.risk]}*",
+            f"{etext(view.phase, 80)}",
+            f"status: *{etext(view.status, 30)}*"
+            + (f" · attempt {view.attempt}" if view.attempt > 1 else "")
+            + (f" · {view.waited}" if view.waited else ""),
+            f"restore `{etext(view.rid, 80)}`",
+        ],
+        "card.meta",
+    )
+
+
+def _check_block(view: StepView) -> dict[str, Any]:
+    ctx = [f"check: {etext(view.check, 300)}"]
+    if view.suggest_skip:
+        ctx.append("suggested: skip")
+    if view.two_person:
+        ctx.append("needs an approver other than the requester")
+    return context(ctx, "card.check")
+
+
+def _state_lines(view: StepView) -> list[str]:
+    """Who did what, and what came out."""
+    emoji = STATUS_EMOJI.get(view.status, "❔")
+    info: list[str] = []
+    if view.approved_by:
+        info.append(f"approved by {mention(view.approved_by)}")
+    if view.status == "skipped":
+        who = mention(view.skipped_by) if view.skipped_by else "the plan"
+        reason = f": {etext(view.reason, 500)}" if view.reason else ""
+        info.append(f"⏭️ skipped by {who}{reason}")
+    if view.summary and view.status in ("succeeded", "failed"):
+        info.append(f"{emoji} {etext(view.summary, 1500)}")
+    if view.error:
+        info.append(f"error: {etext(view.error, 500)}")
+    stop = view.interruption
+    if stop is not None:
+        if stop.appears_finished is None:
+            verdict = "not checked yet"
+        elif stop.appears_finished:
+            verdict = "its check passed: it appears to have finished (*Mark done* if so)"
+        else:
+            verdict = "its check did not pass: it appears not to have finished (*Retry*)"
+        info.append(
+            "⚠️ The bot stopped while this step ran. "
+            + verdict
+            + (f"\ncheck: {etext(stop.check, 800)}" if stop.check else "")
+        )
+    return info
+
+
+def _tails(
+    view: StepView, blocks: list[dict[str, Any]], reserved: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Tails of output, failed hosts first, while the message budget lasts; and whether
+    some output was cut."""
+    out: list[dict[str, Any]] = []
+    cut = False
+    budget = _size(reserved) + 400
+    for r in view.results:
+        text = _output_of(r)
+        if not text:
+            continue
+        room = MESSAGE_BUDGET - _size(blocks + out) - budget
+        if len(blocks) + len(out) + len(reserved) + 2 > MAX_BLOCKS or room < 300:
+            return out, True
+        head = f"`{etext(r.host, 80)}` {'✓' if r.ok else '✗'} output"
+        limit = min(TAIL_CHARS, room - 200, SECTION_TEXT - len(head) - 30)
+        escaped = esc(text)
+        tail = clip_tail(escaped, limit)
+        if tail != escaped:
+            cut = True
+            head += " (tail)"
+        out.append(section(head + "\n" + code_block([tail]), f"card.out.{len(out)}"))
+    return out, cut
+
+
+def render_card(view: StepView) -> StepCard:
+    """A step's view as a card, and whether its output should also go out as a file."""
+    if not view.known:
+        text = clip(f"Unknown step {esc(view.sid)}", FALLBACK_TEXT)
+        unknown = [section(f"❔ Unknown step `{etext(view.sid, 200)}`", "card.unknown")]
+        return StepCard(text, unknown, False)
+    emoji = STATUS_EMOJI.get(view.status, "❔")
+    blocks: list[dict[str, Any]] = [
+        header(f"{emoji} {view.sid} · {view.title}", "card.head"),
+        _meta_block(view),
+        section(esc(view.explain), "card.explain"),
+        section(targets_line(view), "card.targets"),
+        _commands_block(command_lines(view), "card.commands"),
+        *plan_blocks(view),
+    ]
+    preview = preview_lines(view)
+    if preview:
+        body = _fit_lines(preview, SECTION_TEXT - 10, "… {n} more lines in the transcript")
+        blocks.append(section(body, "card.preview"))
+    blocks.append(_check_block(view))
+    info = _state_lines(view)
+    if info:
+        blocks.append(section(clip("\n".join(info), 2000), "card.state"))
+    needs_file = False
+    ended = view.status in ("succeeded", "failed", "interrupted")
+    if view.status == "running" or (view.results and ended):
+        lines = _progress_lines(view)
+        if lines:
+            title = "*Progress:*" if view.status == "running" else "*Results:*"
+            body = _fit_lines(lines, SECTION_TEXT - 20, "… and {n} more hosts")
+            blocks.append(section(f"{title}\n{body}", "card.hosts"))
+            needs_file = body.count("\n") + 1 < len(lines)
+    acts = action_blocks(view)
+    if view.choice is not None:
+        acts.insert(0, backup_picker(view.rid, view.choice))
+    if ended and view.results:
+        tails, cut = _tails(view, blocks, acts)
+        blocks += tails
+        if cut or needs_file:
+            needs_file = True
+            blocks.append(
+                context(
+                    ["The output was cut here: the full output is attached as a file."], "card.file"
+                )
+            )
+    blocks += acts
+    text = clip(f"{esc(view.sid)} · {esc(view.title)}: {esc(view.status)}", FALLBACK_TEXT)
+    return StepCard(text, blocks[:MAX_BLOCKS], needs_file)
 
 
 def render_step(
@@ -693,130 +730,8 @@ def render_step(
     *,
     progress: Mapping[str, HostResult] | None = None,
 ) -> StepCard:
-    """The card of one step, and whether its output should also go out as a file."""
-    step = _step(sid)
-    state: Mapping[str, Any] = rec.steps.get(sid) or {}
-    status = str(state.get("status", "pending"))
-    if step is None:
-        text = clip(f"Unknown step {esc(sid)}", FALLBACK_TEXT)
-        return StepCard(
-            text, [section(f"❔ Unknown step `{etext(sid, 200)}`", "card.unknown")], False
-        )
-    facts: Mapping[str, Any] = rec.data
-    emoji = STATUS_EMOJI.get(status, "❔")
-    attempt = _num(state.get("attempt"))
-    blocks: list[dict[str, Any]] = [
-        header(f"{emoji} {step.id} · {step.title}", "card.head"),
-        context(
-            [
-                f"*{RISK_BADGE[step.risk]}*",
-                f"{etext(step.phase, 80)}",
-                f"status: *{etext(status, 30)}*"
-                + (f" · attempt {attempt}" if attempt > 1 else "")
-                + (f" · {waited(rec, step.id)}" if status == "awaiting" else ""),
-                f"restore `{etext(rec.rid, 80)}`",
-            ],
-            "card.meta",
-        ),
-        section(esc(step.explain), "card.explain"),
-        section(targets_line(cluster, step, facts), "card.targets"),
-        _commands_block(command_lines(cluster, step, facts), "card.commands"),
-    ]
-    blocks += plan_blocks(step, facts)
-    preview = preview_lines(step, facts, cluster)
-    if preview:
-        body = _fit_lines(preview, SECTION_TEXT - 10, "… {n} more lines in the transcript")
-        blocks.append(section(body, "card.preview"))
-    ctx = [f"check: {etext(step.check, 300)}"]
-    if step.suggest_skip:
-        ctx.append("suggested: skip")
-    if step.risk is Risk.DESTRUCTIVE and cluster.two_person_rule:
-        ctx.append("needs an approver other than the requester")
-    blocks.append(context(ctx, "card.check"))
-
-    # Who did what, and what came out.
-    info: list[str] = []
-    if state.get("approved_by"):
-        info.append(f"approved by {mention(str(state['approved_by']))}")
-    if status == "skipped":
-        who = mention(str(state["skipped_by"])) if state.get("skipped_by") else "the plan"
-        reason = f": {etext(state.get('reason'), 500)}" if state.get("reason") else ""
-        info.append(f"⏭️ skipped by {who}{reason}")
-    if state.get("summary") and status in ("succeeded", "failed"):
-        info.append(f"{emoji} {etext(state['summary'], 1500)}")
-    if state.get("error"):
-        info.append(f"error: {etext(state['error'], 500)}")
-    if status == "interrupted":
-        check = state.get("check")
-        if "appears_finished" in state:
-            verdict = (
-                "its check passed: it appears to have finished (*Mark done* if so)"
-                if state.get("appears_finished")
-                else "its check did not pass: it appears not to have finished (*Retry*)"
-            )
-        else:
-            verdict = "not checked yet"
-        info.append(
-            "⚠️ The bot stopped while this step ran. "
-            + verdict
-            + (f"\ncheck: {etext(check, 800)}" if check else "")
-        )
-    if info:
-        blocks.append(section(clip("\n".join(info), 2000), "card.state"))
-
-    results: Mapping[str, HostResult] = progress or {}
-    needs_file = False
-    if status == "running" or (results and status in ("succeeded", "failed", "interrupted")):
-        if step.targets is Targets.LEADER and facts.get("leader"):
-            expected = [str(facts["leader"])]
-        elif step.targets is Targets.BOT:
-            expected = []
-        else:
-            expected = [s.host for s in cluster.schedulers]
-        lines = _progress_lines(results, expected if status == "running" else [])
-        if lines:
-            title = "*Progress:*" if status == "running" else "*Results:*"
-            body = _fit_lines(lines, SECTION_TEXT - 20, "… and {n} more hosts")
-            blocks.append(section(f"{title}\n{body}", "card.hosts"))
-            if body.count("\n") + 1 < len(lines):
-                needs_file = True
-
-    actions_blocks = _action_blocks(rec, cluster, step, status, state)
-    if sid == "prep.preflight" and backup_choice_open(rec):
-        picker = backup_picker(rec)
-        if picker is not None:
-            actions_blocks.insert(0, picker)
-    if status in ("succeeded", "failed", "interrupted") and results:
-        # Tails of output, failed hosts first, while the message budget lasts.
-        reserved = _size(actions_blocks) + 400
-        ordered = sorted(results.values(), key=lambda r: r.ok)
-        shown = 0
-        for r in ordered:
-            out = _output_of(r)
-            if not out:
-                continue
-            room = MESSAGE_BUDGET - _size(blocks) - reserved
-            if len(blocks) + len(actions_blocks) + 2 > MAX_BLOCKS or room < 300:
-                needs_file = True
-                break
-            head = f"`{etext(r.host, 80)}` {'✓' if r.ok else '✗'} output"
-            limit = min(TAIL_CHARS, room - 200, SECTION_TEXT - len(head) - 30)
-            escaped = esc(out)
-            tail = clip_tail(escaped, limit)
-            if tail != escaped:
-                needs_file = True
-                head += " (tail)"
-            blocks.append(section(head + "\n" + code_block([tail]), f"card.out.{shown}"))
-            shown += 1
-        if needs_file:
-            blocks.append(
-                context(
-                    ["The output was cut here: the full output is attached as a file."], "card.file"
-                )
-            )
-    blocks += actions_blocks
-    text = clip(f"{esc(step.id)} · {esc(step.title)}: {esc(status)}", FALLBACK_TEXT)
-    return StepCard(text, blocks[:MAX_BLOCKS], needs_file)
+    """The card of one step of the record's procedure (see `render_card`)."""
+    return render_card(step_view(rec, procedure_of(rec), sid, cluster, results=progress))
 
 
 # ---------------------------------------------------------------- thread lines
@@ -825,7 +740,7 @@ def render_step(
 def action_line(
     actor_id: str, verb: str, sid: str, detail: str = ""
 ) -> tuple[str, list[dict[str, Any]]]:
-    """One line for the thread: "✅ <@U1> approved `prep.stop`", refusals with 🚫."""
+    """One line for the thread: "✅ <@U1> approved `STEP`", refusals with 🚫."""
     refused = verb.startswith(("refused", "cannot", "could not", "not allowed"))
     emoji = "🚫" if refused else VERB_EMOJI.get(verb, "•")
     who = mention(actor_id)
@@ -838,9 +753,17 @@ def action_line(
 # ---------------------------------------------------------------- modals
 
 
-def skip_modal(rid: str, sid: str) -> dict[str, Any]:
-    step = _step(sid)
-    title = step.title if step else sid
+def _title_of(sid: str) -> str:
+    for procedure in PROCEDURES.values():
+        try:
+            return procedure.step(sid).title
+        except KeyError:
+            continue
+    return sid
+
+
+def skip_modal(rid: str, sid: str, title: str | None = None) -> dict[str, Any]:
+    title = title or _title_of(sid)
     return {
         "type": "modal",
         "callback_id": "skip_reason",
@@ -867,31 +790,19 @@ def skip_modal(rid: str, sid: str) -> dict[str, Any]:
     }
 
 
-# Slack allows 100 options; 50 keep the card within MESSAGE_BUDGET, and hold every
-# backup a scheduler keeps by default (-max_saved_backups=48) on one host.
-MAX_OPTIONS = 50
 OPTION_VALUE = 150
 
 
-def backup_picker(rec: RestoreRecord) -> dict[str, Any] | None:
+def backup_picker(rid: str, choice: BackupChoice) -> dict[str, Any]:
     """A select menu of the backups found, newest first, set to the chosen one."""
-    backups = rec.data.get("backups")
-    if not isinstance(backups, Mapping) or not backups:
-        return None
-    chosen = rec.data.get("backup")
     options = []
     initial = None
-    names = sorted(backups, reverse=True)[:MAX_OPTIONS]
-    if chosen in backups and chosen not in names:
-        names = [*names[: MAX_OPTIONS - 1], chosen]  # the chosen one is always offered
-    for name in names:
-        age = actions.backup_age(str(name))
-        holders = backups[name] if isinstance(backups[name], list) else []
-        text = f"{name} · " + (f"{age / 3600:.1f} h" if age is not None else "age ?")
-        text += f" · {len(holders)} host" + ("s" if len(holders) != 1 else "")
-        option = {"text": _plain(text, 75), "value": str(name)[:OPTION_VALUE]}
+    for b in choice.options:
+        text = f"{b.name} · " + (f"{b.age / 3600:.1f} h" if b.age is not None else "age ?")
+        text += f" · {b.holders} host" + ("s" if b.holders != 1 else "")
+        option = {"text": _plain(text, 75), "value": b.name[:OPTION_VALUE]}
         options.append(option)
-        if name == chosen:
+        if b.name == choice.chosen:
             initial = option
     select: dict[str, Any] = {
         "type": "static_select",
@@ -901,14 +812,15 @@ def backup_picker(rec: RestoreRecord) -> dict[str, Any] | None:
     }
     if initial is not None:
         select["initial_option"] = initial
-    return {"type": "actions", "block_id": f"backup.{str(rec.rid)[:200]}", "elements": [select]}
+    return {"type": "actions", "block_id": f"backup.{rid[:200]}", "elements": [select]}
 
 
-def delete_modal(rid: str, count: int) -> dict[str, Any]:
+def delete_modal(rid: str, count: int, procedure: Procedure = ONLINE) -> dict[str, Any]:
+    review = procedure.first(Role.REVIEW)
     return {
         "type": "modal",
         "callback_id": "delete_tasks",
-        "private_metadata": _value(rid, "restore.review"),
+        "private_metadata": _value(rid, review.id if review else ""),
         "title": _plain("Delete staged tasks", MODAL_TITLE),
         "submit": _plain("Delete", MODAL_TITLE),
         "close": _plain("Cancel", MODAL_TITLE),
@@ -987,11 +899,3 @@ def help_text() -> str:
             "Each step is approved with the buttons on its card; destructive steps need a second person.",
         ]
     )
-
-
-def usage_blocks(error: str | None) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    if error:
-        blocks.append(section(f"🚫 {etext(error, 2000)}", "usage.error"))
-    blocks.append(section(help_text(), "usage.help"))
-    return blocks

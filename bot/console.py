@@ -22,7 +22,8 @@ from bot.leader import check_sources, detector
 from bot.mesos import running_tasks
 from bot.probes import HttpVarsProbe
 from bot.ssh import SshExecutor
-from runbook import actions, transcript
+from bot.view import StepView, WipeHost, procedure_of, step_view
+from runbook import transcript
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
@@ -30,7 +31,7 @@ from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
 from runbook.procedure import Risk, Step
 from runbook.redact import redact
-from runbook.store import Store
+from runbook.store import RestoreRecord, Store
 from runbook.transcript_html import to_html
 
 RULE = "─" * 72
@@ -107,27 +108,104 @@ def seconds(duration: float) -> str:
     return f"{duration:.1f}s" if duration < 60 else f"{int(duration // 60)}m{duration % 60:02.0f}s"
 
 
-def kills_note(step: Step, facts: dict[str, Any]) -> str:
+def kills_note(card: StepView) -> str:
     """On the step that writes the backup into the log: what approving it kills."""
-    if not step.fills_log:
+    kills = card.kills
+    if kills is None:
         return ""
-    kills = facts.get("kills") or {}
-    if kills.get("known"):
-        return f" ({kills['summary']})"
-    return f" (the kills are not forecast: {kills.get('why', 'no forecast')})"
+    if kills.known:
+        return f" ({kills.summary})"
+    return f" (the kills are not forecast: {kills.why})"
 
 
-def describe(info: Any) -> str:
-    """A preview's per-host facts as words, not a Python dict."""
-    if not isinstance(info, dict):
-        return str(info)
-    if "error" in info:
-        text = f"cannot tell ({info['error']})"
+def describe(host: WipeHost) -> str:
+    """A wipe preview's host as words."""
+    if host.files is None:
+        text = f"cannot tell ({host.error})"
     else:
-        text = f"{info.get('files', '?')} files, {info.get('bytes', '?')} bytes"
-    if "archive" in info:
-        text += f"; archive {info['archive']}" if info["archive"] else "; NO ARCHIVE: no way back"
+        text = f"{host.files} files, {host.bytes} bytes"
+    if host.archive_known:
+        text += f"; archive {host.archive}" if host.archive else "; NO ARCHIVE: no way back"
     return text
+
+
+def card_lines(card: StepView) -> list[str]:
+    """What the console prints of a step offered: the same view a Slack card renders
+    (bot.view), as text: commands per host, file diffs, reads, previews, the check."""
+    position = f"step {card.position[0]} of {card.position[1]} · " if card.position else ""
+    lines = [
+        RULE,
+        f"{position}{card.sid} · {card.title}",
+        f"risk: {card.risk.value}   targets: {card.targets.value}",
+        card.explain,
+    ]
+    if card.commands_error:
+        lines.append(f"  (commands not available: {card.commands_error})")
+    for hc in card.commands:
+        lines += [f"  [{hc.host}] $ {c}" for c in hc.commands]
+    if card.plan_error:
+        lines.append(f"  ⚠ the plan could not be rendered: {card.plan_error}")
+    for edit in card.edits:
+        lines.append(f"  [{edit.host}] file edit:")
+        lines += [f"    {line}" for line in edit.diff.splitlines()]
+    if card.reads:
+        lines.append("  it also reads, to check:")
+        lines += [f"    $ {c}" for c in card.reads]
+    if card.plan_digest:
+        lines.append(f"  plan {card.plan_digest[:12]}: an approval runs exactly this")
+    lines += _preview_lines(card)
+    note = kills_note(card)
+    if note:
+        lines.append(f"  {note.strip(' ()')}")
+    lines.append(f"check: {card.check}")
+    return lines
+
+
+def _preview_lines(card: StepView) -> list[str]:
+    lines: list[str] = []
+    review = card.review
+    if review is not None and review.error:
+        lines.append(f"  the listing failed: {review.error}")
+    elif review is not None:
+        lines.append(f"  staged tasks: {review.count}")
+        lines += [f"    {status:<12} {n}" for status, n in review.by_status]
+        lines += [f"    role {role:<16} {n}" for role, n in review.by_role[:10]]
+    if card.wipe is not None:
+        lines += [f"  {h.host}: {describe(h)}" for h in card.wipe.hosts]
+    backup = card.backup
+    if backup is not None:
+        lines.append(
+            f"  backup {backup.name} is {backup.age / 3600:.1f} hours old"
+            if backup.age
+            else "  no backup was found"
+        )
+    return lines
+
+
+# The words the console also takes for an action, beside its letter.
+WORDS = {
+    "approve": "approve",
+    "skip": "skip",
+    "abort": "abort",
+    "delete_tasks": "delete",
+    "retry": "retry",
+    "rewind": "back",
+    "mark_done": "done",
+}
+
+
+def pick(card: StepView, word: str) -> str:
+    """The kind of the action offered that `word` names (its letter or its word), or ""."""
+    word = word.lower()
+    for a in card.actions:
+        if word and word in (a.key, WORDS.get(a.kind)):
+            return a.kind
+    return ""
+
+
+def choices(card: StepView) -> str:
+    """The console's prompt of the actions a card offers: `[a]pprove, [s]kip, a[b]ort`."""
+    return ", ".join(a.prompt for a in card.actions)
 
 
 class Console:
@@ -149,7 +227,6 @@ class Console:
         self.out = out
         self.ask = ask
         self.commands = commands or Commands()
-        self.plan: list[str] = []
         self.started: dict[str, float] = {}
         engine.listener = self.on_event
 
@@ -177,7 +254,7 @@ class Console:
 
     def result_line(self, sid: str, r: HostResult) -> str:
         """One host's result: mark, host, exit or error, duration, and its command. The
-        step that fills the log (restore.commit) shuts the scheduler down, so its client
+        step that fills the log (the commit) shuts the scheduler down, so its client
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"
@@ -186,12 +263,6 @@ class Console:
         command = shorten(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
         return f"   {mark} {r.host:<20} {detail:<10} {r.duration:6.2f}s{shown}"
-
-    def position(self, sid: str) -> str:
-        """`step N of M`: the step's place in the restore's plan."""
-        if sid not in self.plan:
-            return ""
-        return f"step {self.plan.index(sid) + 1} of {len(self.plan)} · "
 
     def approver_for(self, step: Step, started_by: str) -> Actor:
         """Unattended: the first console approver, or the second for a destructive step."""
@@ -207,54 +278,12 @@ class Console:
             return Actor(others[0])
         return Actor(names[0])
 
-    def card(self, step: Step, facts: dict[str, Any]) -> None:
-        self.say(RULE)
-        self.say(f"{self.position(step.id)}{step.id} · {step.title}")
-        self.say(f"risk: {step.risk.value}   targets: {step.targets.value}")
-        self.say(step.explain)
-        for host, lines in actions.planned_commands(self.cluster, step, facts).items():
-            for line in lines:
-                self.say(f"  [{host}] $ {line}")
-        plan = facts.get(f"plan:{step.id}")
-        if isinstance(plan, dict):
-            if plan.get("error"):
-                self.say(f"  ⚠ the plan could not be rendered: {plan['error']}")
-            for host, edits in (plan.get("files") or {}).items():
-                for _path, edit in edits.items():
-                    self.say(f"  [{host}] file edit:")
-                    for line in redact(str(edit.get("diff", ""))).splitlines():
-                        self.say(f"    {line}")
-            reads = sorted({c for cs in (plan.get("reads") or {}).values() for c in cs})
-            if reads:
-                self.say("  it also reads, to check:")
-                for c in reads:
-                    self.say(f"    $ {redact(c)}")
-            if plan.get("digest"):
-                self.say(f"  plan {plan['digest'][:12]}: an approval runs exactly this")
-        preview = (
-            facts.get("review") if step.id == "restore.review" else facts.get(f"preview:{step.id}")
-        )
-        if preview:
-            if step.id == "restore.review" and "summary" in preview:
-                self.say(f"  staged tasks: {preview['count']}")
-                for status, n in preview["summary"]["status"].items():
-                    self.say(f"    {status:<12} {n}")
-                for role, n in list(preview["summary"]["role"].items())[:10]:
-                    self.say(f"    role {role:<16} {n}")
-            else:
-                for host, info in preview.items():
-                    self.say(f"  {host}: {describe(info)}")
-        if step.id == "prep.ack_backup":
-            age = facts.get("backup_age")
-            self.say(
-                f"  backup {facts.get('backup')} is {age / 3600:.1f} hours old"
-                if age
-                else "  no backup was found"
-            )
-        note = kills_note(step, facts)
-        if note:
-            self.say(f"  {note.strip(' ()')}")
-        self.say(f"check: {step.check}")
+    def card(self, card: StepView) -> None:
+        for line in card_lines(card):
+            self.say(line)
+
+    def view(self, rec: RestoreRecord, sid: str) -> StepView:
+        return step_view(rec, procedure_of(rec), sid, self.cluster)
 
     async def run(self, backup: str | None) -> str:
         engine = self.engine
@@ -273,7 +302,6 @@ class Console:
         await engine.advance(rid)
         while True:
             rec = await engine.record(rid)
-            self.plan = list(rec.meta.get("plan") or [])
             if rec.status != "running":
                 self.say(RULE)
                 self.say(f"restore {rid}: {rec.status}")
@@ -289,14 +317,13 @@ class Console:
             if sid is None:
                 await engine.advance(rid)
                 continue
-            step = engine.step(sid)
             state = rec.steps[sid]["status"]
             try:
                 if state == "awaiting":
-                    await self.decide_awaiting(rid, step, rec.data, rec.meta["started_by"])
+                    await self.decide_awaiting(rid, rec, sid)
                 elif state in ("failed", "interrupted"):
                     if not await self.decide_failed(
-                        rid, step, rec.steps[sid], rec.meta["started_by"]
+                        rid, self.view(rec, sid), rec.meta["started_by"]
                     ):
                         return rid
                 elif state == "running":
@@ -316,40 +343,40 @@ class Console:
                     await engine.abort(rid, Actor(self.cluster.approvers.console[0]), revert=True)
                     await self.after_abort(rid)
 
-    async def decide_awaiting(
-        self, rid: str, step: Step, facts: dict[str, Any], started_by: str
-    ) -> None:
-        self.card(step, facts)
+    async def decide_awaiting(self, rid: str, rec: RestoreRecord, sid: str) -> None:
+        card = self.view(rec, sid)
+        step = procedure_of(rec).step(sid)
+        started_by = str(rec.meta["started_by"])
+        self.card(card)
         if self.yes:
             who = self.approver_for(step, started_by)
-            if step.suggest_skip:
+            if step.suggest_skip and card.action("skip"):
                 await self.engine.skip(
                     rid, step.id, who, "unattended run: the plan suggests skipping it"
                 )
                 self.say(f"skipped by {who.label} (suggested)")
                 return
-            self.say(f"approved by {who.label}{kills_note(step, facts)}")
+            self.say(f"approved by {who.label}{kills_note(card)}")
             await self.engine.approve(rid, step.id, who)
             return
         while True:
-            choices = "[a]pprove, [s]kip, a[b]ort" if step.skippable else "[a]pprove, a[b]ort"
-            if step.id == "restore.review":
-                choices += ", [d]elete tasks"
-            if step.risk is Risk.DESTRUCTIVE and self.cluster.two_person_rule:
+            if card.two_person:
                 self.say(
                     f"destructive: someone other than {started_by} approves ('a NAME' approves as NAME)"
                 )
-            words = self.ask(f"{step.id}: {choices}? ").strip().split()
-            answer = words[0].lower() if words else ""
+            words = self.ask(f"{step.id}: {choices(card)}? ").strip().split()
+            answer = pick(card, words[0] if words else "")
             # `s NAME` and `b NAME` act as NAME, like `a NAME`.
             who = Actor(words[1]) if len(words) > 1 else self.me
-            if answer in ("a", "approve"):
+            if answer == "approve":
                 refusal = self.own_destructive(step, who, started_by, "approving")
                 if refusal:
                     self.say(f"refused: {refusal}")
                     continue
+                approve = card.action("approve")
                 if (
-                    step.risk is Risk.DESTRUCTIVE
+                    approve is not None
+                    and approve.destructive
                     and self.ask("destructive: type the step id to confirm: ").strip() != step.id
                 ):
                     self.say("not confirmed")
@@ -359,10 +386,10 @@ class Console:
                 except Refused as exc:
                     self.say(f"refused: {exc}")
                     return
-                self.say(f"approved by {who.label}{kills_note(step, facts)}")
+                self.say(f"approved by {who.label}{kills_note(card)}")
                 return  # the loop reads the step's state again
-            if answer in ("d", "delete") and step.id == "restore.review":
-                known = set(listing_ids((facts.get("review") or {}).get("listing", "")))
+            if answer == "delete_tasks":
+                known = set(listing_ids((rec.data.get("review") or {}).get("listing", "")))
                 ids, error = check_task_ids(self.ask("task ids (comma-separated): "), known)
                 if error:
                     self.say(error)
@@ -370,10 +397,10 @@ class Console:
                 out = await self.engine.delete_tasks(rid, ids, self.me)
                 self.say(out.summary)
                 return
-            if answer in ("s", "skip") and step.skippable:
+            if answer == "skip":
                 await self.skip(rid, step, who)
                 return
-            if answer in ("b", "abort"):
+            if answer == "abort":
                 await self.abort(rid, who)
                 return
 
@@ -396,13 +423,13 @@ class Console:
             return
         self.say(f"skipped by {who.label}: {reason}")
 
-    async def decide_failed(
-        self, rid: str, step: Step, state: dict[str, Any], started_by: str
-    ) -> bool:
-        self.say(f"{step.id} {state['status']}: {state.get('summary') or state.get('check') or ''}")
-        if self.yes and state["status"] == "interrupted":
+    async def decide_failed(self, rid: str, card: StepView, started_by: str) -> bool:
+        step = self.engine.step(card.sid)
+        said = card.interruption.check if card.interruption else ""
+        self.say(f"{step.id} {card.status}: {card.summary or said}")
+        if self.yes and card.status == "interrupted":
             who = self.approver_for(step, started_by)
-            if state.get("appears_finished"):
+            if card.action("mark_done"):
                 self.say(f"unattended run: its check passed, marked done by {who.label}")
                 await self.engine.mark_done(rid, step.id, who)
             else:
@@ -414,39 +441,30 @@ class Console:
             await self.engine.abort(rid, self.approver_for(step, started_by), revert=True)
             await self.after_abort(rid)
             return True
-        done_offered = state["status"] == "interrupted" and bool(state.get("appears_finished"))
-        options = ", ".join(
-            ["[r]etry"]
-            + (["[s]kip"] if step.skippable else [])
-            + ["a[b]ort"]
-            + (["[d]one (it finished)"] if done_offered else [])
-        )
-        if state.get("rewind"):
-            options = f"[g] {step.rewind_label or 'go back'}, " + options
-        words = self.ask(f"{step.id}: {options}? ").strip().split()
-        answer = words[0].lower() if words else ""
+        words = self.ask(f"{step.id}: {choices(card)}? ").strip().split()
+        answer = pick(card, words[0] if words else "")
         who = Actor(words[1]) if len(words) > 1 else self.me
         try:
-            if answer in ("g", "back") and state.get("rewind"):
+            if answer == "rewind":
                 target = await self.engine.rewind(rid, step.id, who)
                 self.say(f"back to {target} (by {who.label})")
-            elif answer in ("r", "retry"):
+            elif answer == "retry":
                 refusal = self.own_destructive(step, who, started_by, "retrying")
                 if refusal:
                     self.say(f"refused: {refusal}")
                     return True
                 await self.engine.retry(rid, step.id, who)
                 self.say(f"retried by {who.label}")
-            elif answer in ("s", "skip") and step.skippable:
+            elif answer == "skip":
                 await self.skip(rid, step, who)
-            elif answer in ("d", "done") and done_offered:
+            elif answer == "mark_done":
                 refusal = self.own_destructive(step, who, started_by, "marking done")
                 if refusal:
                     self.say(f"refused: {refusal}")
                     return True
                 await self.engine.mark_done(rid, step.id, who)
                 self.say(f"marked done by {who.label}")
-            elif answer in ("b", "abort"):
+            elif answer == "abort":
                 await self.abort(rid, who)
         except Refused as exc:
             self.say(f"refused: {exc}")

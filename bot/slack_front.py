@@ -29,15 +29,16 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
+from bot import blocks, view
 from bot.worker import WorkLoop
 from handlers.shapes import Origin
 from runbook import transcript
 from runbook.clusters import Cluster
-from runbook.engine import Actor, Engine, backup_choice_open
+from runbook.engine import Actor, Engine
 from runbook.ports import HostResult
 from runbook.redact import redact
-from runbook.store import restore_key
+from runbook.step import Procedure, Role, Step
+from runbook.store import RestoreRecord, restore_key
 from runbook.transcript_html import to_html
 
 log = logging.getLogger(__name__)
@@ -353,6 +354,11 @@ class SlackFront:
         if verb is not None and info.get("actor"):
             detail = str(info.get("reason") or info.get("summary") or "")
             self.spawn(self.line(rid, info["actor"], verb, info.get("step", ""), detail))
+        if kind == "interrupted":
+            # No person did it: the thread says the bot died in the step and what its
+            # check sees (for restore.commit: whether the recovery is still staged).
+            check = getattr(info.get("check"), "summary", "") or "no check: it cannot tell"
+            self.spawn(self.line(rid, "the bot", "stopped while running", info["step"], check))
         self.schedule_refresh(rid)
 
     def schedule_refresh(self, rid: str) -> None:
@@ -377,109 +383,123 @@ class SlackFront:
         return True
 
     async def refresh(self, rid: str) -> None:
-        """Render the root and every started step from Redis; post or update what changed."""
+        """Render the root and every started step from Redis (through the view model of
+        `bot.view`, from the stored record and results alone); post or update what
+        changed."""
         where = await self.thread(rid)
         if where is None:
             return
         channel, root_ts = where
-        rec = await self.engine.record(rid)
+        rec = await self.engine.store.load(rid)
+        if rec is None:
+            return
         cluster = self.engine.cluster_of(rec)
-        text, body = blocks.root_message(rec, cluster)
-        if rec.status != "running":
-            body = [*body, export_button(rid)]
-        if rec.status == "aborted" and rec.data.get("held_after_wipe"):
-            body = [*body, put_back_button(rid)]
+        procedure = view.procedure_of(rec)
+        text, body = blocks.render_root(view.root_view(rec, procedure, cluster))
         if await self._changed(rid, "root", body):
             await self.updates.take()
             await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=body)
         if rec.status != "running" and await self.redis.hsetnx(slack_key(rid), "transcript", "1"):
             await self.post_transcript(rid)
-        hosts = [sch.host for sch in cluster.schedulers]
         for sid in rec.meta["plan"]:
-            status = rec.steps[sid]["status"]
-            if status == "pending":
-                continue
-            ts_raw = await self.redis.hget(slack_key(rid), f"card:{sid}")
-            # A step's state changes (`updated_at`) with every host result: when it did not,
-            # neither did its card, and nothing is read or rendered for it.
-            made_of = [
-                rec.steps[sid],
-                rec.data.get(f"preview:{sid}"),
-                rec.data.get(f"plan:{sid}"),
-                rec.data.get("review") if sid == "restore.review" else None,
-                rec.data.get("leader"),
-                rec.data.get("backup"),
-                backup_choice_open(rec) if sid == "prep.preflight" else None,
-            ]
-            if ts_raw is not None and not await self._changed(rid, f"input:{sid}", made_of):
-                continue
-            attempt = int(rec.steps[sid].get("attempt", 0))
-            progress = _progress(await self.engine.store.step_outputs(rid, sid, attempt, hosts))
-            card = blocks.render_step(rec, cluster, sid, progress=progress)
-            if ts_raw is None:
-                if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
-                    continue  # another process posts it
-                resp = await self.client.chat_postMessage(
-                    channel=channel, thread_ts=root_ts, text=card.text, blocks=card.blocks
-                )
-                await self.redis.hset(slack_key(rid), f"card:{sid}", _s(resp["ts"]))
-                await self._changed(rid, f"card:{sid}", card.blocks)
-            elif _s(ts_raw) == "posting" or not await self._changed(
-                rid, f"card:{sid}", card.blocks
+            if rec.steps[sid]["status"] != "pending":
+                await self.refresh_card(rec, procedure, cluster, sid, channel, root_ts)
+
+    def _card_inputs(self, rec: RestoreRecord, procedure: Procedure, sid: str) -> list[Any]:
+        """What a card is made of but its host results: a step's state changes
+        (`updated_at`) with every host result, so when none of this did, neither did
+        the card, and nothing is read or rendered for it."""
+        step = procedure.step(sid)
+        return [
+            rec.steps[sid],
+            rec.data.get(f"preview:{sid}"),
+            rec.data.get(f"plan:{sid}"),
+            rec.data.get("review") if step.role is Role.REVIEW else None,
+            rec.data.get("leader"),
+            rec.data.get("backup"),
+            view.backup_choice_open(rec, procedure) if step.role is Role.PREFLIGHT else None,
+        ]
+
+    async def refresh_card(
+        self,
+        rec: RestoreRecord,
+        procedure: Procedure,
+        cluster: Cluster,
+        sid: str,
+        channel: str,
+        root_ts: str,
+    ) -> None:
+        """Post or update one step's card, and upload what goes with it as files."""
+        rid = str(rec.rid)
+        ts_raw = await self.redis.hget(slack_key(rid), f"card:{sid}")
+        made_of = self._card_inputs(rec, procedure, sid)
+        if ts_raw is not None and not await self._changed(rid, f"input:{sid}", made_of):
+            return
+        attempt = int(rec.steps[sid].get("attempt", 0))
+        hosts = [sch.host for sch in cluster.schedulers]
+        results = await self.engine.store.step_results(rid, sid, attempt, hosts)
+        card_view = view.step_view(rec, procedure, sid, cluster, results=results)
+        card = blocks.render_card(card_view)
+        if ts_raw is None:
+            if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
+                return  # another process posts it
+            resp = await self.client.chat_postMessage(
+                channel=channel, thread_ts=root_ts, text=card.text, blocks=card.blocks
+            )
+            await self.redis.hset(slack_key(rid), f"card:{sid}", _s(resp["ts"]))
+            await self._changed(rid, f"card:{sid}", card.blocks)
+        elif _s(ts_raw) == "posting" or not await self._changed(rid, f"card:{sid}", card.blocks):
+            return
+        else:
+            await self.updates.take()
+            await self.client.chat_update(
+                channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
+            )
+        await self.card_files(rec, procedure.step(sid), card_view, card.needs_file, results)
+
+    async def card_files(
+        self,
+        rec: RestoreRecord,
+        step: Step,
+        card_view: view.StepView,
+        needs_file: bool,
+        results: dict[str, HostResult],
+    ) -> None:
+        """The files a card promises: the whole review listing, the tasks a commit
+        kills, the full output when the card cut it; each uploaded once."""
+        rid, sid, status = str(rec.rid), step.id, card_view.status
+        if step.role is Role.REVIEW and status == "awaiting":
+            listing = (rec.data.get("review") or {}).get("listing")
+            # Deleting tasks is an attempt of its own: its re-print is uploaded too.
+            if listing and await self.redis.hsetnx(
+                slack_key(rid), f"listing:{card_view.attempt}", "1"
             ):
-                continue
-            else:
-                await self.updates.take()
-                await self.client.chat_update(
-                    channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
+                await self.upload(
+                    rid,
+                    f"staged-tasks-{rid}.tsv",
+                    "Role\tJob\tShard\tStatus\tTask ID\n" + listing + "\n",
+                    "The staged recovery's tasks (the whole listing)",
                 )
-            if sid == "restore.review" and status == "awaiting":
-                listing = (rec.data.get("review") or {}).get("listing")
-                attempt = rec.steps[sid].get("attempt", 0)
-                # Deleting tasks is an attempt of its own: its re-print is uploaded too.
-                if listing and await self.redis.hsetnx(slack_key(rid), f"listing:{attempt}", "1"):
-                    await self.upload(
-                        rid,
-                        f"staged-tasks-{rid}.tsv",
-                        "Role\tJob\tShard\tStatus\tTask ID\n" + listing + "\n",
-                        "The staged recovery's tasks (the whole listing)",
-                    )
-            step = self.engine.step(sid)
-            kills = rec.data.get("kills") or {}
-            if step.fills_log and status == "awaiting" and kills.get("known"):
-                # What approving it kills, whole: the card says how many.
-                listing = rec.data.get("kills_listing") or ""
-                if await self.redis.hsetnx(slack_key(rid), "kills-listing", "1"):
-                    await self.upload(
-                        rid,
-                        f"tasks-killed-{rid}.tsv",
-                        listing or "(none)\n",
-                        f"The running tasks {sid} kills: {kills.get('summary', '')}",
-                    )
-            if status in ("succeeded", "failed") and card.needs_file:
-                key = f"file:{sid}:{rec.steps[sid].get('attempt', 0)}"
-                if await self.redis.hsetnx(slack_key(rid), key, "1"):
-                    await self.upload(
-                        rid,
-                        f"{sid}-output.txt",
-                        blocks.output_text(sid, progress),
-                        f"{sid}: full output",
-                    )
-
-
-def _progress(outputs: dict[str, dict[str, Any]]) -> dict[str, HostResult]:
-    """The stored (capped, redacted) results of one attempt of a step, per host."""
-    out = {}
-    for host, o in outputs.items():
-        out[host] = HostResult(
-            host,
-            o.get("exit_status"),
-            o.get("stdout", ""),
-            o.get("stderr", ""),
-            float(o.get("duration") or 0),
-            o.get("error"),
-        )
-    return out
+        kills = card_view.kills
+        if step.fills_log and status == "awaiting" and kills is not None and kills.known:
+            # What approving it kills, whole: the card says how many.
+            listing = rec.data.get("kills_listing") or ""
+            if await self.redis.hsetnx(slack_key(rid), "kills-listing", "1"):
+                await self.upload(
+                    rid,
+                    f"tasks-killed-{rid}.tsv",
+                    listing or "(none)\n",
+                    f"The running tasks {sid} kills: {kills.summary}",
+                )
+        if status in ("succeeded", "failed") and needs_file:
+            key = f"file:{sid}:{card_view.attempt}"
+            if await self.redis.hsetnx(slack_key(rid), key, "1"):
+                await self.upload(
+                    rid,
+                    f"{sid}-output.txt",
+                    blocks.output_text(sid, results),
+                    f"{sid}: full output",
+                )
 
 
 def _as_future(coro: Any) -> concurrent.futures.Future[Any]:
@@ -497,47 +517,3 @@ def _as_future(coro: Any) -> concurrent.futures.Future[Any]:
 
     task.add_done_callback(copy)
     return future
-
-
-def put_back_button(rid: str) -> dict[str, Any]:
-    """The way back after an abort that followed the wipe (runbook.engine.put_back_log)."""
-    return {
-        "type": "actions",
-        "block_id": "put_back",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": "put_back",
-                "style": "danger",
-                "text": {"type": "plain_text", "text": "Put the old log back"},
-                "value": json.dumps({"rid": rid}),
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Put the old log back?"},
-                    "text": {
-                        "type": "mrkdwn",
-                        "text": "On every scheduler: the log.archive tarball (sha256-checked) "
-                        "replaces the wiped log, the files are reverted and the schedulers "
-                        "start with their normal flags on the old log. Needs an approver "
-                        "other than the one who started the restore.",
-                    },
-                    "confirm": {"type": "plain_text", "text": "Put it back"},
-                    "deny": {"type": "plain_text", "text": "Cancel"},
-                },
-            }
-        ],
-    }
-
-
-def export_button(rid: str) -> dict[str, Any]:
-    return {
-        "type": "actions",
-        "block_id": "export",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": "export",
-                "text": {"type": "plain_text", "text": "Export transcript"},
-                "value": json.dumps({"rid": rid}),
-            }
-        ],
-    }

@@ -24,6 +24,30 @@ class HostResult:
     def ok(self) -> bool:
         return self.exit_status == 0 and self.error is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form of a result (the host is in its key, see
+        `runbook.store.result_key`): the one place a result becomes JSON-able data."""
+        return {
+            "exit_status": self.exit_status,
+            "duration": round(self.duration, 3),
+            "error": self.error,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+        }
+
+    @classmethod
+    def from_dict(cls, host: str, raw: Mapping[str, Any]) -> HostResult:
+        """A stored result back (extra fields such as `truncated` are ignored)."""
+        status = raw.get("exit_status")
+        return cls(
+            host,
+            status if isinstance(status, int) else None,
+            str(raw.get("stdout") or ""),
+            str(raw.get("stderr") or ""),
+            float(raw.get("duration") or 0),
+            str(raw["error"]) if raw.get("error") is not None else None,
+        )
+
 
 OnResult = Callable[[HostResult], Awaitable[None] | None]
 

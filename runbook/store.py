@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.ports import HostResult
+
 log = logging.getLogger(__name__)
 
 PREFIX = "ar:"
@@ -47,6 +49,18 @@ def events_key(rid: str) -> str:
 
 def output_key(rid: str) -> str:
     return f"{PREFIX}restore:{rid}:output"
+
+
+def result_key(sid: str, attempt: int, host: str) -> str:
+    """The field of one host's result of one attempt of a step, in `output_key(rid)`:
+    the one place this shape is known (`parse_result_key` reads it back)."""
+    return f"{sid}:{attempt}:{host}"
+
+
+def parse_result_key(key: str) -> tuple[str, int, str]:
+    """(step id, attempt, host) of a `result_key`; ValueError when it is not one."""
+    sid, attempt, host = key.split(":", 2)
+    return sid, int(attempt), host
 
 
 def lock_key(cluster: str) -> str:
@@ -444,13 +458,29 @@ class Store:
         body = json.dumps(value)
         await self._retry(lambda: self.redis.hset(output_key(rid), key, body))
 
+    async def save_result(
+        self, rid: str, sid: str, attempt: int, result: HostResult, **extra: Any
+    ) -> dict[str, Any]:
+        """One host's result of one attempt (already capped and redacted by the caller),
+        with `extra` fields such as `truncated`; returns what was stored."""
+        value = result.to_dict() | extra
+        await self.save_output(rid, result_key(sid, attempt, result.host), value)
+        return value
+
     async def step_outputs(
         self, rid: str, sid: str, attempt: int, hosts: list[str]
     ) -> dict[str, dict[str, Any]]:
         """One attempt of one step, per host: only those fields, not the whole hash."""
-        keys = [f"{sid}:{attempt}:{h}" for h in hosts]
+        keys = [result_key(sid, attempt, h) for h in hosts]
         values = await self.redis.hmget(output_key(rid), keys)
         return {h: json.loads(v) for h, v in zip(hosts, values, strict=True) if v is not None}
+
+    async def step_results(
+        self, rid: str, sid: str, attempt: int, hosts: list[str]
+    ) -> dict[str, HostResult]:
+        """`step_outputs` as results, for the cards."""
+        stored = await self.step_outputs(rid, sid, attempt, hosts)
+        return {h: HostResult.from_dict(h, o) for h, o in stored.items()}
 
     async def outputs(self, rid: str) -> dict[str, dict[str, Any]]:
         raw = await self.redis.hgetall(output_key(rid))

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook.procedure import ONLINE_PROCEDURE, get_step
-from runbook.store import RestoreRecord, output_digest, restore_key
+from runbook.store import RestoreRecord, output_digest, parse_result_key, restore_key
 
 SCHEMA = "aurora-restore/transcript/2"
 OLD_SCHEMA = "aurora-restore/transcript/1"
@@ -326,10 +326,9 @@ def _latest_hosts(
     logged = {(e.get("host"), e.get("attempt")) for e in evs if e.get("type") == "host_result"}
     hosts: dict[str, dict[str, Any]] = {}
     for key, out in outputs.items():
-        step, attempt, host = key.split(":", 2)
+        step, n, host = parse_result_key(key)
         if step != sid:
             continue
-        n = int(attempt)
         if logged and (host, n) not in logged:
             continue
         if host not in hosts or hosts[host]["attempt"] < n:

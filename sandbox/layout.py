@@ -10,6 +10,7 @@ does may touch anything outside DIR. The layout:
     DIR/sandbox.json                  SandboxInfo below: read by every process of the sandbox
     DIR/mesos/tasks.json              the tasks the simulated Mesos cluster runs
     DIR/mesos/killed.jsonl            every task a scheduler killed (the damage a bad restore does)
+    DIR/ssh/commands.jsonl            every command a host's SSH server was asked to run, in order
     DIR/election/                     the local leader election (when no ZooKeeper is used)
     DIR/hosts/<name>/                 one simulated scheduler host: HostPaths below
 
@@ -210,6 +211,11 @@ class SandboxInfo:
     @property
     def killed_file(self) -> Path:
         return self.root / "mesos/killed.jsonl"
+
+    @property
+    def commands_file(self) -> Path:
+        """Every exec request each host's SSH server got (sandbox.sshd): what the bot sent."""
+        return self.root / "ssh/commands.jsonl"
 
     @property
     def election_dir(self) -> Path:

@@ -3,13 +3,18 @@
 Public-key authentication only, for the sandbox's one client key and its one user.
 Every exec request runs in a real shell (`bash -c`) in the host's directory, with the
 host's stand-ins first on PATH. A client that goes away takes its command with it.
+Each command is noted, before it runs, as one JSON line of `DIR/ssh/commands.jsonl`
+(`{"host", "command", "at"}`): the record of everything the bot sent, for a game day's
+review and for tests that hold what ran to what a person was shown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
+import time
 from pathlib import Path
 
 import asyncssh
@@ -85,6 +90,7 @@ class HostSshd:
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         command = process.command
+        self._note(command or "")
         argv = ["bash", "-c", command] if command else ["bash", "-s"]
         env = host_environment(self.info, self.host, user=self.user)
         proc = await asyncio.create_subprocess_exec(
@@ -123,6 +129,14 @@ class HostSshd:
             with contextlib.suppress(BaseException):
                 await asyncio.gather(feeder, pumps, exited, closed, return_exceptions=True)
             self.running.discard(proc)
+
+    def _note(self, command: str) -> None:
+        """One line of the command log, written whole before the command starts."""
+        path = self.info.commands_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = {"host": self.host.name, "command": command, "at": time.time()}
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 async def _pump(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:

@@ -16,11 +16,12 @@ from slack_sdk.models.views import View
 
 from bot import blocks as B
 from bot.console import Console
+from bot.view import step_view
 from runbook.clusters import Cluster, parse_clusters
 from runbook.engine import Engine
 from runbook.plan import Plan, read_command
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE_PROCEDURE, Risk, Targets, get_step
+from runbook.procedure import ONLINE, ONLINE_PROCEDURE, Risk, Targets, get_step
 from runbook.store import RestoreRecord
 
 STATUSES = ["pending", "awaiting", "running", "succeeded", "failed", "skipped", "interrupted"]
@@ -354,7 +355,7 @@ def console_card(rec: RestoreRecord, cluster: Cluster, sid: str) -> dict[str, li
     commands, the lines of its file diffs, and the commands it also reads with."""
     out = io.StringIO()
     console = Console(cast(Engine, SimpleNamespace()), cluster, me="alice", out=out)
-    console.card(get_step(sid), rec.data)
+    console.card(step_view(rec, ONLINE, sid, cluster))
     seen: dict[str, list[str]] = {"commands": [], "diffs": [], "reads": []}
     section = ""
     for line in out.getvalue().splitlines():
@@ -490,7 +491,8 @@ def test_unknown_step_and_targets() -> None:
     check_blocks(blocks, text)
     step = get_step("restore.stage")
     assert step.targets is Targets.LEADER
-    assert "`sched1`" in B.targets_line(SMALL, step, {"leader": "sched1"})
+    rec.data["leader"] = "sched1"
+    assert "`sched1`" in B.targets_line(step_view(rec, ONLINE, step, SMALL))
     assert get_step("log.wipe").risk is Risk.DESTRUCTIVE
 
 
@@ -529,10 +531,7 @@ def test_modals() -> None:
 def test_help_and_usage() -> None:
     help_ = B.help_text()
     assert "/aurora-restore" in help_ and "status" in help_ and "abort" in help_
-    check_blocks(B.usage_blocks(None))
-    blocks = B.usage_blocks(NASTY * 1000)
-    check_blocks(blocks)
-    assert blocks[0]["text"]["text"].startswith("🚫")
+    check_blocks([B.section(help_, "usage.help")])
 
 
 def test_escape_and_clip() -> None:
@@ -613,7 +612,9 @@ def test_the_wipe_card_names_each_host_without_an_archive() -> None:
             hosts[2]: {"files": 3, "bytes": 100, "archive": None},
         }
     }
-    text = "\n".join(B.preview_lines(get_step("log.wipe"), data, SMALL))
+    rec = record(SMALL, {"log.wipe": "awaiting"})
+    rec.data = data
+    text = "\n".join(B.preview_lines(step_view(rec, ONLINE, "log.wipe", SMALL)))
     assert f"No archive of the log on 2 hosts:* {hosts[1]}, {hosts[2]}" in text
     assert text.count("no archive") == 2  # one mark per host without one
 
@@ -628,7 +629,9 @@ def test_a_secret_in_a_cluster_file_command_is_masked_on_the_card() -> None:
         }
     }
     cluster = parse_clusters(data, "t")["west"]
-    shown = "\n".join(B.command_lines(cluster, get_step("prep.stop"), {}))
+    rec = record(cluster, {"prep.stop": "awaiting"})
+    rec.data = {}
+    shown = "\n".join(B.command_lines(step_view(rec, ONLINE, "prep.stop", cluster)))
     assert "s3cr3tvalue99" not in shown and "token=[REDACTED]" in shown
     # The stored plan is masked too, and a guarded remote compares in that form.
     plan = Plan(commands={"sched1": [cluster.service.stop]})

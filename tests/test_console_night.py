@@ -18,13 +18,14 @@ import pytest
 
 from bot.console import Commands, Console
 from bot.ssh import SshExecutor
+from bot.view import step_view
 from runbook.actions import Timing
 from runbook.clusters import Cluster, load_clusters
 from runbook.engine import Actor, Engine, Refused
 from runbook.local_checks import local_problems
 from runbook.ports import HostResult
-from runbook.procedure import get_step
-from runbook.store import Store
+from runbook.procedure import ONLINE
+from runbook.store import RestoreRecord, Store
 from tests.conftest import ROOT, RunningSandbox, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -233,7 +234,9 @@ async def test_a_failed_step_offers_skip_only_when_it_can_be_skipped(
     for sid in ("restore.commit", "prep.stop"):
         for status in ("failed", "interrupted"):
             state = {"status": status, "summary": "x", "appears_finished": True}
-            assert await console.decide_failed("nope", get_step(sid), state, "alice")
+            rec = RestoreRecord("nope", {"plan": [sid]}, "running", sid, {sid: state})
+            card = step_view(rec, ONLINE, sid, cluster)
+            assert await console.decide_failed("nope", card, "alice")
     assert all("[s]kip" not in p for p in prompts[:2]), prompts
     assert all("[s]kip" in p for p in prompts[2:]), prompts
     assert "[d]one" in prompts[1] and "[d]one" not in prompts[0]
