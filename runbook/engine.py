@@ -23,6 +23,7 @@ from typing import Any
 from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
+from runbook.errors import Refused as Refused  # its home is the error tree
 from runbook.listing import check_ids, listing_ids
 from runbook.local_checks import local_problems
 from runbook.plan import Plan
@@ -55,10 +56,6 @@ def retention_from_env() -> int:
         return int(parse_duration(raw).total_seconds())
     except ValueError:
         raise ValueError(f"AURORA_RESTORE_RETENTION: {raw!r} is not a duration like 90d") from None
-
-
-class Refused(Exception):
-    """An operation that is not allowed now; nothing was changed. The message says why."""
 
 
 @dataclass(frozen=True)
