@@ -202,7 +202,7 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cfg = data / "zoo.cfg"
     cfg.write_text(
         f"tickTime=500\ndataDir={data}\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
-        "admin.enableServer=false\n4lw.commands.whitelist=ruok\nmaxSessionTimeout=20000\n"
+        "admin.enableServer=false\n4lw.commands.whitelist=ruok,cons\nmaxSessionTimeout=20000\n"
         "minSessionTimeout=1000\n"
     )
     log = (data / "zookeeper.out").open("w")
