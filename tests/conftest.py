@@ -65,7 +65,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 
 class RunningSandbox:
-    """`aurora-restore sandbox --dir DIR ...` as a child process."""
+    """`aurora-restore sandbox --dir DIR ...` as a child process (`launcher`: the module
+    and words before `--dir`; tests.sandbox_runner runs `python -m sandbox` instead)."""
+
+    launcher: tuple[str, ...] = ("bot.cli", "sandbox")
+    ready_timeout = 10.0
 
     def __init__(self, directory: Path, *args: str) -> None:
         self.dir = directory
@@ -73,10 +77,11 @@ class RunningSandbox:
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 10.0) -> RunningSandbox:
+    def start(self, timeout: float | None = None) -> RunningSandbox:
+        timeout = self.ready_timeout if timeout is None else timeout
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "sandbox", "--dir", str(self.dir), *self.args],
+            [sys.executable, "-m", *self.launcher, "--dir", str(self.dir), *self.args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
