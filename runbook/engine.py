@@ -25,7 +25,6 @@ from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
 from runbook.errors import (
     Refused as Refused,  # its home is the error tree
-    StoreUnavailable,
     reason_of,
 )
 from runbook.listing import check_ids, listing_ids
@@ -1104,9 +1103,10 @@ class Engine:
                 continue
             try:
                 found += [(rid, sid) for sid, _ in await self.recover(rid)]
-            except StoreUnavailable:
-                raise  # every restore alike: sweep_forever says it once
-            except Exception as exc:  # this restore only: the others are still swept
+            except Exception as exc:
+                if not await self.store.reachable():
+                    raise  # the store is away, for every restore: sweep_forever says it once
+                # This restore only: the others are still swept.
                 log.warning("cannot recover restore %s: %s", rid, reason_of(exc))
         return found
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
+from bot.wiring import open_store
 from runbook.clusters import Cluster, load_clusters
 from runbook.store import Store
 from sandbox.layout import SandboxInfo
@@ -245,10 +245,9 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[Store]:
     """A `Store` on an empty server, once for each kind of server (see redis_url)."""
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    yield Store(client)
-    await client.aclose()
+    async with open_store(redis_url) as s:
+        await s.redis.flushall()
+        yield s
 
 
 @pytest.fixture
@@ -259,6 +258,5 @@ async def one_store(tmp_path: Path) -> AsyncIterator[Store]:
     from bot.redis_server import EmbeddedRedis
 
     with EmbeddedRedis(tmp_path / "valkey-one") as server:
-        client = aioredis.Redis.from_url(server.start())
-        yield Store(client)
-        await client.aclose()
+        async with open_store(server.start()) as s:
+            yield s
