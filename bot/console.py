@@ -16,12 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import redis.asyncio as aioredis
-
-from bot.leader import check_sources, detector
-from bot.mesos import running_tasks
-from bot.probes import HttpVarsProbe
-from bot.ssh import SshExecutor
+from bot import wiring
+from bot.settings import Settings
 from bot.view import StepView, WipeHost, procedure_of, step_view
 from runbook import transcript
 from runbook.actions import Timing
@@ -38,10 +34,6 @@ RULE = "─" * 72
 COMMAND_SHOWN = 60  # characters of a host's command on its result line
 
 
-def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
-    return SshExecutor(cluster), HttpVarsProbe()
-
-
 class Commands:
     """Which command each host result answers: the console's remotes note it as each
     result comes back, so the result line can name its command (a `HostResult` does
@@ -51,7 +43,7 @@ class Commands:
         self.of: dict[int, str] = {}
 
     def connect(self, cluster: Cluster) -> tuple[Remote, VarsProbe]:
-        remote, probe = connect(cluster)
+        remote, probe = wiring.connect(cluster)
         return Watched(remote, self), probe
 
     def pop(self, result: HostResult) -> str:
@@ -523,41 +515,37 @@ async def run_console(
     backup: str | None,
     out_dir: Path | None = None,
     timing: Timing | None = None,
+    settings: Settings | None = None,
 ) -> tuple[str, str]:
-    client = aioredis.Redis.from_url(redis_url)
-    store = Store(client)
     commands = Commands()
-    engine = Engine(
-        store,
-        {cluster.name: cluster},
-        commands.connect,
-        timing=timing or Timing(),
-        detect=detector,
-        sources=check_sources,
-        mesos=running_tasks,
-    )
-    try:
-        console = Console(engine, cluster, me=me, yes=yes, commands=commands)
-        rid = await console.run(backup)
-        rec = await engine.record(rid)
-        if out_dir is not None:
-            await write_transcripts(store, rid, out_dir)
-            console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
-        return rid, rec.status
-    finally:
-        await engine.close()
-        await client.aclose()
+    async with wiring.open_store(redis_url) as store:
+        engine = wiring.build_engine(
+            store,
+            {cluster.name: cluster},
+            settings=settings,
+            connect=commands.connect,
+            timing=timing,
+        )
+        try:
+            console = Console(engine, cluster, me=me, yes=yes, commands=commands)
+            rid = await console.run(backup)
+            rec = await engine.record(rid)
+            if out_dir is not None:
+                await write_transcripts(store, rid, out_dir)
+                console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
+            return rid, rec.status
+        finally:
+            await engine.close()
 
 
-async def run_put_back(cluster: Cluster, redis_url: str, rid: str, *, me: str) -> str:
+async def run_put_back(
+    cluster: Cluster, redis_url: str, rid: str, *, me: str, settings: Settings | None = None
+) -> str:
     """`aurora-restore put-back`: the way back after an abort that followed the wipe."""
-    client = aioredis.Redis.from_url(redis_url)
-    engine = Engine(
-        Store(client), {cluster.name: cluster}, connect, detect=detector, sources=check_sources
-    )
-    try:
-        Console(engine, cluster, me=me)
-        return await engine.put_back_log(rid, Actor(me))
-    finally:
-        await engine.close()
-        await client.aclose()
+    async with wiring.open_store(redis_url) as store:
+        engine = wiring.build_engine(store, {cluster.name: cluster}, settings=settings)
+        try:
+            Console(engine, cluster, me=me)
+            return await engine.put_back_log(rid, Actor(me))
+        finally:
+            await engine.close()

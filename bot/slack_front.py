@@ -126,17 +126,20 @@ class TokenBucket:
 
 
 def update_bucket() -> TokenBucket:
-    """AURORA_RESTORE_UPDATES_PER_MINUTE (default 50) and AURORA_RESTORE_UPDATES_BURST (20)."""
-    import os
-
-    rate = os.environ.get("AURORA_RESTORE_UPDATES_PER_MINUTE", "").strip()
-    burst = os.environ.get("AURORA_RESTORE_UPDATES_BURST", "").strip()
-    return TokenBucket(float(rate) if rate else 50.0, burst=int(burst) if burst else 20)
+    """The default pace of message updates: 50 a minute after a burst of 20 (the
+    settings' AURORA_RESTORE_UPDATES_PER_MINUTE and _BURST, handed in by bot.slack_app)."""
+    return TokenBucket(50.0, burst=20)
 
 
 class SlackFront:
     def __init__(
-        self, engine: Engine, client: AsyncWebClient, redis: Any, work: WorkLoop | None = None
+        self,
+        engine: Engine,
+        client: AsyncWebClient,
+        redis: Any,
+        work: WorkLoop | None = None,
+        *,
+        updates: TokenBucket | None = None,
     ) -> None:
         self.work = work
         self.engine = engine
@@ -146,7 +149,7 @@ class SlackFront:
         self._pending: dict[str, concurrent.futures.Future[None]] = {}
         self._last: dict[str, float] = {}
         self.tasks: set[concurrent.futures.Future[Any]] = set()
-        self.updates = update_bucket()
+        self.updates = updates or update_bucket()
         self.store_down = False  # logged once per outage, not once per click
         engine.listener = self.on_event
 

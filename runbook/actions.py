@@ -22,6 +22,7 @@ from typing import Any
 from runbook import commands as cmd, envfile, snapshot
 from runbook.backups import backup_time, is_backup
 from runbook.clusters import Cluster, Scheduler, parse_duration
+from runbook.errors import reason_of
 from runbook.hostlog import log_read_command
 from runbook.listing import ListingError, listing_ids, parse_listing, summarize
 from runbook.plan import Plan, PlannedRemote, read_command
@@ -399,9 +400,8 @@ async def _read_all(ctx: StepContext, field_: str) -> dict[str, bytes | str]:
         try:
             return await ctx.remote.read_file(h, path)
         except Exception as exc:  # one clear line per host
-            # bot.ssh.SshError already names host and path: keep only its reason.
-            why = getattr(exc, "reason", None) or str(exc)
-            return f"cannot read {path}: {why}"
+            # A RemoteError already names host and path: keep only its reason.
+            return f"cannot read {path}: {reason_of(exc)}"
 
     hosts = ctx.hosts
     return dict(zip(hosts, await asyncio.gather(*(one(h) for h in hosts)), strict=True))
@@ -1290,7 +1290,7 @@ async def check_files_as_planned(ctx: StepContext) -> Outcome:
             try:
                 data = await ctx.remote.read_file(host, path)
             except Exception as exc:
-                other.append(f"{host}:{path} unreadable ({getattr(exc, 'reason', exc)})")
+                other.append(f"{host}:{path} unreadable ({reason_of(exc)})")
                 continue
             digest = _sha(data)
             (

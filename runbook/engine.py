@@ -23,6 +23,10 @@ from typing import Any
 from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
+from runbook.errors import (
+    Refused as Refused,  # its home is the error tree
+    reason_of,
+)
 from runbook.listing import listing_ids
 from runbook.local_checks import local_problems
 from runbook.plan import Plan
@@ -44,21 +48,9 @@ DONE = ("succeeded", "skipped")
 OUTPUT_CAP = 64 * 1024
 
 
-def retention_from_env() -> int:
-    """AURORA_RESTORE_RETENTION (a duration like 90d, the default), in seconds."""
-    import os
-
-    from runbook.clusters import parse_duration
-
-    raw = os.environ.get("AURORA_RESTORE_RETENTION", "").strip() or "90d"
-    try:
-        return int(parse_duration(raw).total_seconds())
-    except ValueError:
-        raise ValueError(f"AURORA_RESTORE_RETENTION: {raw!r} is not a duration like 90d") from None
-
-
-class Refused(Exception):
-    """An operation that is not allowed now; nothing was changed. The message says why."""
+# How long a finished restore stays in Redis unless the composition root (bot.wiring,
+# from AURORA_RESTORE_RETENTION) says otherwise.
+DEFAULT_RETENTION_SECONDS = 90 * 86400
 
 
 @dataclass(frozen=True)
@@ -118,6 +110,14 @@ def _touches_schedulers(step: Step) -> bool:
     )
 
 
+async def _close_ports(pair: tuple[Remote, VarsProbe]) -> None:
+    remote, probe = pair
+    await remote.close()
+    close = getattr(probe, "close", None)
+    if close is not None:
+        await close()
+
+
 async def console_approvers(cluster: Cluster, actor: Actor) -> bool:
     return actor.id in cluster.approvers.console
 
@@ -137,7 +137,7 @@ class Engine:
     mesos: MesosTasks | None = None
     procedure: tuple[Step, ...] = ONLINE_PROCEDURE
     # Finished restores expire from Redis after this long (export works until then).
-    retention_seconds: int = field(default_factory=lambda: retention_from_env())
+    retention_seconds: int = DEFAULT_RETENTION_SECONDS
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     _reads: dict[str, list[dict[str, str]]] = field(default_factory=dict)
@@ -150,12 +150,17 @@ class Engine:
         return self._io[cluster.name]
 
     async def close(self) -> None:
-        for remote, probe in self._io.values():
-            await remote.close()
-            close = getattr(probe, "close", None)
-            if close is not None:
-                await close()
+        ports = list(self._io.values())
         self._io.clear()
+        for pair in ports:
+            await _close_ports(pair)
+
+    async def release(self, cluster_name: str) -> None:
+        """Close one cluster's ports (SSH, /vars, its ZooKeeper client): its restore
+        ended, and the next restore of the cluster opens them anew."""
+        pair = self._io.pop(cluster_name, None)
+        if pair is not None:
+            await _close_ports(pair)
 
     async def _notify(self, kind: str, **info: Any) -> None:
         if self.listener is None:
@@ -707,6 +712,8 @@ class Engine:
     ) -> None:
         """Record how an abort ended, free the cluster, and tell the fronts."""
         summary = redact(summary)[:3000]
+        # Taken before the cluster is freed: a restore started next gets ports of its own.
+        ports = self._io.pop((await self.record(rid)).meta["cluster"], None)
         await self.store.restore_event(
             rid,
             {"status": final},
@@ -717,6 +724,8 @@ class Engine:
         if kind != "held_stopped":  # a held restore still needs them for its revert
             await self.store.set_data(rid, originals=None)
         await self.store.expire(rid, self.retention_seconds)
+        if ports is not None:
+            await _close_ports(ports)
         await self._notify(final, rid=rid, actor=by.id, summary=summary, ok=ok, ending=kind)
 
     def _held_summary(self, rec: RestoreRecord, stopped: Outcome) -> str:
@@ -939,6 +948,8 @@ class Engine:
     async def _finish(self, rec: RestoreRecord) -> None:
         verified = rec.steps.get("cleanup.verify", {}).get("status") == "succeeded"
         final = "succeeded" if verified else "failed"
+        # Taken before the cluster is freed: a restore started next gets ports of its own.
+        ports = self._io.pop(rec.meta["cluster"], None)
         ok, _ = await self.store.restore_event(
             rec.rid,
             {"status": final, "current": ""},
@@ -949,6 +960,9 @@ class Engine:
         if ok:
             await self.store.set_data(rec.rid, originals=None)
             await self.store.expire(rec.rid, self.retention_seconds)
+        if ports is not None:
+            await _close_ports(ports)
+        if ok:
             await self._notify("finished", rid=rec.rid, status=final)
 
     async def _hold_and_run(
@@ -1081,8 +1095,32 @@ class Engine:
                 continue
             if not any(st.get("status") == "running" for st in rec.steps.values()):
                 continue
-            found += [(rid, sid) for sid, _ in await self.recover(rid)]
+            try:
+                found += [(rid, sid) for sid, _ in await self.recover(rid)]
+            except Exception as exc:
+                if not await self.store.reachable():
+                    raise  # the store is away, for every restore: sweep_forever says it once
+                # This restore only: the others are still swept.
+                log.warning("cannot recover restore %s: %s", rid, reason_of(exc))
         return found
+
+    async def resume(self) -> list[str]:
+        """After a restart: in every running restore, the steps whose worker died become
+        `interrupted` (their check run), and the restore goes on where it can. A restore
+        that cannot be picked up now is logged, one line with its id and why, and the
+        others go on. Returns the ids of the running restores (to refresh their views)."""
+        running = []
+        for rid in await self.store.restore_ids():
+            try:
+                rec = await self.store.load(rid)
+                if rec is None or rec.status != "running":
+                    continue
+                running.append(rid)
+                await self.recover(rid)
+                await self.advance(rid)
+            except Exception as exc:  # one line per restore that cannot be picked up now
+                log.warning("cannot resume restore %s: %s", rid, reason_of(exc))
+        return running
 
     async def sweep_forever(self, every: float | None = None) -> None:
         """`sweep` every half lease (at least each second), until cancelled.
@@ -1131,7 +1169,11 @@ class Engine:
                 try:
                     outcome = await check(await self._context(rec, self.step(sid), guarded=True))
                 except Exception as exc:
-                    outcome = Outcome(False, f"check could not run: {exc}")
+                    why = reason_of(exc)
+                    log.warning(
+                        "restore %s: the check of interrupted %s could not run: %s", rid, sid, why
+                    )
+                    outcome = Outcome(False, f"check could not run: {why}")
                 await self.store.set_data(
                     rid,
                     **{

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.errors import StoreScriptMissing, StoreUnavailable
 from runbook.ports import HostResult
 
 log = logging.getLogger(__name__)
@@ -253,10 +254,6 @@ def _no_script() -> type[Exception]:
     return NoScriptError
 
 
-class StoreUnavailable(Exception):
-    """The Redis server could not be reached within the outage wait."""
-
-
 @dataclass
 class Transition:
     ok: bool
@@ -327,15 +324,23 @@ class Store:
             return result
 
     async def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        sha = self._sha.get(script)
-        if sha is None:
-            sha = _s(await self.redis.script_load(script))
-            self._sha[script] = sha
-        try:
-            return await self.redis.evalsha(sha, len(keys), *keys, *args)
-        except _no_script():  # after a server restart: load it again
-            self._sha.pop(script, None)
-            return await self._eval(script, keys, args)
+        """EVALSHA of the script, loaded on first use. A server that lost it (restarted,
+        SCRIPT FLUSH) answers redis-py's NoScriptError: it is loaded again, once; a
+        second NOSCRIPT right after the reload is StoreScriptMissing, not a loop."""
+        for reload in (False, True):
+            sha = self._sha.get(script)
+            if sha is None:
+                sha = _s(await self.redis.script_load(script))
+                self._sha[script] = sha
+            try:
+                return await self.redis.evalsha(sha, len(keys), *keys, *args)
+            except _no_script():
+                self._sha.pop(script, None)
+                if reload:
+                    raise StoreScriptMissing(
+                        f"the store lost script {sha[:12]} again right after loading it"
+                    ) from None
+        raise AssertionError("unreachable")
 
     async def reachable(self, timeout: float = 1.0) -> bool:
         """A quick PING, for the click path and /healthz."""

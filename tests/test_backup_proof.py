@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
 from bot.mesos import running_tasks
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine
 from runbook.store import Store

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from bot.console import Console, connect
+from bot.console import Console
 from bot.leader import detector
+from bot.wiring import connect
 from runbook import envfile
 from runbook.actions import Timing
 from runbook.clusters import Cluster

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
@@ -175,7 +175,7 @@ async def test_fifty_concurrent_approvals_run_a_step_once(
 WORKER = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.clusters import load_clusters
 from runbook.engine import Actor, Engine

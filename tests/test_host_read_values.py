@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook import transcript
 from runbook.actions import Timing
 from runbook.backups import is_backup, parse_names

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine, Refused
 from runbook.store import Store

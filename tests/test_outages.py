@@ -26,8 +26,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bot.console import connect
 from bot.redis_server import EmbeddedRedis, ping, send_shutdown
+from bot.wiring import connect
 from runbook.engine import Engine
 from runbook.store import Store, restore_key
 from tests.conftest import ROOT, RunningSandbox, free_port, wait_for

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
 from bot.leader import detector
+from bot.wiring import connect
 from runbook.actions import Timing, active_task_count
 from runbook.engine import Engine
 from runbook.store import Store

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import Console, connect
+from bot.console import Console
+from bot.wiring import connect
 from runbook.actions import Recorder, Timing
 from runbook.clusters import Cluster
 from runbook.engine import Engine, Refused

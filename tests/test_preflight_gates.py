@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
 from bot.leader import detector
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine
 from runbook.store import Store

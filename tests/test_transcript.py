@@ -15,7 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bot.console import connect, run_console
+from bot.console import run_console
+from bot.wiring import connect
 from runbook import transcript
 from runbook.actions import Timing
 from runbook.engine import Actor, Engine

@@ -26,7 +26,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook import transcript
 from runbook.engine import Actor, Engine
 from runbook.store import Store, restore_key

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Actor, Engine, Refused
 from runbook.store import Store
