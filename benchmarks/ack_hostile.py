@@ -36,10 +36,16 @@ import redis.asyncio as aioredis  # noqa: E402
 
 from benchmarks.ack_latency import SECRET, clicks, pct, spawn  # noqa: E402
 from bot.redis_server import EmbeddedRedis  # noqa: E402
+from runbook.procedure import ONLINE, Risk, Role  # noqa: E402
 from runbook.store import Store  # noqa: E402
 from tests.conftest import RunningSandbox, free_port  # noqa: E402
 from tests.slack_double import block_actions_body, slash_command_body  # noqa: E402
 from tests.test_redact import HOSTILE  # noqa: E402
+
+# The first step a person approves (the first changing step with no condition), and
+# the preflight: by what they are, not by id.
+FIRST_APPROVAL = next(s.id for s in ONLINE if s.risk is Risk.MUTATING and s.condition is None)
+PREFLIGHT = ONLINE.by_role(Role.PREFLIGHT)[0].id
 
 RESTORES = int(os.environ.get("RESTORES", "20"))
 CLICKS = 200
@@ -117,7 +123,7 @@ async def main() -> None:
                     block_actions_body(
                         user_id="U0MALLORY",
                         action_id="approve",
-                        value=json.dumps({"rid": rids[i % len(rids)], "sid": "prep.stop"}),
+                        value=json.dumps({"rid": rids[i % len(rids)], "sid": FIRST_APPROVAL}),
                         channel_id="C0000",
                         message_ts="1700000000.000200",
                         thread_ts="1700000000.000100",
@@ -131,7 +137,7 @@ async def main() -> None:
                         done = 0
                         for rid in rids:
                             rec = await st.load(rid)
-                            if rec and rec.steps["prep.preflight"]["status"] not in (
+                            if rec and rec.steps[PREFLIGHT]["status"] not in (
                                 "pending",
                                 "running",
                                 "awaiting",
@@ -146,7 +152,7 @@ async def main() -> None:
             statuses = []
             for rid in rids:
                 rec = await st.load(rid)
-                statuses.append(rec.steps["prep.preflight"]["status"] if rec else "?")
+                statuses.append(rec.steps[PREFLIGHT]["status"] if rec else "?")
             await r.aclose()
             print(
                 f"{RESTORES} restores, each preflight with 1 MB of {TEXT!r} on one host's "

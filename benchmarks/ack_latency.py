@@ -32,9 +32,14 @@ import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from bot.redis_server import EmbeddedRedis  # noqa: E402
+from runbook.procedure import ONLINE, Risk  # noqa: E402
 from runbook.store import Store  # noqa: E402
 from tests.conftest import RunningSandbox, free_port  # noqa: E402
 from tests.slack_double import block_actions_body, sign, slash_command_body  # noqa: E402
+
+# The first step a person approves (the first changing step with no condition), and
+# not by id.
+FIRST_APPROVAL = next(s.id for s in ONLINE if s.risk is Risk.MUTATING and s.condition is None)
 
 SECRET = "benchmark-signing-secret"
 RESTORES = 20
@@ -135,7 +140,7 @@ async def main() -> None:
                     out = []
                     for rid in await st.restore_ids():
                         rec = await st.load(rid)
-                        if rec and rec.steps["prep.stop"]["status"] == "awaiting":
+                        if rec and rec.steps[FIRST_APPROVAL]["status"] == "awaiting":
                             out.append(rid)
                     return out
 
@@ -155,7 +160,7 @@ async def main() -> None:
                 for i in range(CLICKS):
                     rid = rids[i % len(rids)]
                     user = "U0ALICE" if i < min(APPROVALS, len(rids)) else "U0MALLORY"
-                    value = json.dumps({"rid": rid, "sid": "prep.stop"})
+                    value = json.dumps({"rid": rid, "sid": FIRST_APPROVAL})
                     bodies.append(
                         block_actions_body(
                             user_id=user,

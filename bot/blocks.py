@@ -25,7 +25,7 @@ from runbook import actions, approvals
 from runbook.clusters import Cluster
 from runbook.engine import backup_choice_open
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, Targets
+from runbook.procedure import ONLINE, Risk, Step, Targets
 from runbook.redact import redact
 from runbook.store import RestoreRecord
 
@@ -79,7 +79,7 @@ VERB_EMOJI = {
 }
 USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,40}$")
 _PARTIAL_ENTITY_RE = re.compile(r"&[a-z]{0,3}$")
-_STEPS = {s.id: s for s in ONLINE_PROCEDURE}
+_STEPS = {s.id: s for s in ONLINE}
 
 
 # ---------------------------------------------------------------- text helpers
@@ -668,7 +668,7 @@ def _action_blocks(
                 confirm=_destructive_confirm(step, cluster, "Retry"),
             )
         )
-        # Done only where the step's check says it finished (runbook.actions.CHECK).
+        # Done only where the step's check says it finished (Step.verify).
         if state.get("appears_finished"):
             btns.append(
                 button(
@@ -782,7 +782,7 @@ def render_step(
                 needs_file = True
 
     actions_blocks = _action_blocks(rec, cluster, step, status, state)
-    if sid == "prep.preflight" and backup_choice_open(rec):
+    if sid == "prep.preflight" and backup_choice_open(rec, ONLINE):
         picker = backup_picker(rec)
         if picker is not None:
             actions_blocks.insert(0, picker)

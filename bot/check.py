@@ -28,6 +28,7 @@ async def check_cluster(
     bot.console.connect's; detect, sources and mesos to bot.leader's and bot.mesos's."""
     from bot import leader, mesos as mesos_port
     from bot.console import connect
+    from runbook.procedure import ONLINE
 
     if remote is None or probe is None:
         r, p = connect(cluster)
@@ -36,6 +37,7 @@ async def check_cluster(
         cluster,
         remote,
         probe,
+        procedure=ONLINE,
         detect=detect or leader.detector,
         sources=sources or leader.check_sources,
         mesos=mesos or mesos_port.running_tasks,

@@ -28,7 +28,7 @@ from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
 from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
-from runbook.procedure import Risk, Step
+from runbook.procedure import PROCEDURES, Procedure, Risk, Step
 from runbook.redact import redact
 from runbook.store import Store
 from runbook.transcript_html import to_html
@@ -150,6 +150,8 @@ class Console:
         self.ask = ask
         self.commands = commands or Commands()
         self.plan: list[str] = []
+        # The procedure of the restore walked (set when its record is read).
+        self.procedure = next(iter(engine.procedures.values()))
         self.started: dict[str, float] = {}
         engine.listener = self.on_event
 
@@ -181,7 +183,7 @@ class Console:
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"
-        if not r.ok and self.engine.step(sid).fills_log:
+        if not r.ok and self.procedure.step(sid).fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
         command = shorten(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
@@ -274,6 +276,7 @@ class Console:
         while True:
             rec = await engine.record(rid)
             self.plan = list(rec.meta.get("plan") or [])
+            self.procedure = engine.procedure_of(rec)
             if rec.status != "running":
                 self.say(RULE)
                 self.say(f"restore {rid}: {rec.status}")
@@ -289,7 +292,7 @@ class Console:
             if sid is None:
                 await engine.advance(rid)
                 continue
-            step = engine.step(sid)
+            step = engine.step(sid, rec)
             state = rec.steps[sid]["status"]
             try:
                 if state == "awaiting":
@@ -485,10 +488,12 @@ class Console:
             self.say(f"refused: {exc}")
 
 
-async def write_transcripts(store: Store, rid: str, out_dir: Path) -> dict[str, Any]:
+async def write_transcripts(
+    store: Store, rid: str, out_dir: Path, procedure: Procedure
+) -> dict[str, Any]:
     rec = await store.load(rid)
     assert rec is not None
-    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid), procedure)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "transcript.json").write_text(transcript.to_json(doc))
     (out_dir / "transcript.md").write_text(transcript.to_markdown(doc))
@@ -517,13 +522,14 @@ async def run_console(
         detect=detector,
         sources=check_sources,
         mesos=running_tasks,
+        procedures=PROCEDURES,
     )
     try:
         console = Console(engine, cluster, me=me, yes=yes, commands=commands)
         rid = await console.run(backup)
         rec = await engine.record(rid)
         if out_dir is not None:
-            await write_transcripts(store, rid, out_dir)
+            await write_transcripts(store, rid, out_dir, engine.procedure_of(rec))
             console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
         return rid, rec.status
     finally:
@@ -535,7 +541,12 @@ async def run_put_back(cluster: Cluster, redis_url: str, rid: str, *, me: str) -
     """`aurora-restore put-back`: the way back after an abort that followed the wipe."""
     client = aioredis.Redis.from_url(redis_url)
     engine = Engine(
-        Store(client), {cluster.name: cluster}, connect, detect=detector, sources=check_sources
+        Store(client),
+        {cluster.name: cluster},
+        connect,
+        detect=detector,
+        sources=check_sources,
+        procedures=PROCEDURES,
     )
     try:
         Console(engine, cluster, me=me)

@@ -58,6 +58,7 @@ from bot.slack_front import Approvers, SlackFront
 from bot.worker import WorkLoop
 from handlers import actions, commands, shapes
 from runbook.engine import Connect, Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ def build(
         detect=detector,
         sources=check_sources,
         mesos=running_tasks,
+        procedures=PROCEDURES,
     )
     if worker:
         engine.worker = worker

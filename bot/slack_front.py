@@ -317,7 +317,9 @@ class SlackFront:
             return False
         rec = await self.engine.record(rid)
         store = self.engine.store
-        doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+        doc = transcript.build(
+            rec, await store.events(rid), await store.outputs(rid), self.engine.procedure_of(rec)
+        )
         for ext, content in (
             ("md", transcript.to_markdown(doc)),
             ("json", transcript.to_json(doc)),
@@ -405,7 +407,9 @@ class SlackFront:
                 rec.data.get("review") if sid == "restore.review" else None,
                 rec.data.get("leader"),
                 rec.data.get("backup"),
-                backup_choice_open(rec) if sid == "prep.preflight" else None,
+                backup_choice_open(rec, self.engine.procedure_of(rec))
+                if sid == "prep.preflight"
+                else None,
             ]
             if ts_raw is not None and not await self._changed(rid, f"input:{sid}", made_of):
                 continue
@@ -440,7 +444,7 @@ class SlackFront:
                         "Role\tJob\tShard\tStatus\tTask ID\n" + listing + "\n",
                         "The staged recovery's tasks (the whole listing)",
                     )
-            step = self.engine.step(sid)
+            step = self.engine.step(sid, rec)
             kills = rec.data.get("kills") or {}
             if step.fills_log and status == "awaiting" and kills.get("known"):
                 # What approving it kills, whole: the card says how many.

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,8 @@ from runbook.ports import (
     SourcesCheck,
     VarsProbe,
 )
-from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import redact, redact_capped
+from runbook.step import Procedure, Risk, Role, Step
 from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, output_digest
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,18 @@ MayApprove = Callable[[Cluster, Actor], Awaitable[bool]]
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
-def backup_choice_open(rec: RestoreRecord) -> bool:
+def backup_choice_open(rec: RestoreRecord, procedure: Procedure) -> bool:
     """The backup may change while nothing has: preflight done, nothing past it approved."""
-    if rec.status != "running" or rec.steps.get("prep.preflight", {}).get("status") != "succeeded":
+    pre = procedure.first(Role.PREFLIGHT)
+    if (
+        pre is None
+        or rec.status != "running"
+        or rec.steps.get(pre.id, {}).get("status") != "succeeded"
+    ):
         return False
-    early = ("prep.preflight", "prep.ack_backup")
+    early = {
+        s.id for s in (*procedure.by_role(Role.PREFLIGHT), *procedure.by_role(Role.ACK_BACKUP))
+    }
     return all(
         st.get("status") in ("pending", "awaiting")
         for sid, st in rec.steps.items()
@@ -91,7 +98,7 @@ def backup_choice_open(rec: RestoreRecord) -> bool:
 RAN = ("running", "succeeded", "failed", "interrupted")
 
 
-def log_window_open(procedure: tuple[Step, ...], rec: RestoreRecord) -> bool:
+def log_window_open(procedure: Procedure, rec: RestoreRecord) -> bool:
     """From the first run of a step that empties the replicated log (log.wipe) until a step
     that fills it from the backup (restore.commit) has succeeded, no path may start a
     scheduler with its normal flags: on an empty log it would register, reconcile and
@@ -135,7 +142,11 @@ class Engine:
     detect: LeaderDetector | None = None
     sources: SourcesCheck | None = None
     mesos: MesosTasks | None = None
-    procedure: tuple[Step, ...] = ONLINE_PROCEDURE
+    # How each restore is done, by name (runbook.procedure.PROCEDURES, given by the
+    # composition root); a restore keeps its procedure's name from its start.
+    procedures: Mapping[str, Procedure] = field(kw_only=True)
+    # Which procedure a new restore of a cluster follows, and why (default: "online").
+    choose: Callable[[Cluster], Awaitable[tuple[str, str]]] | None = None
     # Finished restores expire from Redis after this long (export works until then).
     retention_seconds: int = field(default_factory=lambda: retention_from_env())
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
@@ -176,11 +187,29 @@ class Engine:
     def cluster_of(self, rec: RestoreRecord) -> Cluster:
         return self.clusters[rec.meta["cluster"]]
 
-    def step(self, sid: str) -> Step:
+    def procedure_of(self, rec: RestoreRecord) -> Procedure:
+        """The procedure a restore follows (a record from before names none: online)."""
+        name = str(rec.meta.get("procedure") or "online")
         try:
-            return get_step(sid, self.procedure)
+            return self.procedures[name]
+        except KeyError:
+            raise Refused(
+                f"restore {rec.rid} follows procedure {name!r}, which this bot does not know"
+            ) from None
+
+    def step(self, sid: str, rec: RestoreRecord) -> Step:
+        """Step `sid` of the procedure `rec` follows."""
+        try:
+            return self.procedure_of(rec).step(sid)
         except KeyError:
             raise Refused(f"unknown step {sid!r}") from None
+
+    async def _choose(self, cluster: Cluster) -> tuple[Procedure, str]:
+        name, why = await self.choose(cluster) if self.choose is not None else ("online", "")
+        if name not in self.procedures:
+            known = ", ".join(sorted(self.procedures)) or "none"
+            raise Refused(f"{cluster.name}: no procedure {name!r} (known: {known})")
+        return self.procedures[name], why
 
     # ------------------------------------------------------------ operations
 
@@ -201,8 +230,9 @@ class Engine:
             raise Refused(
                 f"{by.label} is not an approver for {cluster.name}: only an approver may start a restore"
             )
+        procedure, why = await self._choose(cluster)
         rid = uuid.uuid4().hex[:12]
-        steps = {s.id: {"status": "pending", "attempt": 0} for s in self.procedure}
+        steps = {s.id: {"status": "pending", "attempt": 0} for s in procedure}
         meta = {
             "id": rid,
             "cluster": cluster.name,
@@ -210,15 +240,22 @@ class Engine:
             "requested_backup": backup,
             "started_by": by.id,
             "started_by_name": by.label,
-            "plan": [s.id for s in self.procedure],
-            "procedure": "online",
+            "plan": procedure.ids(),
+            "procedure": procedure.name,
+            "procedure_why": why,
         }
         ok, holder = await self.store.create(
             rid,
             cluster.name,
             meta,
             steps,
-            {"type": "restore_started", "actor": by.id, "cluster": cluster.name, "backup": backup},
+            {
+                "type": "restore_started",
+                "actor": by.id,
+                "cluster": cluster.name,
+                "backup": backup,
+                "procedure": procedure.name,
+            },
         )
         if not ok:
             raise Refused(f"cluster {cluster.name} already has a restore running: {holder}")
@@ -322,7 +359,7 @@ class Engine:
     async def approve(self, rid: str, sid: str, by: Actor, seen: str | None = None) -> Outcome:
         """Run a waiting step for `by`. `seen` is the plan digest on the card approved."""
         rec = await self.record(rid)
-        step = self.step(sid)
+        step = self.step(sid, rec)
         cluster = self.cluster_of(rec)
         self._require_running(rec)
         state = rec.steps.get(sid, {})
@@ -391,7 +428,7 @@ class Engine:
     async def _precondition(self, rec: RestoreRecord, step: Step, by: Actor, status: str) -> None:
         """Refuse to run a step whose precondition fails, saying why. A step that can go
         back (`rewind_to`) fails instead, so that its card offers the way back."""
-        if step.needs_real_log and log_window_open(self.procedure, rec):
+        if step.needs_real_log and log_window_open(self.procedure_of(rec), rec):
             window = (
                 "the replicated log was wiped and the backup is not committed: starting the "
                 "schedulers with their normal flags now would kill every running task"
@@ -404,11 +441,9 @@ class Engine:
                 {"type": "refused", "actor": by.id, "reason": window},
             )
             raise Refused(f"{step.id} cannot run now: {window}")
-        if not step.precondition:
+        if step.precondition is None:
             return
-        why = await actions.PRECONDITION[step.precondition](
-            await self._context(rec, step, guarded=True)
-        )
+        why = await step.precondition(await self._context(rec, step, guarded=True))
         if not why:
             return
         if step.rewind_to and status == "awaiting":
@@ -435,7 +470,7 @@ class Engine:
     async def rewind(self, rid: str, sid: str, by: Actor) -> str:
         """Go back from a failed step to its `rewind_to`: every step from there runs again."""
         rec = await self.record(rid)
-        step = self.step(sid)
+        step = self.step(sid, rec)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         target = step.rewind_to
@@ -481,14 +516,15 @@ class Engine:
             raise Refused(str(exc)) from None
         if backup not in (rec.data.get("backups") or {}):
             raise Refused(f"{backup} is not on any scheduler")
-        if not backup_choice_open(rec):
+        procedure = self.procedure_of(rec)
+        if not backup_choice_open(rec, procedure):
             raise Refused("the backup can be changed only until prep.stop is approved")
         if backup == rec.data.get("backup"):
             raise Refused(f"{backup} is already the chosen backup")
         # The new backup is proven as preflight proved the first (decoded, forecast)
         # before anything about the choice changes.
         holders = sorted(rec.data["backups"][backup])
-        ctx = await self._context(rec, self.step(rec.meta["plan"][0]))
+        ctx = await self._context(rec, self.step(rec.meta["plan"][0], rec))
         ctx.facts["backup"] = backup
         proven, unusable = await preflight.prove_backup(ctx, backup, holders)
         if unusable is not None:
@@ -507,27 +543,30 @@ class Engine:
                 raise Refused(f"{sid} was approved meanwhile: the backup stays")
         taken_at = proven["backup_info"]["taken_at"]
         await self.store.set_data(rid, **actions.backup_facts(backup, cluster, taken_at), **proven)
-        # prep.ack_backup is decided again, for the new backup's age.
-        plan = [
-            s.id for s in self.procedure if s.id in rec.meta["plan"] or s.id == "prep.ack_backup"
-        ]
+        # The acknowledgement of the backup's age is decided again, for the new backup.
+        acks = {s.id for s in procedure.by_role(Role.ACK_BACKUP)}
+        plan = [s.id for s in procedure if s.id in rec.meta["plan"] or s.id in acks]
         if plan != rec.meta["plan"]:
             await self.store.set_meta(rid, {**rec.meta, "plan": plan})
-        await self.store.transition(
-            rid,
-            "prep.ack_backup",
-            ("skipped", "succeeded", "awaiting"),
-            {"status": "pending", "reason": "", "approved_by": None},
-            {"type": "reset", "actor": by.id, "reason": f"backup changed to {backup}"},
-        )
+        for ack in sorted(acks):
+            await self.store.transition(
+                rid,
+                ack,
+                ("skipped", "succeeded", "awaiting"),
+                {"status": "pending", "reason": "", "approved_by": None},
+                {"type": "reset", "actor": by.id, "reason": f"backup changed to {backup}"},
+            )
         await self._notify("backup_chosen", rid=rid, actor=by.id, reason=event["reason"])
         await self.advance(rid)
 
     async def delete_tasks(self, rid: str, ids: list[str], by: Actor) -> Outcome:
         """scheduler_delete_recovery_tasks on the leader while restore.review waits, then
         a re-print; the step waits again, with the new listing, for its approval."""
-        sid = "restore.review"
         rec = await self.record(rid)
+        review = self.procedure_of(rec).first(Role.REVIEW)
+        if review is None:
+            raise Refused("this restore's procedure has no review of staged tasks")
+        sid = review.id
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         known = set(listing_ids((rec.data.get("review") or {}).get("listing", "")))
@@ -573,7 +612,7 @@ class Engine:
 
     async def skip(self, rid: str, sid: str, by: Actor, reason: str) -> None:
         rec = await self.record(rid)
-        step = self.step(sid)
+        step = self.step(sid, rec)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         if not step.skippable:
@@ -596,15 +635,15 @@ class Engine:
 
     async def retry(self, rid: str, sid: str, by: Actor) -> Outcome:
         rec = await self.record(rid)
-        self.step(sid)
+        step = self.step(sid, rec)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        self._two_person(rec, self.step(sid), by, "retrying")
+        self._two_person(rec, step, by, "retrying")
         state = rec.steps.get(sid, {})
         if state.get("status") in ("failed", "interrupted"):
-            await self._precondition(rec, self.step(sid), by, str(state["status"]))
-            if self.step(sid).risk is not Risk.READ_ONLY:
-                await self._bind_plan(rec, self.step(sid), by, str(state["status"]), None)
+            await self._precondition(rec, step, by, str(state["status"]))
+            if step.risk is not Risk.READ_ONLY:
+                await self._bind_plan(rec, step, by, str(state["status"]), None)
         won = await self.store.transition(
             rid,
             sid,
@@ -628,7 +667,7 @@ class Engine:
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        self._two_person(rec, self.step(sid), by, "marking done")
+        self._two_person(rec, self.step(sid, rec), by, "marking done")
         if rec.steps.get(sid, {}).get("status") == "interrupted" and not rec.steps[sid].get(
             "appears_finished"
         ):
@@ -682,7 +721,7 @@ class Engine:
                     {"type": "failed", "actor": by.id, "reason": "aborted"},
                 )
         rec = await self.record(rid)
-        if log_window_open(self.procedure, rec):
+        if log_window_open(self.procedure_of(rec), rec):
             outcome = await self._hold_stopped(rec)
             await self.store.set_data(rid, held_after_wipe=True)
             await self._end(rid, "aborted", "held_stopped", by, outcome.summary, ok=outcome.ok)
@@ -761,15 +800,16 @@ class Engine:
 
     async def _hold_stopped(self, rec: RestoreRecord) -> Outcome:
         """Stop every scheduler and keep the files as they are (disabled)."""
-        ctx = await self._context(rec, self.step(self._step_with("empties_log")))
+        ctx = await self._context(rec, self._step_with(rec, "empties_log"))
         try:
             stopped = await actions.stop(ctx)
         except Exception as exc:
             stopped = Outcome(False, f"{type(exc).__name__}: {exc}")
         return Outcome(stopped.ok, self._held_summary(rec, stopped))
 
-    def _step_with(self, flag: str) -> str:
-        return next(s.id for s in self.procedure if getattr(s, flag))
+    def _step_with(self, rec: RestoreRecord, flag: str) -> Step:
+        """The first step of the restore's procedure with `flag` set (empties_log, ...)."""
+        return next(s for s in self.procedure_of(rec) if getattr(s, flag))
 
     async def put_back_log(self, rid: str, by: Actor) -> str:
         """After an abort that left the schedulers stopped on a wiped log: put the archived
@@ -802,7 +842,7 @@ class Engine:
         if not ok:
             raise Refused(f"the restore is {status}: the old log is already being put back, or was")
         await self._notify("putting_back", rid=rid, actor=by.id)
-        ctx = await self._context(rec, self.step(self._step_with("empties_log")))
+        ctx = await self._context(rec, self._step_with(rec, "empties_log"))
         try:
             outcome = await actions.put_back_log(ctx, archives)
             if outcome.ok:
@@ -834,17 +874,17 @@ class Engine:
         return final
 
     async def _revert(self, rec: RestoreRecord, restart_always: bool = False) -> Outcome:
-        """cleanup.revert's semantics: every file back, and the schedulers restarted with
+        """The revert step's semantics: every file back, and the schedulers restarted with
         their normal flags when the restore stopped or started them. Never in the window
         between the wipe and the commit (log_window_open)."""
-        if log_window_open(self.procedure, rec) and not restart_always:
+        if log_window_open(self.procedure_of(rec), rec) and not restart_always:
             return Outcome(False, "the log was wiped and nothing committed: not reverting")
-        ctx = await self._context(rec, self.step(self._step_with("needs_real_log")))
+        ctx = await self._context(rec, self._step_with(rec, "needs_real_log"))
         out = await actions.revert(ctx)
         if not out.ok:
             return Outcome(False, f"files not reverted: {out.summary}; nothing was started")
         touched = restart_always or any(
-            int(st.get("attempt", 0) or 0) > 0 and _touches_schedulers(self.step(sid))
+            int(st.get("attempt", 0) or 0) > 0 and _touches_schedulers(self.step(sid, rec))
             for sid, st in rec.steps.items()
             if st.get("status") != "skipped"
         )
@@ -884,11 +924,11 @@ class Engine:
             if nxt is None:
                 await self._finish(rec)
                 return
-            step = self.step(nxt)
+            step = self.step(nxt, rec)
             status = rec.steps[nxt]["status"]
             if status != "pending":
                 return  # waiting for a person, or running elsewhere
-            if step.condition and not actions.condition_holds(step.condition, rec.data):
+            if step.condition is not None and not step.condition(rec.data):
                 plan = [s for s in rec.meta["plan"] if s != nxt]
                 await self.store.set_meta(rid, {**rec.meta, "plan": plan})
                 await self.store.transition(
@@ -918,14 +958,13 @@ class Engine:
             await self.store.set_data(rid, **{f"plan:{nxt}": rendered})
             rec.data[f"plan:{nxt}"] = rendered
             preview: dict[str, Any] = {}
-            if nxt in actions.PREVIEW:
+            if step.preview is not None:
                 try:
                     ctx = await self._context(rec, step, guarded=True)
-                    preview = await actions.PREVIEW[nxt](ctx)
+                    preview = await step.preview(ctx)
                 except Exception as exc:  # the card says what could not be gathered
                     preview = {"error": str(exc)}
-                key = "review" if nxt == "restore.review" else f"preview:{nxt}"
-                await self.store.set_data(rid, **{key: preview})
+                await self.store.set_data(rid, **{step.preview_key(): preview})
             res = await self.store.transition(
                 rid,
                 nxt,
@@ -943,7 +982,10 @@ class Engine:
             return
 
     async def _finish(self, rec: RestoreRecord) -> None:
-        verified = rec.steps.get("cleanup.verify", {}).get("status") == "succeeded"
+        verify = self.procedure_of(rec).by_role(Role.VERIFY)
+        verified = bool(verify) and all(
+            rec.steps.get(s.id, {}).get("status") == "succeeded" for s in verify
+        )
         final = "succeeded" if verified else "failed"
         ok, _ = await self.store.restore_event(
             rec.rid,
@@ -971,7 +1013,7 @@ class Engine:
         async def on_result(r: HostResult) -> None:
             await self._host_result(rec.rid, sid, attempt, r)
 
-        ctx = await self._context(rec, self.step(sid), on_result, guarded=guarded)
+        ctx = await self._context(rec, self.step(sid, rec), on_result, guarded=guarded)
         await self._notify("running", rid=rec.rid, step=sid)
         renew = asyncio.create_task(self._renew(rec.rid, sid))
         task = asyncio.ensure_future(run(ctx))
@@ -994,7 +1036,8 @@ class Engine:
     async def _execute(self, rid: str, sid: str) -> Outcome:
         """Run a step this worker holds the lease of, and record how it ended."""
         rec = await self.record(rid)
-        outcome, summary, commands_sent = await self._hold_and_run(rec, sid, actions.RUN[sid])
+        step = self.step(sid, rec)
+        outcome, summary, commands_sent = await self._hold_and_run(rec, sid, step.run)
         res = await self.store.transition(
             rid,
             sid,
@@ -1021,7 +1064,7 @@ class Engine:
                 res.step.get("status"),
             )
         await self._notify("finished_step", rid=rid, step=sid, ok=outcome.ok, summary=summary)
-        if not outcome.ok and self.step(sid).fail_ends_restore and res.ok:
+        if not outcome.ok and step.fail_ends_restore and res.ok:
             # Nothing has changed yet: the restore ends and the cluster is free again; a
             # new start reads the cluster file afresh.
             ended, _ = await self.store.restore_event(
@@ -1131,11 +1174,13 @@ class Engine:
             )
             if not res.ok:
                 continue
-            check = actions.CHECK.get(sid)
+            check = self.step(sid, rec).verify
             outcome = None
             if check is not None:
                 try:
-                    outcome = await check(await self._context(rec, self.step(sid), guarded=True))
+                    outcome = await check(
+                        await self._context(rec, self.step(sid, rec), guarded=True)
+                    )
                 except Exception as exc:
                     outcome = Outcome(False, f"check could not run: {exc}")
                 await self.store.set_data(

@@ -18,12 +18,12 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.procedure import ONLINE_PROCEDURE, get_step
+from runbook.step import Procedure, Role
 from runbook.store import RestoreRecord, output_digest, restore_key
 
 SCHEMA = "aurora-restore/transcript/2"
@@ -338,11 +338,15 @@ def _latest_hosts(
 
 
 def build(
-    rec: RestoreRecord, events: list[dict[str, Any]], outputs: dict[str, dict[str, Any]]
+    rec: RestoreRecord,
+    events: list[dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    procedure: Procedure,
 ) -> dict[str, Any]:
+    """The transcript of `rec`, which follows `procedure` (the engine's procedure_of)."""
     rec_log = record(events)
     steps = []
-    for step in ONLINE_PROCEDURE:
+    for step in procedure:
         st = rec.steps.get(step.id, {})
         in_plan = step.id in rec.meta["plan"]
         if not in_plan and st.get("reason") == "not needed":
@@ -377,6 +381,7 @@ def build(
         "schema": SCHEMA,
         "chain": "sha256",
         "restore": rec.rid,
+        "procedure": procedure.name,
         "cluster": rec.meta["cluster"],
         "backup": data.get("backup"),
         "backup_age_seconds": data.get("backup_age"),
@@ -390,7 +395,7 @@ def build(
         "preflight_leader_table": data.get("preflight_table"),
         "failover_leader_table": data.get("failover_table"),
         "review": {k: v for k, v in (data.get("review") or {}).items() if k != "listing"} or None,
-        "backup_age_acknowledged_by": _acknowledged_by(events),
+        "backup_age_acknowledged_by": _acknowledged_by(events, procedure),
         "kills": kills_of(data),
         "abort": abort_of(events),
         "chain_digest": events[-1]["hash"] if events else None,
@@ -406,13 +411,11 @@ def _actors(evs: list[dict[str, Any]]) -> list[str]:
     return sorted({e["actor"] for e in evs if e.get("actor") and e["actor"] != "bot"})
 
 
-def _acknowledged_by(events: list[dict[str, Any]]) -> Any:
+def _acknowledged_by(events: list[dict[str, Any]], procedure: Procedure) -> Any:
+    """Who approved the acknowledgement of the backup's age (Role.ACK_BACKUP)."""
+    acks = {s.id for s in procedure.by_role(Role.ACK_BACKUP)}
     return next(
-        (
-            e.get("actor")
-            for e in events
-            if e.get("step") == "prep.ack_backup" and e["type"] == "approved"
-        ),
+        (e.get("actor") for e in events if e.get("step") in acks and e["type"] == "approved"),
         None,
     )
 
@@ -548,7 +551,7 @@ def _step_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         f"## {s['id']} — {s['title']}",
         "",
-        f"{s['status']} · {s['risk']} · check: {s.get('check') or get_step(s['id']).check}",
+        f"{s['status']} · {s['risk']} · check: {s.get('check') or '-'}",
     ]
     if s["status"] == "awaiting" and s.get("awaiting_at") and not s.get("started_at"):
         lines.append(f"waiting for approval since {clock(s['awaiting_at'])}")
@@ -664,17 +667,20 @@ _REVIEWED = re.compile(r"^listing of (\d+) tasks reviewed")
 _LEADER = re.compile(r"^leader(?: again)?: (\S+)")
 
 
-def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+def facts_from_log(bodies: list[dict[str, Any]], procedure: Procedure) -> dict[str, Any]:
     """The header facts the log states, replayed in order: the backup (requested at the
     start, found by preflight, chosen later), its age to the tenth of an hour, the
     leader (found, then after the failover), the reviewed task count (cleared by going
     back). A fact the log never states is absent."""
+    preflight = {s.id for s in procedure.by_role(Role.PREFLIGHT)}
+    leader = {s.id for s in procedure.by_role(Role.LEADER)}
+    review = {s.id for s in procedure.by_role(Role.REVIEW)}
     facts: dict[str, Any] = {}
     for b in bodies:
         t, sid, summary = b.get("type"), b.get("step"), str(b.get("summary") or "")
         if t == "restore_started" and b.get("backup"):
             facts["backup"] = b["backup"]
-        elif t == "succeeded" and sid == "prep.preflight":
+        elif t == "succeeded" and sid in preflight:
             m = _BACKUP_IN_SUMMARY.search(summary)
             if m:
                 facts["backup"] = None if m.group(1) == "-" else m.group(1)
@@ -682,11 +688,11 @@ def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
         elif t == "backup_chosen":
             facts["backup"] = b.get("backup")
             facts.pop("backup_age_hours", None)  # the new age is not in the log
-        elif t == "succeeded" and sid in ("restore.leader", "restore.failover"):
+        elif t == "succeeded" and sid in leader:
             m = _LEADER.match(summary)
             if m:
                 facts["leader"] = m.group(1)
-        elif t == "succeeded" and sid == "restore.review":
+        elif t == "succeeded" and sid in review:
             m = _REVIEWED.match(summary)
             if m:
                 facts["reviewed_tasks"] = int(m.group(1))
@@ -700,11 +706,15 @@ def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 NOT_IN_LOG = ("backup_age_seconds", "leader_table", "preflight_leader_table", "review", "kills")
 
 
-def _header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> dict[str, Any]:
+def _header(
+    doc: dict[str, Any], bodies: list[dict[str, Any]], procedure: Procedure
+) -> dict[str, Any]:
     """Header fields as the log alone has them (absent: the log does not say)."""
     first = bodies[0] if bodies else {}
     out: dict[str, Any] = {}
     if first.get("type") == "restore_started":
+        if first.get("procedure"):
+            out["procedure"] = first["procedure"]
         out["cluster"] = first.get("cluster")
         out["started_by"] = first.get("actor")
         out["started_at"] = _ts(first.get("at"))
@@ -714,11 +724,13 @@ def _header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> dict[str, Any]
     )
     if outcome is not None:
         out["outcome"] = outcome
-    facts = facts_from_log(bodies)
+    facts = facts_from_log(bodies, procedure)
     for key in ("backup", "leader", "reviewed_tasks"):
         if key in facts:
             out[key] = facts[key]
-    out["backup_age_acknowledged_by"] = _acknowledged_by([{"type": "", **b} for b in bodies])
+    out["backup_age_acknowledged_by"] = _acknowledged_by(
+        [{"type": "", **b} for b in bodies], procedure
+    )
     return out
 
 
@@ -789,6 +801,7 @@ def _check_step(
     evs: list[dict[str, Any]],
     st: dict[str, Any],
     rec: list[dict[str, Any]],
+    procedure: Procedure,
     old: bool = False,
 ) -> list[str]:
     """One step against its replayed state and events; `old`: a version-1 export, whose
@@ -796,7 +809,7 @@ def _check_step(
     sid = str(step.get("id"))
     problems: list[str] = []
     try:
-        proc = get_step(sid)
+        proc = procedure.step(sid)
     except KeyError:
         return [f"{sid}: not a step of the procedure"]
     for key, value in (
@@ -869,15 +882,17 @@ def _check_hosts(sid: str, hosts: dict[str, Any], evs: list[dict[str, Any]]) -> 
     return problems
 
 
-def _check_header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str]:
+def _check_header(
+    doc: dict[str, Any], bodies: list[dict[str, Any]], procedure: Procedure
+) -> list[str]:
     problems = []
-    want = _header(doc, bodies)
+    want = _header(doc, bodies, procedure)
     for key, value in want.items():
         if key not in doc and doc.get("schema") == SCHEMA:
             problems.append(f"field {key!r} is missing")
         elif key in doc and not _same(doc[key], value):
             problems.append(f"{key} {doc[key]!r} but the log says {value!r}")
-    facts = facts_from_log(bodies)
+    facts = facts_from_log(bodies, procedure)
     age, hours = doc.get("backup_age_seconds"), facts.get("backup_age_hours")
     if (
         isinstance(age, int | float)
@@ -898,20 +913,28 @@ def _check_header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str
             problems.append(
                 f"review count {review['count']!r} but the log says {facts['reviewed_tasks']!r}"
             )
-    problems += _check_tables(doc, bodies)
+    problems += _check_tables(doc, bodies, procedure)
     return problems
 
 
-def _check_tables(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str]:
+# Where the transcript shows the leader table a step keeps in a fact (Step.table_fact).
+TABLE_FIELDS = {
+    "preflight_table": "preflight_leader_table",
+    "leader_table": "leader_table",
+    "failover_table": "failover_leader_table",
+}
+
+
+def _check_tables(
+    doc: dict[str, Any], bodies: list[dict[str, Any]], procedure: Procedure
+) -> list[str]:
     """A leader table must be the one its step's summary printed (when the summary is
     whole: summaries are capped at 2000 characters)."""
     from runbook.actions import table_rows
 
     problems = []
     for key, sid in (
-        ("preflight_leader_table", "prep.preflight"),
-        ("leader_table", "restore.leader"),
-        ("failover_leader_table", "restore.failover"),
+        (TABLE_FIELDS[s.table_fact], s.id) for s in procedure if s.table_fact in TABLE_FIELDS
     ):
         table = doc.get(key)
         said = [
@@ -937,6 +960,7 @@ KNOWN_FIELDS = {
     "schema",
     "chain",
     "restore",
+    "procedure",
     "cluster",
     "backup",
     "backup_age_seconds",
@@ -960,17 +984,26 @@ KNOWN_FIELDS = {
 }
 
 
-def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str]:
+def verify(
+    doc: dict[str, Any],
+    procedures: Mapping[str, Procedure],
+    live_chain: list[str] | None = None,
+) -> list[str]:
     """What is wrong with an export; empty when it is intact.
 
     Checks the hash chain of the exported log and its final digest, then rebuilds from
     the log every field it states (header, steps, people, times, outputs' digests) and
-    compares; with `live_chain` (the hashes in Redis, while the restore is kept) also
+    compares against the steps of its procedure (`procedure`, one of `procedures`; an
+    export from before names none: online); with `live_chain` (the hashes in Redis, while the restore is kept) also
     that the log is the one Redis holds. Each problem is one line naming the field.
     """
     problems: list[str] = []
     if doc.get("schema") not in SCHEMAS:
         problems.append(f"unknown schema {doc.get('schema')!r}")
+    procedure = procedure_of(doc, procedures)
+    if procedure is None:
+        name = doc.get("procedure")
+        return [*problems, f"procedure {name!r} is not one this bot knows"]
     chain_problems, bodies = _check_chain(doc)
     problems += chain_problems
     if doc.get("chain") not in (None, "sha256") or (
@@ -979,12 +1012,12 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
         problems.append(f"chain {doc.get('chain')!r} but the log is a {chain_name(doc)}")
     for key in sorted(set(doc) - KNOWN_FIELDS):
         problems.append(f"field {key!r} is not part of a transcript")
-    problems += _check_header(doc, bodies)
+    problems += _check_header(doc, bodies, procedure)
     states = _steps_from_log(bodies)
     rec = record(bodies) if doc.get("schema") == SCHEMA else []
     steps = doc.get("steps") or []
     ids = [s.get("id") for s in steps if isinstance(s, dict)]
-    if doc.get("schema") == SCHEMA and ids != [s.id for s in ONLINE_PROCEDURE]:
+    if doc.get("schema") == SCHEMA and ids != procedure.ids():
         problems.append("steps are not the procedure's steps in order")
     logged = {str(b["step"]) for b in bodies if b.get("step")}
     for sid in sorted(logged - {str(i) for i in ids}):
@@ -995,7 +1028,7 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
             continue
         evs = [b for b in bodies if b.get("step") == step.get("id")]
         st = states.get(str(step.get("id")), {"status": "pending", "attempts": 0})
-        for p in _check_step(step, evs, st, rec, doc.get("schema") == OLD_SCHEMA):
+        for p in _check_step(step, evs, st, rec, procedure, doc.get("schema") == OLD_SCHEMA):
             if doc.get("schema") == OLD_SCHEMA and p.endswith("is not what the log says"):
                 continue  # version 1 wrote its events and timings differently
             problems.append(p)
@@ -1004,12 +1037,20 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
     return problems
 
 
-def not_vouched(doc: dict[str, Any]) -> list[str]:
+def procedure_of(doc: dict[str, Any], procedures: Mapping[str, Procedure]) -> Procedure | None:
+    """The procedure an export names (one from before names none: online), if known."""
+    return procedures.get(str(doc.get("procedure") or "online"))
+
+
+def not_vouched(doc: dict[str, Any], procedures: Mapping[str, Procedure]) -> list[str]:
     """Header fields present in the export that its log cannot vouch for (for the
     verify-transcript report, so that nobody takes them for checked)."""
+    procedure = procedure_of(doc, procedures)
+    if procedure is None:
+        return []
     _, bodies = _check_chain(doc)
-    said = _header(doc, bodies)
-    rough = "backup_age_hours" in facts_from_log(bodies)
+    said = _header(doc, bodies, procedure)
+    rough = "backup_age_hours" in facts_from_log(bodies, procedure)
     out = [
         f"{k} (to 0.1 h only)" if k == "backup_age_seconds" and rough else k
         for k in NOT_IN_LOG

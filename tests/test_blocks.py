@@ -20,7 +20,7 @@ from runbook.clusters import Cluster, parse_clusters
 from runbook.engine import Engine
 from runbook.plan import Plan, read_command
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE_PROCEDURE, Risk, Targets, get_step
+from runbook.procedure import ONLINE, Risk, Targets
 from runbook.store import RestoreRecord
 
 STATUSES = ["pending", "awaiting", "running", "succeeded", "failed", "skipped", "interrupted"]
@@ -183,7 +183,7 @@ def record(
     huge: bool = False,
     step_extra: dict[str, Any] | None = None,
 ) -> RestoreRecord:
-    plan = [s.id for s in ONLINE_PROCEDURE]
+    plan = [s.id for s in ONLINE]
     steps = {sid: {"status": "pending", "attempt": 0} for sid in plan}
     for sid, st in (status_of or {}).items():
         steps[sid] = {"status": st, "attempt": 2, **(step_extra or {})}
@@ -226,14 +226,14 @@ def results(cluster: Cluster, *, big_output: bool) -> dict[str, HostResult]:
 @pytest.mark.parametrize("cluster", [SMALL, BIG], ids=["small", "big"])
 @pytest.mark.parametrize("status", STATUSES)
 def test_root_message_every_status(cluster: Cluster, status: str) -> None:
-    rec = record(cluster, {sid: status for sid in [s.id for s in ONLINE_PROCEDURE]})
+    rec = record(cluster, {sid: status for sid in [s.id for s in ONLINE]})
     text, blocks = B.root_message(rec, cluster)
     check_blocks(blocks, text)
     assert blocks[0]["type"] == "header" and "Aurora restore: west" in blocks[0]["text"]["text"]
     plan_sections = [b for b in blocks if b["block_id"].startswith("root.plan")]
     assert len(plan_sections) == 1, "23 steps fit in one section"
     assert B.STATUS_EMOJI[status] in plan_sections[0]["text"]["text"]
-    assert plan_sections[0]["text"]["text"].count("\n") == len(ONLINE_PROCEDURE) - 1
+    assert plan_sections[0]["text"]["text"].count("\n") == len(ONLINE) - 1
 
 
 def test_root_message_content() -> None:
@@ -278,7 +278,7 @@ def test_root_message_huge_plan_splits_and_caps() -> None:
 
 @pytest.mark.parametrize("cluster", [SMALL, BIG], ids=["small", "big"])
 @pytest.mark.parametrize("status", STATUSES)
-@pytest.mark.parametrize("sid", [s.id for s in ONLINE_PROCEDURE])
+@pytest.mark.parametrize("sid", [s.id for s in ONLINE])
 def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str) -> None:
     extra = {
         "summary": NASTY * 100,
@@ -292,7 +292,7 @@ def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str
     progress = results(cluster, big_output=cluster is BIG) if status != "pending" else None
     card = B.render_step(rec, cluster, sid, progress=progress)
     check_blocks(card.blocks, card.text)
-    step = get_step(sid)
+    step = ONLINE.step(sid)
     head = card.blocks[0]["text"]["text"]
     assert sid in head and B.STATUS_EMOJI[status] in head
     meta = next(b for b in card.blocks if b["block_id"] == "card.meta")
@@ -354,7 +354,7 @@ def console_card(rec: RestoreRecord, cluster: Cluster, sid: str) -> dict[str, li
     commands, the lines of its file diffs, and the commands it also reads with."""
     out = io.StringIO()
     console = Console(cast(Engine, SimpleNamespace()), cluster, me="alice", out=out)
-    console.card(get_step(sid), rec.data)
+    console.card(ONLINE.step(sid), rec.data)
     seen: dict[str, list[str]] = {"commands": [], "diffs": [], "reads": []}
     section = ""
     for line in out.getvalue().splitlines():
@@ -488,10 +488,10 @@ def test_unknown_step_and_targets() -> None:
     card = B.render_step(rec, SMALL, "no.such<step>")
     text, blocks = card.text, card.blocks
     check_blocks(blocks, text)
-    step = get_step("restore.stage")
+    step = ONLINE.step("restore.stage")
     assert step.targets is Targets.LEADER
     assert "`sched1`" in B.targets_line(SMALL, step, {"leader": "sched1"})
-    assert get_step("log.wipe").risk is Risk.DESTRUCTIVE
+    assert ONLINE.step("log.wipe").risk is Risk.DESTRUCTIVE
 
 
 # ---------------------------------------------------------------- thread, modals, help
@@ -560,7 +560,7 @@ def test_failed_leader_offers_recheck_and_a_commit_whose_leader_changed_goes_bac
     check_blocks(card.blocks, card.text)
     by_id = {e["action_id"]: e for e in _elements(card.blocks)}
     assert set(by_id) == {"rewind", "retry", "abort"}
-    assert by_id["rewind"]["text"]["text"] == get_step("restore.commit").rewind_label
+    assert by_id["rewind"]["text"]["text"] == ONLINE.step("restore.commit").rewind_label
     assert by_id["rewind"]["style"] == "primary" and "style" not in by_id["retry"]
     assert "restore.leader" in by_id["rewind"]["confirm"]["text"]["text"]
     # Without the way back (any other failure), Retry is the first choice.
@@ -613,7 +613,7 @@ def test_the_wipe_card_names_each_host_without_an_archive() -> None:
             hosts[2]: {"files": 3, "bytes": 100, "archive": None},
         }
     }
-    text = "\n".join(B.preview_lines(get_step("log.wipe"), data, SMALL))
+    text = "\n".join(B.preview_lines(ONLINE.step("log.wipe"), data, SMALL))
     assert f"No archive of the log on 2 hosts:* {hosts[1]}, {hosts[2]}" in text
     assert text.count("no archive") == 2  # one mark per host without one
 
@@ -628,7 +628,7 @@ def test_a_secret_in_a_cluster_file_command_is_masked_on_the_card() -> None:
         }
     }
     cluster = parse_clusters(data, "t")["west"]
-    shown = "\n".join(B.command_lines(cluster, get_step("prep.stop"), {}))
+    shown = "\n".join(B.command_lines(cluster, ONLINE.step("prep.stop"), {}))
     assert "s3cr3tvalue99" not in shown and "token=[REDACTED]" in shown
     # The stored plan is masked too, and a guarded remote compares in that form.
     plan = Plan(commands={"sched1": [cluster.service.stop]})
