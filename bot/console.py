@@ -26,6 +26,7 @@ from runbook import actions, transcript
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
+from runbook.events import ENDINGS, EventKind
 from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
 from runbook.procedure import PROCEDURES, Procedure, Risk, Step
@@ -164,14 +165,14 @@ class Console:
             self.say(f"▶ running {info['step']} …")
         elif kind == "host_result":
             self.say(self.result_line(info["step"], info["result"]))
-        elif kind == "finished_step":
+        elif kind in (EventKind.SUCCEEDED, EventKind.FAILED) and "ok" in info:
             mark = "✓" if info["ok"] else "✗"
             self.say(f"{mark} {info['step']}: {info['summary']}")
             began = self.started.pop(info["step"], None)
             if began is not None:
                 self.say(f"   ({info['step']} took {seconds(time.monotonic() - began)})")
-        elif kind in ("aborted", "reverted") and info.get("summary"):
-            self.say(f"■ restore {kind}: {info['summary']}")
+        elif kind in ENDINGS and info.get("summary"):
+            self.say(f"■ restore {info.get('status', kind)}: {info['summary']}")
         elif kind == "interrupted":
             check = info.get("check")
             seen = f" — check: {check.summary}" if check is not None else ""

@@ -23,6 +23,7 @@ from typing import Any
 from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
+from runbook.events import Event, EventKind as K
 from runbook.listing import check_ids, listing_ids
 from runbook.local_checks import local_problems
 from runbook.plan import Plan
@@ -35,12 +36,19 @@ from runbook.ports import (
     VarsProbe,
 )
 from runbook.redact import redact, redact_capped
+from runbook.state import (
+    DONE,
+    RAN,
+    RestoreStatus,
+    StepStatus,
+    restore_moves,
+    step_moves,
+)
 from runbook.step import Procedure, Risk, Role, Step
-from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, output_digest
+from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, Transition, output_digest
 
 log = logging.getLogger(__name__)
 
-DONE = ("succeeded", "skipped")
 OUTPUT_CAP = 64 * 1024
 
 
@@ -73,6 +81,8 @@ class Actor:
 
 Connect = Callable[[Cluster], tuple[Remote, VarsProbe]]
 MayApprove = Callable[[Cluster, Actor], Awaitable[bool]]
+# Told every event as it happens: its kind (an EventKind, the log's vocabulary) and
+# Event.info() (the event's fields, plus what only this process has: see runbook.events).
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
@@ -81,21 +91,18 @@ def backup_choice_open(rec: RestoreRecord, procedure: Procedure) -> bool:
     pre = procedure.first(Role.PREFLIGHT)
     if (
         pre is None
-        or rec.status != "running"
-        or rec.steps.get(pre.id, {}).get("status") != "succeeded"
+        or rec.status != RestoreStatus.RUNNING
+        or rec.steps.get(pre.id, {}).get("status") != StepStatus.SUCCEEDED
     ):
         return False
     early = {
         s.id for s in (*procedure.by_role(Role.PREFLIGHT), *procedure.by_role(Role.ACK_BACKUP))
     }
     return all(
-        st.get("status") in ("pending", "awaiting")
+        st.get("status") in (StepStatus.PENDING, StepStatus.AWAITING)
         for sid, st in rec.steps.items()
         if sid not in early and sid in rec.meta["plan"]
     )
-
-
-RAN = ("running", "succeeded", "failed", "interrupted")
 
 
 def log_window_open(procedure: Procedure, rec: RestoreRecord) -> bool:
@@ -113,7 +120,7 @@ def log_window_open(procedure: Procedure, rec: RestoreRecord) -> bool:
         and (int(state(s).get("attempt", 0) or 0) > 0 or state(s).get("status") in RAN)
         for s in procedure
     )
-    filled = all(state(s).get("status") == "succeeded" for s in procedure if s.fills_log)
+    filled = all(state(s).get("status") == StepStatus.SUCCEEDED for s in procedure if s.fills_log)
     return emptied and not filled
 
 
@@ -168,15 +175,55 @@ class Engine:
                 await close()
         self._io.clear()
 
-    async def _notify(self, kind: str, **info: Any) -> None:
+    async def _notify(self, event: Event) -> None:
+        """Tell the listener (the fronts) about an event: `listener(kind, info)`."""
         if self.listener is None:
             return
         try:
-            res = self.listener(kind, info)
+            res = self.listener(event.kind, event.info())
             if asyncio.iscoroutine(res):
                 await res
         except Exception:  # a broken display must not break a restore
-            log.exception("listener failed on %s", kind)
+            log.exception("listener failed on %s", event.kind)
+
+    async def _move(
+        self,
+        rid: str,
+        sid: str,
+        olds: tuple[str, ...],
+        new: StepStatus | None,
+        patch: dict[str, Any],
+        event: Event,
+        *,
+        restore_patch: dict[str, str] | None = None,
+        lease: str = "",
+    ) -> Transition:
+        """Move step `sid` from one of `olds` to `new` (None: its status stays), each
+        move checked against runbook.state's table first; the store makes it atomically
+        and logs `event` (runbook.store)."""
+        allowed = step_moves(olds, new)
+        if new is not None:
+            patch = {**patch, "status": new}
+        return await self.store.transition(
+            rid, sid, allowed, patch, event.to_store(), restore_patch=restore_patch, lease=lease
+        )
+
+    async def _restore_move(
+        self,
+        rid: str,
+        olds: tuple[str, ...],
+        new: RestoreStatus,
+        event: Event,
+        *,
+        patch: dict[str, str] | None = None,
+        release: bool = False,
+    ) -> tuple[bool, str]:
+        """Move the restore from one of `olds` to `new` (checked against runbook.state's
+        table), logging `event`."""
+        allowed = restore_moves(olds, new)
+        return await self.store.restore_event(
+            rid, {**(patch or {}), "status": new}, event.to_store(), allowed, release=release
+        )
 
     async def record(self, rid: str) -> RestoreRecord:
         rec = await self.store.load(rid)
@@ -232,7 +279,7 @@ class Engine:
             )
         procedure, why = await self._choose(cluster)
         rid = uuid.uuid4().hex[:12]
-        steps = {s.id: {"status": "pending", "attempt": 0} for s in procedure}
+        steps = {s.id: {"status": StepStatus.PENDING, "attempt": 0} for s in procedure}
         meta = {
             "id": rid,
             "cluster": cluster.name,
@@ -249,18 +296,18 @@ class Engine:
             cluster.name,
             meta,
             steps,
-            {
-                "type": "restore_started",
-                "actor": by.id,
-                "cluster": cluster.name,
-                "backup": backup,
-                "procedure": procedure.name,
-            },
+            Event(
+                K.RESTORE_STARTED,
+                actor=by.id,
+                cluster=cluster.name,
+                backup=backup,
+                procedure=procedure.name,
+            ).to_store(),
         )
         if not ok:
             raise Refused(f"cluster {cluster.name} already has a restore running: {holder}")
         await self.store.set_data(rid, requested_backup=backup)
-        await self._notify("started", rid=rid)
+        await self._notify(Event(K.RESTORE_STARTED, rid=rid, actor=by.id, procedure=procedure.name))
         return rid
 
     async def _check_approver(self, cluster: Cluster, by: Actor) -> None:
@@ -343,14 +390,17 @@ class Engine:
         old = Plan.from_dict(stored) if "commands" in stored else Plan()
         why = "; ".join(old.differences(Plan.from_dict(fresh))) or "it was not rendered before"
         await self.store.set_data(rec.rid, **{f"plan:{step.id}": fresh})
-        await self.store.transition(
+        await self._move(
             rec.rid,
             step.id,
             (status,),
+            None,
             {},
-            {"type": "plan_changed", "actor": by.id, "reason": why[:500]},
+            Event(K.PLAN_CHANGED, actor=by.id, reason=why[:500]),
         )
-        await self._notify("plan_changed", rid=rec.rid, step=step.id, actor="bot", reason=why[:500])
+        await self._notify(
+            Event(K.PLAN_CHANGED, rid=rec.rid, step=step.id, actor="bot", reason=why[:500])
+        )
         raise Refused(
             f"{step.id}: what it would do changed since the card was shown ({why}); "
             "the card shows it again: approve again"
@@ -365,33 +415,30 @@ class Engine:
         state = rec.steps.get(sid, {})
         if sid not in rec.meta["plan"]:
             raise Refused(f"{sid} is not in this restore's plan")
-        if state.get("status") != "awaiting":
+        if state.get("status") != StepStatus.AWAITING:
             raise Refused(f"{sid} is not waiting for approval (it is {state.get('status')})")
         await self._check_approver(cluster, by)
         self._two_person(rec, step, by, "approving")
         await self._expire(rec, step, by)
-        await self._precondition(rec, step, by, "awaiting")
+        await self._precondition(rec, step, by, StepStatus.AWAITING)
         digest = (
-            await self._bind_plan(rec, step, by, "awaiting", seen)
+            await self._bind_plan(rec, step, by, StepStatus.AWAITING, seen)
             if step.risk is not Risk.READ_ONLY
             else None
         )
-        won = await self.store.transition(
+        won = await self._move(
             rid,
             sid,
-            ("awaiting",),
-            {
-                "status": "running",
-                "approved_by": by.id,
-                "attempt": int(state.get("attempt", 0)) + 1,
-            },
-            {"type": "approved", "actor": by.id, "plan_digest": digest},
+            (StepStatus.AWAITING,),
+            StepStatus.RUNNING,
+            {"approved_by": by.id, "attempt": int(state.get("attempt", 0)) + 1},
+            Event(K.APPROVED, actor=by.id, plan_digest=digest),
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
         if not won.ok:
             raise Refused(f"{sid} was already {won.step.get('status')} (approved by someone else?)")
-        await self._notify("approved", rid=rid, step=sid, actor=by.id)
+        await self._notify(Event(K.APPROVED, rid=rid, step=sid, actor=by.id, plan_digest=digest))
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
         return outcome
@@ -414,14 +461,17 @@ class Engine:
         )
         if not why:
             return
-        await self.store.transition(
+        await self._move(
             rec.rid,
             step.id,
-            ("awaiting",),
-            {"status": "pending"},
-            {"type": "approval_expired", "actor": by.id, "reason": why},
+            (StepStatus.AWAITING,),
+            StepStatus.PENDING,
+            {},
+            Event(K.APPROVAL_EXPIRED, actor=by.id, reason=why),
         )
-        await self._notify("refused", rid=rec.rid, step=step.id, actor=by.id, reason=why)
+        await self._notify(
+            Event(K.APPROVAL_EXPIRED, rid=rec.rid, step=step.id, actor=by.id, reason=why)
+        )
         await self.advance(rec.rid)
         raise Refused(why)
 
@@ -433,12 +483,8 @@ class Engine:
                 "the replicated log was wiped and the backup is not committed: starting the "
                 "schedulers with their normal flags now would kill every running task"
             )
-            await self.store.transition(
-                rec.rid,
-                step.id,
-                (status,),
-                {},
-                {"type": "refused", "actor": by.id, "reason": window},
+            await self._move(
+                rec.rid, step.id, (status,), None, {}, Event(K.REFUSED, actor=by.id, reason=window)
             )
             raise Refused(f"{step.id} cannot run now: {window}")
         if step.precondition is None:
@@ -446,23 +492,24 @@ class Engine:
         why = await step.precondition(await self._context(rec, step, guarded=True))
         if not why:
             return
-        if step.rewind_to and status == "awaiting":
-            res = await self.store.transition(
+        if step.rewind_to and status == StepStatus.AWAITING:
+            res = await self._move(
                 rec.rid,
                 step.id,
                 (status,),
-                {"status": "failed", "summary": why, "rewind": step.rewind_to},
-                {"type": "failed", "actor": by.id, "reason": why},
+                StepStatus.FAILED,
+                {"summary": why, "rewind": step.rewind_to},
+                Event(K.FAILED, actor=by.id, reason=why),
             )
             if res.ok:
                 await self._notify(
-                    "finished_step", rid=rec.rid, step=step.id, ok=False, summary=why
+                    Event(K.FAILED, rid=rec.rid, step=step.id, actor=by.id, ok=False, summary=why)
                 )
             raise Refused(
                 f"{step.id} did not run: {why}. Go back with “{step.rewind_label}”, or abort."
             )
-        await self.store.transition(
-            rec.rid, step.id, (status,), {}, {"type": "refused", "actor": by.id, "reason": why}
+        await self._move(
+            rec.rid, step.id, (status,), None, {}, Event(K.REFUSED, actor=by.id, reason=why)
         )
         back = f". Go back with “{step.rewind_label}”, or abort" if step.rewind_to else ""
         raise Refused(f"{step.id} cannot run now: {why}{back}")
@@ -476,31 +523,35 @@ class Engine:
         target = step.rewind_to
         if target is None:
             raise Refused(f"{sid} has no earlier step to go back to")
-        if rec.steps.get(sid, {}).get("status") != "failed":
+        if rec.steps.get(sid, {}).get("status") != StepStatus.FAILED:
             raise Refused(f"{sid} can go back only after it failed")
         plan = rec.meta["plan"]
         again = plan[plan.index(target) : plan.index(sid) + 1]
-        reset = {"status": "pending", "summary": "", "approved_by": None, "rewind": None}
+        reset = {"summary": "", "approved_by": None, "rewind": None}
         # The first step's transition decides who goes back: a second click is refused.
-        first = await self.store.transition(
+        first = await self._move(
             rid,
             target,
-            (*DONE, "failed"),
+            (*sorted(DONE), StepStatus.FAILED),
+            StepStatus.PENDING,
             reset,
-            {"type": "rewound", "actor": by.id, "reason": f"back from {sid}"},
+            Event(K.REWOUND, actor=by.id, reason=f"back from {sid}"),
         )
         if not first.ok:
             raise Refused(f"already going back to {target}")
         for other in again[1:]:
-            await self.store.transition(
+            await self._move(
                 rid,
                 other,
-                (*DONE, "failed", "awaiting"),
+                (*sorted(DONE), StepStatus.FAILED, StepStatus.AWAITING),
+                StepStatus.PENDING,
                 reset,
-                {"type": "reset", "actor": by.id, "reason": f"back to {target} from {sid}"},
+                Event(K.RESET, actor=by.id, reason=f"back to {target} from {sid}"),
             )
         await self.store.set_data(rid, staged_on=None, reviewed_count=None, review=None)
-        await self._notify("rewound", rid=rid, step=sid, actor=by.id, reason=f"back to {target}")
+        await self._notify(
+            Event(K.REWOUND, rid=rid, step=sid, actor=by.id, reason=f"back to {target}")
+        )
         await self.advance(rid)
         return target
 
@@ -529,16 +580,16 @@ class Engine:
         proven, unusable = await preflight.prove_backup(ctx, backup, holders)
         if unusable is not None:
             raise Refused(f"{backup} cannot be restored: {unusable}")
-        waiting = [s for s in rec.meta["plan"] if rec.steps[s]["status"] == "awaiting"]
-        event = {
-            "type": "backup_chosen",
-            "actor": by.id,
-            "backup": backup,
-            "reason": f"{rec.data.get('backup')} → {backup}",
-        }
+        waiting = [s for s in rec.meta["plan"] if rec.steps[s]["status"] == StepStatus.AWAITING]
+        event = Event(
+            K.BACKUP_CHOSEN,
+            actor=by.id,
+            backup=backup,
+            reason=f"{rec.data.get('backup')} → {backup}",
+        )
         # The waiting step goes back to pending: an approval racing with this loses, or wins.
         for sid in waiting:
-            res = await self.store.transition(rid, sid, ("awaiting",), {"status": "pending"}, event)
+            res = await self._move(rid, sid, (StepStatus.AWAITING,), StepStatus.PENDING, {}, event)
             if not res.ok:
                 raise Refused(f"{sid} was approved meanwhile: the backup stays")
         taken_at = proven["backup_info"]["taken_at"]
@@ -549,14 +600,17 @@ class Engine:
         if plan != rec.meta["plan"]:
             await self.store.set_meta(rid, {**rec.meta, "plan": plan})
         for ack in sorted(acks):
-            await self.store.transition(
+            await self._move(
                 rid,
                 ack,
-                ("skipped", "succeeded", "awaiting"),
-                {"status": "pending", "reason": "", "approved_by": None},
-                {"type": "reset", "actor": by.id, "reason": f"backup changed to {backup}"},
+                (StepStatus.SKIPPED, StepStatus.SUCCEEDED, StepStatus.AWAITING),
+                StepStatus.PENDING,
+                {"reason": "", "approved_by": None},
+                Event(K.RESET, actor=by.id, reason=f"backup changed to {backup}"),
             )
-        await self._notify("backup_chosen", rid=rid, actor=by.id, reason=event["reason"])
+        await self._notify(
+            Event(K.BACKUP_CHOSEN, rid=rid, actor=by.id, backup=backup, reason=event.reason)
+        )
         await self.advance(rid)
 
     async def delete_tasks(self, rid: str, ids: list[str], by: Actor) -> Outcome:
@@ -575,12 +629,13 @@ class Engine:
             raise Refused(error)
         state = rec.steps.get(sid, {})
         # Holding the step (running, with a lease) keeps it from being approved meanwhile.
-        won = await self.store.transition(
+        won = await self._move(
             rid,
             sid,
-            ("awaiting",),
-            {"status": "running", "attempt": int(state.get("attempt", 0)) + 1},
-            {"type": "deleting_tasks", "actor": by.id, "ids": ids[:500]},
+            (StepStatus.AWAITING,),
+            StepStatus.RUNNING,
+            {"attempt": int(state.get("attempt", 0)) + 1},
+            Event(K.DELETING_TASKS, actor=by.id, ids=ids[:500]),
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
@@ -590,23 +645,24 @@ class Engine:
         outcome, summary, commands_sent = await self._hold_and_run(
             rec, sid, lambda ctx: actions.delete_tasks(ctx, ids), guarded=False
         )
-        await self.store.transition(
+        await self._move(
             rid,
             sid,
-            ("running",),
-            {"status": "awaiting", "summary": summary, "commands": commands_sent},
-            {
-                "type": "tasks_deleted",
-                "actor": by.id,
-                "summary": summary,
-                "commands": commands_sent,
-                "before": outcome.details.get("before"),
-                "after": outcome.details.get("after"),
-            },
+            (StepStatus.RUNNING,),
+            StepStatus.AWAITING,
+            {"summary": summary, "commands": commands_sent},
+            Event(
+                K.TASKS_DELETED,
+                actor=by.id,
+                summary=summary,
+                commands=commands_sent,
+                before=outcome.details.get("before"),
+                after=outcome.details.get("after"),
+            ),
             lease=f"own:{self.worker}",
         )
         await self._notify(
-            "tasks_deleted", rid=rid, step=sid, actor=by.id, ok=outcome.ok, summary=summary
+            Event(K.TASKS_DELETED, rid=rid, step=sid, actor=by.id, ok=outcome.ok, summary=summary)
         )
         return outcome
 
@@ -619,18 +675,19 @@ class Engine:
             raise Refused(f"{sid} cannot be skipped")
         if not reason.strip():
             raise Refused("a skip needs a reason")
-        res = await self.store.transition(
+        res = await self._move(
             rid,
             sid,
-            ("awaiting", "failed", "interrupted"),
-            {"status": "skipped", "skipped_by": by.id, "reason": reason[:500]},
-            {"type": "skipped", "actor": by.id, "reason": reason[:500]},
+            (StepStatus.AWAITING, StepStatus.FAILED, StepStatus.INTERRUPTED),
+            StepStatus.SKIPPED,
+            {"skipped_by": by.id, "reason": reason[:500]},
+            Event(K.SKIPPED, actor=by.id, reason=reason[:500]),
         )
         if not res.ok:
             raise Refused(
                 f"{sid} cannot be skipped while it is {res.step.get('status', 'unknown')}"
             )
-        await self._notify("skipped", rid=rid, step=sid, actor=by.id, reason=reason[:500])
+        await self._notify(Event(K.SKIPPED, rid=rid, step=sid, actor=by.id, reason=reason[:500]))
         await self.advance(rid)
 
     async def retry(self, rid: str, sid: str, by: Actor) -> Outcome:
@@ -640,16 +697,17 @@ class Engine:
         await self._check_approver(self.cluster_of(rec), by)
         self._two_person(rec, step, by, "retrying")
         state = rec.steps.get(sid, {})
-        if state.get("status") in ("failed", "interrupted"):
+        if state.get("status") in (StepStatus.FAILED, StepStatus.INTERRUPTED):
             await self._precondition(rec, step, by, str(state["status"]))
             if step.risk is not Risk.READ_ONLY:
                 await self._bind_plan(rec, step, by, str(state["status"]), None)
-        won = await self.store.transition(
+        won = await self._move(
             rid,
             sid,
-            ("failed", "interrupted"),
-            {"status": "running", "attempt": int(state.get("attempt", 0)) + 1, "retried_by": by.id},
-            {"type": "retried", "actor": by.id},
+            (StepStatus.FAILED, StepStatus.INTERRUPTED),
+            StepStatus.RUNNING,
+            {"attempt": int(state.get("attempt", 0)) + 1, "retried_by": by.id},
+            Event(K.RETRIED, actor=by.id),
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
@@ -657,7 +715,7 @@ class Engine:
             raise Refused(
                 f"{sid} can be retried only after it failed or was interrupted (it is {won.step.get('status')})"
             )
-        await self._notify("retried", rid=rid, step=sid, actor=by.id)
+        await self._notify(Event(K.RETRIED, rid=rid, step=sid, actor=by.id))
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
         return outcome
@@ -668,25 +726,26 @@ class Engine:
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         self._two_person(rec, self.step(sid, rec), by, "marking done")
-        if rec.steps.get(sid, {}).get("status") == "interrupted" and not rec.steps[sid].get(
-            "appears_finished"
-        ):
+        if rec.steps.get(sid, {}).get("status") == StepStatus.INTERRUPTED and not rec.steps[
+            sid
+        ].get("appears_finished"):
             raise Refused(
                 f"{sid} can be marked done only when its check says it finished "
                 f"({rec.steps[sid].get('check') or 'it has no check'}): retry it, or abort"
             )
-        res = await self.store.transition(
+        res = await self._move(
             rid,
             sid,
-            ("interrupted",),
-            {"status": "succeeded", "marked_done_by": by.id},
-            {"type": "marked_done", "actor": by.id},
+            (StepStatus.INTERRUPTED,),
+            StepStatus.SUCCEEDED,
+            {"marked_done_by": by.id},
+            Event(K.MARKED_DONE, actor=by.id),
         )
         if not res.ok:
             raise Refused(
                 f"only an interrupted step can be marked done ({sid} is {res.step.get('status')})"
             )
-        await self._notify("marked_done", rid=rid, step=sid, actor=by.id)
+        await self._notify(Event(K.MARKED_DONE, rid=rid, step=sid, actor=by.id))
         await self.advance(rid)
 
     async def abort(self, rid: str, by: Actor, revert: bool) -> str:
@@ -697,11 +756,11 @@ class Engine:
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        ok, status = await self.store.restore_event(
+        ok, status = await self._restore_move(
             rid,
-            {"status": "aborted"},
-            {"type": "aborted", "actor": by.id, "revert": revert},
-            ("running",),
+            (RestoreStatus.RUNNING,),
+            RestoreStatus.ABORTED,
+            Event(K.ABORTED, actor=by.id, revert=revert),
         )
         if not ok:
             raise Refused(f"the restore is {status}, not running")
@@ -712,33 +771,38 @@ class Engine:
                 await task
         rec = await self.record(rid)
         for sid, st in rec.steps.items():
-            if st.get("status") == "running":
-                await self.store.transition(
+            if st.get("status") == StepStatus.RUNNING:
+                await self._move(
                     rid,
                     sid,
-                    ("running",),
-                    {"status": "failed", "error": "aborted"},
-                    {"type": "failed", "actor": by.id, "reason": "aborted"},
+                    (StepStatus.RUNNING,),
+                    StepStatus.FAILED,
+                    {"error": "aborted"},
+                    Event(K.FAILED, actor=by.id, reason="aborted"),
                 )
         rec = await self.record(rid)
         if log_window_open(self.procedure_of(rec), rec):
             outcome = await self._hold_stopped(rec)
             await self.store.set_data(rid, held_after_wipe=True)
-            await self._end(rid, "aborted", "held_stopped", by, outcome.summary, ok=outcome.ok)
-            return "aborted"
+            await self._end(
+                rid, RestoreStatus.ABORTED, K.HELD_STOPPED, by, outcome.summary, ok=outcome.ok
+            )
+            return RestoreStatus.ABORTED
         if not revert:
-            await self._end(rid, "aborted", "abort_done", by, "nothing was reverted", ok=True)
-            return "aborted"
+            await self._end(
+                rid, RestoreStatus.ABORTED, K.ABORT_DONE, by, "nothing was reverted", ok=True
+            )
+            return RestoreStatus.ABORTED
         try:
             outcome = await self._revert(rec)
         except Exception as exc:  # the revert must end, and say how
             log.exception("revert of %s failed", rid)
             outcome = Outcome(False, f"the revert stopped on {type(exc).__name__}: {exc}")
-        final = "reverted" if outcome.ok else "aborted"
+        final = RestoreStatus.REVERTED if outcome.ok else RestoreStatus.ABORTED
         await self._end(
             rid,
             final,
-            "reverted" if outcome.ok else "revert_failed",
+            K.REVERTED if outcome.ok else K.REVERT_FAILED,
             by,
             outcome.summary,
             outcome.ok,
@@ -748,21 +812,24 @@ class Engine:
         return final
 
     async def _end(
-        self, rid: str, final: str, kind: str, by: Actor, summary: str, ok: bool
+        self, rid: str, final: RestoreStatus, kind: K, by: Actor, summary: str, ok: bool
     ) -> None:
-        """Record how an abort ended, free the cluster, and tell the fronts."""
+        """Record how an abort ended (`kind`, one of runbook.events.ENDINGS), free the
+        cluster, and tell the fronts."""
         summary = redact(summary)[:3000]
-        await self.store.restore_event(
+        await self._restore_move(
             rid,
-            {"status": final},
-            {"type": kind, "actor": by.id, "summary": summary},
-            ("aborted",),
+            (RestoreStatus.ABORTED,),
+            final,
+            Event(kind, actor=by.id, summary=summary),
             release=True,
         )
-        if kind != "held_stopped":  # a held restore still needs them for its revert
+        if kind is not K.HELD_STOPPED:  # a held restore still needs them for its revert
             await self.store.set_data(rid, originals=None)
         await self.store.expire(rid, self.retention_seconds)
-        await self._notify(final, rid=rid, actor=by.id, summary=summary, ok=ok, ending=kind)
+        await self._notify(
+            Event(kind, rid=rid, actor=by.id, summary=summary, ok=ok, status=final, ending=kind)
+        )
 
     def _held_summary(self, rec: RestoreRecord, stopped: Outcome) -> str:
         archives = rec.data.get("archives") or {}
@@ -818,7 +885,7 @@ class Engine:
         rec = await self.record(rid)
         cluster = self.cluster_of(rec)
         await self._check_approver(cluster, by)
-        if rec.status != "aborted" or not rec.data.get("held_after_wipe"):
+        if rec.status != RestoreStatus.ABORTED or not rec.data.get("held_after_wipe"):
             raise Refused(
                 "only a restore aborted after the wipe, with its schedulers held stopped, can have its old log put back"
             )
@@ -836,12 +903,15 @@ class Engine:
             )
         if not rec.data.get("originals"):
             raise Refused("the original files are no longer kept: revert them by hand")
-        ok, status = await self.store.restore_event(
-            rid, {"status": "putting_back"}, {"type": "putting_back", "actor": by.id}, ("aborted",)
+        ok, status = await self._restore_move(
+            rid,
+            (RestoreStatus.ABORTED,),
+            RestoreStatus.PUTTING_BACK,
+            Event(K.PUTTING_BACK, actor=by.id),
         )
         if not ok:
             raise Refused(f"the restore is {status}: the old log is already being put back, or was")
-        await self._notify("putting_back", rid=rid, actor=by.id)
+        await self._notify(Event(K.PUTTING_BACK, rid=rid, actor=by.id))
         ctx = await self._context(rec, self._step_with(rec, "empties_log"))
         try:
             outcome = await actions.put_back_log(ctx, archives)
@@ -851,23 +921,28 @@ class Engine:
         except Exception as exc:
             log.exception("putting the log back for %s failed", rid)
             outcome = Outcome(False, f"stopped on {type(exc).__name__}: {exc}")
-        final = "reverted" if outcome.ok else "aborted"
+        final = RestoreStatus.REVERTED if outcome.ok else RestoreStatus.ABORTED
+        kind = K.LOG_PUT_BACK if outcome.ok else K.PUT_BACK_FAILED
         summary = redact(outcome.summary)[:3000]
-        await self.store.restore_event(
+        await self._restore_move(
             rid,
-            {"status": final},
-            {
-                "type": "log_put_back" if outcome.ok else "put_back_failed",
-                "actor": by.id,
-                "summary": summary,
-            },
-            ("putting_back",),
+            (RestoreStatus.PUTTING_BACK,),
+            final,
+            Event(kind, actor=by.id, summary=summary),
             release=True,
         )
         if outcome.ok:
             await self.store.set_data(rid, held_after_wipe=False, originals=None)
         await self._notify(
-            final, rid=rid, actor=by.id, summary=summary, ok=outcome.ok, ending="log_put_back"
+            Event(
+                kind,
+                rid=rid,
+                actor=by.id,
+                summary=summary,
+                ok=outcome.ok,
+                status=final,
+                ending=kind,
+            )
         )
         if not outcome.ok:
             raise Refused(f"putting the old log back failed: {summary}")
@@ -886,7 +961,7 @@ class Engine:
         touched = restart_always or any(
             int(st.get("attempt", 0) or 0) > 0 and _touches_schedulers(self.step(sid, rec))
             for sid, st in rec.steps.items()
-            if st.get("status") != "skipped"
+            if st.get("status") != StepStatus.SKIPPED
         )
         if not touched:
             return Outcome(True, out.summary + ".")
@@ -907,7 +982,7 @@ class Engine:
         )
 
     def _require_running(self, rec: RestoreRecord) -> None:
-        if rec.status != "running":
+        if rec.status != RestoreStatus.RUNNING:
             raise Refused(f"the restore is {rec.status}")
 
     # ------------------------------------------------------------ moving on
@@ -916,7 +991,7 @@ class Engine:
         """Run read-only steps, and bring the next step to its approval. Idempotent."""
         while True:
             rec = await self.record(rid)
-            if rec.status != "running":
+            if rec.status != RestoreStatus.RUNNING:
                 return
             nxt = next(
                 (sid for sid in rec.meta["plan"] if rec.steps[sid]["status"] not in DONE), None
@@ -926,26 +1001,28 @@ class Engine:
                 return
             step = self.step(nxt, rec)
             status = rec.steps[nxt]["status"]
-            if status != "pending":
+            if status != StepStatus.PENDING:
                 return  # waiting for a person, or running elsewhere
             if step.condition is not None and not step.condition(rec.data):
                 plan = [s for s in rec.meta["plan"] if s != nxt]
                 await self.store.set_meta(rid, {**rec.meta, "plan": plan})
-                await self.store.transition(
+                await self._move(
                     rid,
                     nxt,
-                    ("pending",),
-                    {"status": "skipped", "reason": "not needed"},
-                    {"type": "not_needed"},
+                    (StepStatus.PENDING,),
+                    StepStatus.SKIPPED,
+                    {"reason": "not needed"},
+                    Event(K.NOT_NEEDED),
                 )
                 continue
             if step.risk is Risk.READ_ONLY:
-                won = await self.store.transition(
+                won = await self._move(
                     rid,
                     nxt,
-                    ("pending",),
-                    {"status": "running", "attempt": 1},
-                    {"type": "started", "actor": "bot"},
+                    (StepStatus.PENDING,),
+                    StepStatus.RUNNING,
+                    {"attempt": 1},
+                    Event(K.STARTED, actor="bot"),
                     restore_patch={"current": nxt},
                     lease=f"take:{self.worker}:{self.lease_ms}",
                 )
@@ -965,39 +1042,48 @@ class Engine:
                 except Exception as exc:  # the card says what could not be gathered
                     preview = {"error": str(exc)}
                 await self.store.set_data(rid, **{step.preview_key(): preview})
-            res = await self.store.transition(
+            res = await self._move(
                 rid,
                 nxt,
-                ("pending",),
-                {"status": "awaiting"},
-                {
-                    "type": "awaiting_approval",
-                    "risk": step.risk.value,
-                    "plan_digest": rendered.get("digest"),
-                },
+                (StepStatus.PENDING,),
+                StepStatus.AWAITING,
+                {},
+                Event(
+                    K.AWAITING_APPROVAL, risk=step.risk.value, plan_digest=rendered.get("digest")
+                ),
                 restore_patch={"current": nxt},
             )
             if res.ok:
-                await self._notify("awaiting", rid=rid, step=nxt, preview=preview)
+                await self._notify(
+                    Event(
+                        K.AWAITING_APPROVAL,
+                        rid=rid,
+                        step=nxt,
+                        risk=step.risk.value,
+                        live={"preview": preview},
+                    )
+                )
             return
 
     async def _finish(self, rec: RestoreRecord) -> None:
         verify = self.procedure_of(rec).by_role(Role.VERIFY)
         verified = bool(verify) and all(
-            rec.steps.get(s.id, {}).get("status") == "succeeded" for s in verify
+            rec.steps.get(s.id, {}).get("status") == StepStatus.SUCCEEDED for s in verify
         )
-        final = "succeeded" if verified else "failed"
-        ok, _ = await self.store.restore_event(
+        final = RestoreStatus.SUCCEEDED if verified else RestoreStatus.FAILED
+        kind = K.RESTORE_SUCCEEDED if verified else K.RESTORE_FAILED
+        ok, _ = await self._restore_move(
             rec.rid,
-            {"status": final, "current": ""},
-            {"type": f"restore_{final}"},
-            ("running",),
+            (RestoreStatus.RUNNING,),
+            final,
+            Event(kind),
+            patch={"current": ""},
             release=True,
         )
         if ok:
             await self.store.set_data(rec.rid, originals=None)
             await self.store.expire(rec.rid, self.retention_seconds)
-            await self._notify("finished", rid=rec.rid, status=final)
+            await self._notify(Event(kind, rid=rec.rid, status=final))
 
     async def _hold_and_run(
         self,
@@ -1014,7 +1100,7 @@ class Engine:
             await self._host_result(rec.rid, sid, attempt, r)
 
         ctx = await self._context(rec, self.step(sid, rec), on_result, guarded=guarded)
-        await self._notify("running", rid=rec.rid, step=sid)
+        await self._notify(Event(K.RUNNING, rid=rec.rid, step=sid, attempt=attempt))
         renew = asyncio.create_task(self._renew(rec.rid, sid))
         task = asyncio.ensure_future(run(ctx))
         self._tasks[rec.rid] = task
@@ -1038,22 +1124,19 @@ class Engine:
         rec = await self.record(rid)
         step = self.step(sid, rec)
         outcome, summary, commands_sent = await self._hold_and_run(rec, sid, step.run)
-        res = await self.store.transition(
+        kind = K.SUCCEEDED if outcome.ok else K.FAILED
+        res = await self._move(
             rid,
             sid,
-            ("running",),
+            (StepStatus.RUNNING,),
+            StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
             {
-                "status": "succeeded" if outcome.ok else "failed",
                 "summary": summary,
                 "commands": commands_sent,
                 # What it only read with (checks, previews, leader sources): on its card.
                 "reads": self._reads.pop(rid, []),
             },
-            {
-                "type": "succeeded" if outcome.ok else "failed",
-                "summary": summary,
-                "commands": commands_sent,
-            },
+            Event(kind, summary=summary, commands=commands_sent),
             lease=f"own:{self.worker}",
         )
         if not res.ok:
@@ -1063,21 +1146,22 @@ class Engine:
                 rid,
                 res.step.get("status"),
             )
-        await self._notify("finished_step", rid=rid, step=sid, ok=outcome.ok, summary=summary)
+        await self._notify(Event(kind, rid=rid, step=sid, ok=outcome.ok, summary=summary))
         if not outcome.ok and step.fail_ends_restore and res.ok:
             # Nothing has changed yet: the restore ends and the cluster is free again; a
             # new start reads the cluster file afresh.
-            ended, _ = await self.store.restore_event(
+            ended, _ = await self._restore_move(
                 rid,
-                {"status": "failed", "current": ""},
-                {"type": "restore_failed", "reason": f"{sid} failed; nothing was changed"},
-                ("running",),
+                (RestoreStatus.RUNNING,),
+                RestoreStatus.FAILED,
+                Event(K.RESTORE_FAILED, reason=f"{sid} failed; nothing was changed"),
+                patch={"current": ""},
                 release=True,
             )
             if ended:
                 await self.store.set_data(rid, originals=None)
                 await self.store.expire(rid, self.retention_seconds)
-                await self._notify("finished", rid=rid, status="failed")
+                await self._notify(Event(K.RESTORE_FAILED, rid=rid, status=RestoreStatus.FAILED))
         return outcome
 
     async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
@@ -1092,23 +1176,24 @@ class Engine:
             "truncated": out_cut or err_cut,
         }
         await self.store.save_output(rid, f"{sid}:{attempt}:{r.host}", output)
-        await self.store.transition(
+        await self._move(
             rid,
             sid,
-            ("running",),
+            (StepStatus.RUNNING,),
+            None,
             {},
-            {
-                "type": "host_result",
-                "host": r.host,
-                "attempt": attempt,
-                "exit_status": r.exit_status,
-                "duration": round(r.duration, 3),
-                "error": r.error,
-                "output_sha256": output_digest(output),
-            },
+            Event(
+                K.HOST_RESULT,
+                host=r.host,
+                attempt=attempt,
+                exit_status=r.exit_status,
+                duration=round(r.duration, 3),
+                error=r.error,
+                output_sha256=output_digest(output),
+            ),
             lease=f"own:{self.worker}",
         )
-        await self._notify("host_result", rid=rid, step=sid, result=r)
+        await self._notify(Event(K.HOST_RESULT, rid=rid, step=sid, host=r.host, live={"result": r}))
 
     async def _renew(self, rid: str, sid: str) -> None:
         while True:
@@ -1126,9 +1211,9 @@ class Engine:
             if mine is not None and not mine.done():
                 continue
             rec = await self.store.load(rid)
-            if rec is None or rec.status != "running":
+            if rec is None or rec.status != RestoreStatus.RUNNING:
                 continue
-            if not any(st.get("status") == "running" for st in rec.steps.values()):
+            if not any(st.get("status") == StepStatus.RUNNING for st in rec.steps.values()):
                 continue
             found += [(rid, sid) for sid, _ in await self.recover(rid)]
         return found
@@ -1162,14 +1247,15 @@ class Engine:
         rec = await self.record(rid)
         found = []
         for sid, st in rec.steps.items():
-            if st.get("status") != "running":
+            if st.get("status") != StepStatus.RUNNING:
                 continue
-            res = await self.store.transition(
+            res = await self._move(
                 rid,
                 sid,
-                ("running",),
-                {"status": "interrupted"},
-                {"type": "interrupted", "worker": st.get("lease_owner")},
+                (StepStatus.RUNNING,),
+                StepStatus.INTERRUPTED,
+                {},
+                Event(K.INTERRUPTED, worker=st.get("lease_owner")),
                 lease="expired",
             )
             if not res.ok:
@@ -1192,13 +1278,23 @@ class Engine:
                         }
                     },
                 )
-                await self.store.transition(
+                await self._move(
                     rid,
                     sid,
-                    ("interrupted",),
+                    (StepStatus.INTERRUPTED,),
+                    None,
                     {"check": outcome.summary, "appears_finished": outcome.ok},
-                    {"type": "checked", "appears_finished": outcome.ok, "summary": outcome.summary},
+                    Event(K.CHECKED, appears_finished=outcome.ok, summary=outcome.summary),
                 )
             found.append((sid, outcome))
-            await self._notify("interrupted", rid=rid, step=sid, check=outcome)
+            await self._notify(
+                Event(
+                    K.INTERRUPTED,
+                    rid=rid,
+                    step=sid,
+                    worker=st.get("lease_owner"),
+                    appears_finished=outcome.ok if outcome is not None else None,
+                    live={"check": outcome},
+                )
+            )
         return found
