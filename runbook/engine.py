@@ -1,7 +1,9 @@
 """The engine: moves one restore through the procedure, with its state in Redis only.
 
-Step states: pending, awaiting (approval), running, succeeded, failed, skipped,
-interrupted. Restore states: running, succeeded, failed, aborted, reverted.
+Step and restore states, and the moves allowed between them: runbook.state (every move
+goes through `_move`/`_restore_move`). Events, logged and told to the listener alike:
+runbook.events. The engine is given its procedures (`procedures`, by name) and never
+names a step: it asks a restore's procedure (`procedure_of`) for steps by role.
 
 Nothing is kept in memory between calls: any bot process (or this one after a restart)
 can continue any restore. Whoever wins the atomic transition of a step into `running`

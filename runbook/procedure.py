@@ -2,8 +2,10 @@
 
 This is Aurora's online recovery procedure (Aurora 0.13 to 0.20, the "0.17" page):
 stop, disable, re-initialise the replicated log, stage and commit the backup on the
-leader, undo the preparation. Steps are data so that a second variant (the offline
-`recovery-tool` procedure of Aurora 0.21+) can sit beside this one as another tuple.
+leader, undo the preparation. The procedure is a value (`ONLINE`) and each step refers
+to its own functions (runbook.actions), so that a second variant (the offline
+`recovery-tool` procedure of Aurora 0.21+) can sit beside this one as another value in
+`PROCEDURES`. This is the only module that names the online steps' ids.
 
 A step's `commands` are templates. `{name}` is replaced by a value that was validated
 and shell-quoted first (`runbook.commands.render`); `{!name}` is replaced verbatim and
