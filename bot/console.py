@@ -151,8 +151,10 @@ class Console:
         self.ask = ask
         self.commands = commands or Commands()
         self.plan: list[str] = []
-        # The procedure of the restore walked (set when its record is read).
-        self.procedure = next(iter(engine.procedures.values()))
+        # The procedure of the restore walked (set when its record is read; until then
+        # the engine's first).
+        procedures: dict[str, Procedure] = dict(getattr(engine, "procedures", {}))
+        self.procedure: Procedure | None = next(iter(procedures.values()), None)
         self.started: dict[str, float] = {}
         engine.listener = self.on_event
 
@@ -184,7 +186,8 @@ class Console:
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"
-        if not r.ok and self.procedure.step(sid).fills_log:
+        step = self.procedure.step(sid) if self.procedure is not None else None
+        if not r.ok and step is not None and step.fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
         command = shorten(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
