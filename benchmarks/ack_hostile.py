@@ -30,8 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._ack import AckRig, clicks, pct  # noqa: E402
+from runbook.procedure import ONLINE, Risk, Role  # noqa: E402
 from tests.slack_double import block_actions_body  # noqa: E402
 from tests.test_redact import HOSTILE  # noqa: E402
+
+# The first step a person approves (the first changing step with no condition), and
+# the preflight: by what they are, not by id.
+FIRST_APPROVAL = next(s.id for s in ONLINE if s.risk is Risk.MUTATING and s.condition is None)
+PREFLIGHT = ONLINE.by_role(Role.PREFLIGHT)[0].id
 
 RESTORES = int(os.environ.get("RESTORES", "20"))
 CLICKS = 200
@@ -57,7 +63,7 @@ async def preflights_done(rig: AckRig, rids: list[str], t0: float) -> float:
         done = 0
         for rid in rids:
             rec = await rig.store.load(rid)
-            if rec and rec.steps["prep.preflight"]["status"] not in (
+            if rec and rec.steps[PREFLIGHT]["status"] not in (
                 "pending",
                 "running",
                 "awaiting",
@@ -81,7 +87,7 @@ async def main() -> None:
             block_actions_body(
                 user_id="U0MALLORY",
                 action_id="approve",
-                value=json.dumps({"rid": rids[i % len(rids)], "sid": "prep.stop"}),
+                value=json.dumps({"rid": rids[i % len(rids)], "sid": FIRST_APPROVAL}),
                 channel_id="C0000",
                 message_ts="1700000000.000200",
                 thread_ts="1700000000.000100",
@@ -94,7 +100,7 @@ async def main() -> None:
         statuses = []
         for rid in rids:
             rec = await rig.store.load(rid)
-            statuses.append(rec.steps["prep.preflight"]["status"] if rec else "?")
+            statuses.append(rec.steps[PREFLIGHT]["status"] if rec else "?")
     print(
         f"{RESTORES} restores, each preflight with 1 MB of {TEXT!r} on one host's "
         f"stderr; {CLICKS} clicks, 10 at a time, while they ran"

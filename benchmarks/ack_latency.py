@@ -35,8 +35,13 @@ from benchmarks._ack import (  # noqa: E402
     pct,
     spawn,
 )
+from runbook.procedure import ONLINE, Risk  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.slack_double import block_actions_body  # noqa: E402
+
+# The first step a person approves (the first changing step with no condition), and
+# not by id.
+FIRST_APPROVAL = next(s.id for s in ONLINE if s.risk is Risk.MUTATING and s.condition is None)
 
 RESTORES = 20
 CLICKS = 200
@@ -50,7 +55,7 @@ async def waiting(rig: AckRig) -> list[str]:
     out = []
     for rid in await rig.store.restore_ids():
         rec = await rig.store.load(rid)
-        if rec and rec.steps["prep.stop"]["status"] == "awaiting":
+        if rec and rec.steps[FIRST_APPROVAL]["status"] == "awaiting":
             out.append(rid)
     return out
 
@@ -79,7 +84,7 @@ async def main() -> None:
                 block_actions_body(
                     user_id=user,
                     action_id="approve",
-                    value=json.dumps({"rid": rid, "sid": "prep.stop"}),
+                    value=json.dumps({"rid": rid, "sid": FIRST_APPROVAL}),
                     channel_id=channels[rid],
                     message_ts="1700000000.000200",
                     thread_ts="1700000000.000100",

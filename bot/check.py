@@ -27,6 +27,7 @@ async def check_cluster(
     """Every readiness row for `cluster`. `remote`/`probe` (closed at the end) default to
     bot.wiring.connect's; detect, sources and mesos to bot.wiring's and bot.mesos's."""
     from bot import mesos as mesos_port, wiring
+    from runbook.procedure import ONLINE
 
     if remote is None or probe is None:
         r, p = wiring.connect(cluster)
@@ -35,6 +36,7 @@ async def check_cluster(
         cluster,
         remote,
         probe,
+        procedure=ONLINE,
         detect=detect or wiring.detect_leader,
         sources=sources or wiring.check_leader_sources,
         mesos=mesos or mesos_port.running_tasks,

@@ -337,8 +337,20 @@ def _export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        from runbook.procedure import PROCEDURES
+
+        procedure = PROCEDURES.get(str(rec.meta.get("procedure") or "online"))
+        if procedure is None:
+            print(
+                f"aurora-restore export: restore {args.restore_id!r} follows an unknown procedure {rec.meta.get('procedure')!r}",
+                file=sys.stderr,
+            )
+            return 2
         doc = transcript.build(
-            rec, await store.events(args.restore_id), await store.outputs(args.restore_id)
+            rec,
+            await store.events(args.restore_id),
+            await store.outputs(args.restore_id),
+            procedure,
         )
         text = render(doc, args.format)
         if args.output:
@@ -392,7 +404,9 @@ def _verify(args: argparse.Namespace) -> int:
             _with_store(args, work)
         except Exception as exc:  # the store is optional here
             print(f"(not checked against the store: {exc})", file=sys.stderr)
-    problems = transcript.verify(doc, live)
+    from runbook.procedure import PROCEDURES
+
+    problems = transcript.verify(doc, PROCEDURES, live)
     if problems:
         print(f"{len(problems)} problems in {args.file} ({transcript.chain_name(doc)}):")
         for p in problems:
@@ -407,7 +421,7 @@ def _verify(args: argparse.Namespace) -> int:
         f"OK: {len(doc.get('log', []))} events, {transcript.chain_name(doc)}, chain digest "
         f"{doc.get('chain_digest')}, checked against {where}"
     )
-    unchecked = transcript.not_vouched(doc)
+    unchecked = transcript.not_vouched(doc, PROCEDURES)
     if unchecked:
         print(
             f"not vouched for by the log (learnt by steps, kept outside it): {', '.join(unchecked)}"

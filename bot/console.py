@@ -23,9 +23,10 @@ from runbook import transcript
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
+from runbook.events import ENDINGS, EventKind
 from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
-from runbook.procedure import Risk, Step
+from runbook.procedure import Procedure, Risk, Step
 from runbook.redact import redact
 from runbook.store import RestoreRecord, Store
 from runbook.transcript_html import to_html
@@ -219,6 +220,10 @@ class Console:
         self.out = out
         self.ask = ask
         self.commands = commands or Commands()
+        # The procedure of the restore walked (set when its record is read; until then
+        # the engine's first).
+        procedures: dict[str, Procedure] = dict(getattr(engine, "procedures", {}))
+        self.procedure: Procedure | None = next(iter(procedures.values()), None)
         self.started: dict[str, float] = {}
         engine.listener = self.on_event
 
@@ -231,14 +236,14 @@ class Console:
             self.say(f"▶ running {info['step']} …")
         elif kind == "host_result":
             self.say(self.result_line(info["step"], info["result"]))
-        elif kind == "finished_step":
+        elif kind in (EventKind.SUCCEEDED, EventKind.FAILED) and "ok" in info:
             mark = "✓" if info["ok"] else "✗"
             self.say(f"{mark} {info['step']}: {info['summary']}")
             began = self.started.pop(info["step"], None)
             if began is not None:
                 self.say(f"   ({info['step']} took {seconds(time.monotonic() - began)})")
-        elif kind in ("aborted", "reverted") and info.get("summary"):
-            self.say(f"■ restore {kind}: {info['summary']}")
+        elif kind in ENDINGS and info.get("summary"):
+            self.say(f"■ restore {info.get('status', kind)}: {info['summary']}")
         elif kind == "interrupted":
             check = info.get("check")
             seen = f" — check: {check.summary}" if check is not None else ""
@@ -250,7 +255,8 @@ class Console:
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"
-        if not r.ok and self.engine.step(sid).fills_log:
+        step = self.procedure.step(sid) if self.procedure is not None else None
+        if not r.ok and step is not None and step.fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
         command = shorten(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
@@ -294,6 +300,7 @@ class Console:
         await engine.advance(rid)
         while True:
             rec = await engine.record(rid)
+            self.procedure = engine.procedure_of(rec)
             if rec.status != "running":
                 self.say(RULE)
                 self.say(f"restore {rid}: {rec.status}")
@@ -416,7 +423,8 @@ class Console:
         self.say(f"skipped by {who.label}: {reason}")
 
     async def decide_failed(self, rid: str, card: StepView, started_by: str) -> bool:
-        step = self.engine.step(card.sid)
+        procedure = self.procedure or self.engine.procedure_of(await self.engine.record(rid))
+        step = procedure.step(card.sid)
         said = card.interruption.check if card.interruption else ""
         self.say(f"{step.id} {card.status}: {card.summary or said}")
         if self.yes and card.status == "interrupted":
@@ -495,10 +503,12 @@ class Console:
             self.say(f"refused: {exc}")
 
 
-async def write_transcripts(store: Store, rid: str, out_dir: Path) -> dict[str, Any]:
+async def write_transcripts(
+    store: Store, rid: str, out_dir: Path, procedure: Procedure
+) -> dict[str, Any]:
     rec = await store.load(rid)
     assert rec is not None
-    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid), procedure)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "transcript.json").write_text(transcript.to_json(doc))
     (out_dir / "transcript.md").write_text(transcript.to_markdown(doc))
@@ -531,7 +541,7 @@ async def run_console(
             rid = await console.run(backup)
             rec = await engine.record(rid)
             if out_dir is not None:
-                await write_transcripts(store, rid, out_dir)
+                await write_transcripts(store, rid, out_dir, engine.procedure_of(rec))
                 console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
             return rid, rec.status
         finally:

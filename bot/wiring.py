@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from bot.leader import ZkReader, check_sources, detector
@@ -31,6 +31,8 @@ from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import DEFAULT_RETENTION_SECONDS, Connect, Engine, MayApprove
 from runbook.ports import LeaderReport, Remote, VarsProbe
+from runbook.procedure import PROCEDURES
+from runbook.step import Procedure
 from runbook.store import Store
 
 __all__ = [
@@ -97,6 +99,7 @@ def build_engine(
     may_approve: MayApprove | None = None,
     worker: str | None = None,
     lease_ms: int | None = None,
+    procedures: Mapping[str, Procedure] | None = None,
 ) -> Engine:
     """The engine with every adapter: leader detection from every source, preflight's
     sources check, the Mesos master's tasks, and the settings' retention. `connect`
@@ -116,6 +119,7 @@ def build_engine(
         detect=detect_leader,
         sources=check_leader_sources,
         mesos=running_tasks,
+        procedures=procedures if procedures is not None else PROCEDURES,
         retention_seconds=(
             settings.retention_seconds if settings is not None else DEFAULT_RETENTION_SECONDS
         ),

@@ -31,6 +31,7 @@ from typing import Any
 
 from runbook.errors import StoreScriptMissing, StoreUnavailable
 from runbook.ports import HostResult
+from runbook.state import RestoreStatus, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,9 @@ local now = now_ms()
 local raw = redis.call('HGET', KEYS[1], 'step:' .. ARGV[1])
 if not raw then return 0 end
 local st = cjson.decode(raw)
-if st.status ~= 'running' or st.lease_owner ~= ARGV[2] then return 0 end
+if st.status ~= '"""
+    + StepStatus.RUNNING
+    + r"""' or st.lease_owner ~= ARGV[2] then return 0 end
 st.lease_until = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'step:' .. ARGV[1], cjson.encode(st))
 return 1
@@ -231,7 +234,9 @@ local now = now_ms()
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
 local meta = cjson.decode(ARGV[2])
 meta.started_at = now
-redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta), 'status', 'running', 'current', '', 'seq', 0, 'chain', '')
+redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta), 'status', '"""
+    + RestoreStatus.RUNNING
+    + r"""', 'current', '', 'seq', 0, 'chain', '')
 for sid, st in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], 'step:' .. sid, cjson.encode(st)) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 append(cjson.decode(ARGV[4]), now)

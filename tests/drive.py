@@ -49,7 +49,7 @@ async def drive(engine: Engine, rid: str, until: str | None = None) -> str:
             return f"{sid} {state}: {rec.steps[sid].get('summary', '')}"
         if sid == until:
             return "at " + sid
-        step = engine.step(sid)
+        step = engine.step(sid, rec)
         if step.suggest_skip:
             await engine.skip(rid, sid, ALICE, "the plan suggests it")
             continue
