@@ -68,8 +68,7 @@ def test_runbook_names_no_step_id_outside_the_definitions() -> None:
     assert not hits, "step ids named outside a procedure's definition:\n" + "\n".join(hits)
 
 
-@pytest.mark.xfail(strict=False, reason="views and handlers switch to roles in wt-views/wt-slack")
-@pytest.mark.parametrize("folder", ["bot", "handlers"])
+@pytest.mark.parametrize("folder", ["bot", "handlers", "benchmarks"])
 def test_fronts_name_no_step_id(folder: str) -> None:
     hits = named_step_ids(folder)
     assert not hits, "step ids named outside a procedure's definition:\n" + "\n".join(hits)
