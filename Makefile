@@ -30,7 +30,8 @@ FAST_TESTS := tests/test_envfile.py tests/test_redact.py tests/test_runbook_unit
 	tests/test_blocks.py tests/test_view.py tests/test_clusters.py tests/test_settings.py tests/test_host_read_values.py::test_backup_names_are_read_strictly \
 	tests/test_host_read_values.py::test_a_name_holding_a_newline_stays_one_name \
 	tests/test_host_read_values.py::test_markdown_fences_outlast_any_backticks_in_the_output \
-	tests/test_packaged_hosts.py::test_active_tasks_are_counted_from_the_active_states_only
+	tests/test_packaged_hosts.py::test_active_tasks_are_counted_from_the_active_states_only \
+	tests/test_state.py tests/test_events.py tests/test_no_step_ids.py
 
 test-fast: $(VENV)/.synced
 	$(VENV)/bin/pytest -q $(FAST_TESTS)

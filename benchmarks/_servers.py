@@ -1,4 +1,4 @@
-"""Helper processes for benchmarks/ack_latency.py, so that neither the Slack double nor
+"""Helper processes for the ack benchmarks (benchmarks/_ack.py), so that neither the Slack double nor
 the bare app shares an event loop with the client that measures.
 
     python benchmarks/_servers.py double 0

@@ -1,6 +1,6 @@
 """Ack latency of button clicks while hosts' outputs of 1 MB hostile text are redacted.
 
-Like benchmarks/ack_latency.py (whose helpers it uses): the sandbox (3 hosts), the Slack
+Like benchmarks/ack_latency.py, on the same harness (benchmarks/_ack.py): the sandbox (3 hosts), the Slack
 double, the embedded store and `aurora-restore serve` with 20 clusters (the sandbox's
 hosts under 20 names). Here each cluster's `aurora_admin` template first writes 1 MB of
 hostile text to stderr (`head -c 1000000 FILE >&2; aurora_admin`), so every restore's
@@ -23,150 +23,92 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
-
-from benchmarks.ack_latency import SECRET, clicks, pct, spawn  # noqa: E402
-from bot.redis_server import EmbeddedRedis  # noqa: E402
-from runbook.store import Store  # noqa: E402
-from tests.conftest import RunningSandbox, free_port  # noqa: E402
-from tests.slack_double import block_actions_body, slash_command_body  # noqa: E402
+from benchmarks._ack import AckRig, clicks, pct  # noqa: E402
+from runbook.procedure import ONLINE, Risk, Role  # noqa: E402
+from tests.slack_double import block_actions_body  # noqa: E402
 from tests.test_redact import HOSTILE  # noqa: E402
+
+# The first step a person approves (the first changing step with no condition), and
+# the preflight: by what they are, not by id.
+FIRST_APPROVAL = next(s.id for s in ONLINE if s.risk is Risk.MUTATING and s.condition is None)
+PREFLIGHT = ONLINE.by_role(Role.PREFLIGHT)[0].id
 
 RESTORES = int(os.environ.get("RESTORES", "20"))
 CLICKS = 200
 TEXT = sys.argv[sys.argv.index("--text") + 1] if "--text" in sys.argv else "mixed"
 
 
-def clusters_file(sandbox_dir: Path, hostile: Path) -> str:
-    """The sandbox's cluster under RESTORES names, each printing the hostile file first."""
-    text = (sandbox_dir / "clusters.toml").read_text().replace("users = []", 'users = ["U0ALICE"]')
+def hostile_admin(base: Path, text: str) -> str:
+    """The cluster's text with `aurora_admin` printing 1 MB of hostile text first."""
+    hostile = base / "hostile.txt"
+    hostile.write_text(HOSTILE[TEXT])
     text = text.replace(
         'aurora_admin = "aurora_admin"',
         f'aurora_admin = "head -c 1000000 {hostile} >&2; aurora_admin"',
     )
     assert str(hostile) in text, "the cluster file has no aurora_admin line to wrap"
-    body = text.split("\n", 2)[2]
-    return "\n".join(
-        body.replace("clusters.sandbox", f"clusters.c{i:02d}") for i in range(RESTORES)
-    )
+    return text
+
+
+async def preflights_done(rig: AckRig, rids: list[str], t0: float) -> float:
+    """Seconds from t0 until every restore's preflight ended (at most 300)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done = 0
+        for rid in rids:
+            rec = await rig.store.load(rid)
+            if rec and rec.steps[PREFLIGHT]["status"] not in (
+                "pending",
+                "running",
+                "awaiting",
+            ):
+                done += 1
+        if done == len(rids):
+            break
+        await asyncio.sleep(0.2)
+    return time.monotonic() - t0
 
 
 async def main() -> None:
-    procs: list[subprocess.Popen[str]] = []
-    here = str(Path(__file__).resolve().parent / "_servers.py")
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        hostile = base / "hostile.txt"
-        hostile.write_text(HOSTILE[TEXT])
-        sandbox = RunningSandbox(base / "sandbox", "--restart-sec", "0.5").start()
-        store = EmbeddedRedis(base / "redis")
-        try:
-            double, api = spawn(here, "double", "0")
-            procs.append(double)
-            (base / "clusters.toml").write_text(clusters_file(sandbox.dir, hostile))
-            port = free_port()
-            redis_url = store.start()
-            env = {
-                **os.environ,
-                "SLACK_BOT_TOKEN": "xoxb-test-token",
-                "SLACK_SIGNING_SECRET": SECRET,
-                "SLACK_API_URL": api,
-                "REDIS_URL": redis_url,
-                "PORT": str(port),
-                "AURORA_RESTORE_CLUSTERS": str(base / "clusters.toml"),
-            }
-            bot = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "serve"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+    async with AckRig(RESTORES, hostile_admin) as rig:
+        t0 = time.monotonic()
+        await rig.start_restores()
+        rids: list[str] = []
+        while len(rids) < RESTORES and time.monotonic() - t0 < 30:
+            rids = await rig.store.restore_ids()
+            await asyncio.sleep(0.05)
+        bodies = [
+            block_actions_body(
+                user_id="U0MALLORY",
+                action_id="approve",
+                value=json.dumps({"rid": rids[i % len(rids)], "sid": FIRST_APPROVAL}),
+                channel_id="C0000",
+                message_ts="1700000000.000200",
+                thread_ts="1700000000.000100",
             )
-            procs.append(bot)
-            url = f"http://127.0.0.1:{port}/slack/events"
-            r = aioredis.Redis.from_url(redis_url)
-            st = Store(r)
-            async with httpx.AsyncClient(timeout=60) as client:
-                for _ in range(200):
-                    try:
-                        if (
-                            await client.get(f"http://127.0.0.1:{port}/healthz")
-                        ).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        await asyncio.sleep(0.05)
-                starts = [
-                    slash_command_body(text=f"c{i:02d}", user_id="U0ALICE", channel_id=f"C{i:04d}")
-                    for i in range(RESTORES)
-                ]
-                t0 = time.monotonic()
-                await clicks(client, url, starts)
-                rids: list[str] = []
-                while len(rids) < RESTORES and time.monotonic() - t0 < 30:
-                    rids = await st.restore_ids()
-                    await asyncio.sleep(0.05)
-                bodies = [
-                    block_actions_body(
-                        user_id="U0MALLORY",
-                        action_id="approve",
-                        value=json.dumps({"rid": rids[i % len(rids)], "sid": "prep.stop"}),
-                        channel_id="C0000",
-                        message_ts="1700000000.000200",
-                        thread_ts="1700000000.000100",
-                    )
-                    for i in range(CLICKS)
-                ]
-
-                async def preflights_done() -> float:
-                    deadline = time.monotonic() + 300
-                    while time.monotonic() < deadline:
-                        done = 0
-                        for rid in rids:
-                            rec = await st.load(rid)
-                            if rec and rec.steps["prep.preflight"]["status"] not in (
-                                "pending",
-                                "running",
-                                "awaiting",
-                            ):
-                                done += 1
-                        if done == len(rids):
-                            break
-                        await asyncio.sleep(0.2)
-                    return time.monotonic() - t0
-
-                times, took = await asyncio.gather(clicks(client, url, bodies), preflights_done())
-            statuses = []
-            for rid in rids:
-                rec = await st.load(rid)
-                statuses.append(rec.steps["prep.preflight"]["status"] if rec else "?")
-            await r.aclose()
-            print(
-                f"{RESTORES} restores, each preflight with 1 MB of {TEXT!r} on one host's "
-                f"stderr; {CLICKS} clicks, 10 at a time, while they ran"
-            )
-            print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-            print(
-                f"{'ack':<28}{pct(times, 50):>10.1f}{pct(times, 99):>10.1f}{max(times) * 1000:>10.1f}"
-            )
-            print(f"{RESTORES} preflights finished after {took:.1f} s: {sorted(set(statuses))}")
-            print(f"p99 under 100 ms: {pct(times, 99) < 100}")
-        finally:
-            for p in procs:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-            store.stop()
-            sandbox.stop()
+            for i in range(CLICKS)
+        ]
+        times, took = await asyncio.gather(
+            clicks(rig.client, rig.url, bodies), preflights_done(rig, rids, t0)
+        )
+        statuses = []
+        for rid in rids:
+            rec = await rig.store.load(rid)
+            statuses.append(rec.steps[PREFLIGHT]["status"] if rec else "?")
+    print(
+        f"{RESTORES} restores, each preflight with 1 MB of {TEXT!r} on one host's "
+        f"stderr; {CLICKS} clicks, 10 at a time, while they ran"
+    )
+    print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(f"{'ack':<28}{pct(times, 50):>10.1f}{pct(times, 99):>10.1f}{max(times) * 1000:>10.1f}")
+    print(f"{RESTORES} preflights finished after {took:.1f} s: {sorted(set(statuses))}")
+    print(f"p99 under 100 ms: {pct(times, 99) < 100}")
 
 
 if __name__ == "__main__":

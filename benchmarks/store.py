@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis.asyncio as aioredis  # noqa: E402
 
 from bot.redis_server import EmbeddedRedis  # noqa: E402
-from runbook.procedure import ONLINE_PROCEDURE  # noqa: E402
+from runbook.procedure import ONLINE  # noqa: E402
 from runbook.store import Store, events_key, output_key, restore_key  # noqa: E402
 
 HOSTS = ["scheduler-1", "scheduler-2", "scheduler-3"]
@@ -54,7 +54,7 @@ async def main() -> None:
         client = aioredis.Redis.from_url(server.start())
         counting = Counting(client)
         store = Store(counting)
-        steps = {s.id: {"status": "pending", "attempt": 0} for s in ONLINE_PROCEDURE}
+        steps = {s.id: {"status": "pending", "attempt": 0} for s in ONLINE}
         await store.create(
             "bench",
             "west",
@@ -84,7 +84,7 @@ async def main() -> None:
             assert res.ok, (sid, res)
             per_transition.append(counting.calls - before)
 
-        for step in ONLINE_PROCEDURE:
+        for step in ONLINE:
             await transition(step.id, ("pending",), {"status": "awaiting"})
             await transition(
                 step.id, ("awaiting",), {"status": "running", "attempt": 1}, lease="take:w:10000"
@@ -118,7 +118,7 @@ async def main() -> None:
         print(f"events in the log:          {events}")
         print(
             f"memory of the finished restore: {memory / 1024:.1f} KiB "
-            f"({len(ONLINE_PROCEDURE)} steps x {len(HOSTS)} hosts, 2 KB output per host per step)"
+            f"({len(ONLINE)} steps x {len(HOSTS)} hosts, 2 KB output per host per step)"
         )
         await client.aclose()
 

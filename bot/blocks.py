@@ -23,7 +23,6 @@ from typing import Any
 
 from bot.view import (
     MAX_OPTIONS as MAX_OPTIONS,  # the backup menu's cap
-    PROCEDURES,
     Action,
     BackupChoice,
     BackupView,
@@ -40,7 +39,7 @@ from bot.view import (
 )
 from runbook.clusters import Cluster
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE
+from runbook.procedure import ONLINE, PROCEDURES
 from runbook.step import Procedure, Risk, Role, Targets
 from runbook.store import RestoreRecord
 

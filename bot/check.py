@@ -1,8 +1,8 @@
 """`aurora-restore check`: restore readiness against a live cluster (runbook.readiness).
 
-Connects the way the console does (bot.console.connect: SSH with host keys checked, the
-/vars probe), with bot.leader's detector and source check and bot.mesos for the kill
-forecast. No store: no restore is created and no lock is taken, so Redis is not needed.
+Connects the way every front does (bot.wiring.connect: SSH with host keys checked, the
+/vars probe and the cluster's ZooKeeper client), with bot.wiring's leader detector and
+source check and bot.mesos for the kill forecast. No store: no restore is created and no lock is taken, so Redis is not needed.
 """
 
 from __future__ import annotations
@@ -25,19 +25,20 @@ async def check_cluster(
     mesos: Any = None,
 ) -> list[Check]:
     """Every readiness row for `cluster`. `remote`/`probe` (closed at the end) default to
-    bot.console.connect's; detect, sources and mesos to bot.leader's and bot.mesos's."""
-    from bot import leader, mesos as mesos_port
-    from bot.console import connect
+    bot.wiring.connect's; detect, sources and mesos to bot.wiring's and bot.mesos's."""
+    from bot import mesos as mesos_port, wiring
+    from runbook.procedure import ONLINE
 
     if remote is None or probe is None:
-        r, p = connect(cluster)
+        r, p = wiring.connect(cluster)
         remote, probe = remote or r, probe or p
     ctx, _facts = make_context(
         cluster,
         remote,
         probe,
-        detect=detect or leader.detector,
-        sources=sources or leader.check_sources,
+        procedure=ONLINE,
+        detect=detect or wiring.detect_leader,
+        sources=sources or wiring.check_leader_sources,
         mesos=mesos or mesos_port.running_tasks,
     )
     try:

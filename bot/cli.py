@@ -23,7 +23,7 @@ def _check(args: argparse.Namespace) -> int:
     from bot.check import check_cluster, write_reports
     from runbook.redact import redact
 
-    if not _redaction("check"):
+    if not _redaction(args, "check"):
         return 2
     args.cluster = _cluster_file(args, "check")
     if args.cluster is None:
@@ -49,22 +49,32 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _data_dir() -> Path:
-    env = os.environ.get("AURORA_RESTORE_DATA")
-    if env:
-        return Path(env)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
-    return Path(state) / "aurora-restore"
+def _settings(args: argparse.Namespace, command: str) -> Any:
+    """The environment's settings, read once per run (bot.settings); None, with one line
+    on stderr, when one is malformed."""
+    from bot.settings import Settings, SettingsError
+
+    if getattr(args, "settings", None) is None:
+        try:
+            args.settings = Settings.from_env()
+        except SettingsError as exc:
+            print(f"aurora-restore {command}: error: {exc}", file=sys.stderr)
+            return None
+    return args.settings
 
 
-def _redaction(command: str) -> bool:
+def _redaction(args: argparse.Namespace, command: str) -> bool:
     """Compile AURORA_RESTORE_REDACT and redact log records (the Slack commands do the
     first in bot.settings.load); False, with one line on stderr, for a bad pattern."""
-    from runbook.redact import configure, install_log_redaction
+    from bot.settings import SettingsError
+    from runbook.redact import install_log_redaction
 
+    settings = _settings(args, command)
+    if settings is None:
+        return False
     try:
-        configure(os.environ.get("AURORA_RESTORE_REDACT", ""))
-    except ValueError as exc:
+        settings.apply_redaction()
+    except SettingsError as exc:
         print(f"aurora-restore {command}: error: {exc}", file=sys.stderr)
         return False
     install_log_redaction()
@@ -73,10 +83,10 @@ def _redaction(command: str) -> bool:
 
 def _console(args: argparse.Namespace) -> int:
     from bot.console import run_console
-    from bot.redis_server import redis_url_from_env
+    from bot.wiring import store_url
     from runbook.clusters import ClusterFileError, load_clusters
 
-    if not _redaction("console"):
+    if not _redaction(args, "console"):
         return 2
     args.cluster = _cluster_file(args, "console")
     if args.cluster is None:
@@ -111,7 +121,7 @@ def _console(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    url, server = redis_url_from_env(_data_dir())
+    url, server = store_url(args.settings)
     try:
         _rid, status = asyncio.run(
             run_console(
@@ -121,6 +131,7 @@ def _console(args: argparse.Namespace) -> int:
                 yes=args.yes,
                 backup=args.backup,
                 out_dir=Path(args.out) if args.out else None,
+                settings=args.settings,
             )
         )
     except RefusedError as exc:
@@ -145,7 +156,10 @@ def _console(args: argparse.Namespace) -> int:
 
 def _cluster_file(args: argparse.Namespace, command: str) -> str | None:
     """`--cluster FILE`, else AURORA_RESTORE_CLUSTERS; None (one line said) without either."""
-    path: str | None = args.cluster or os.environ.get("AURORA_RESTORE_CLUSTERS", "").strip()
+    settings = _settings(args, command)
+    if settings is None:
+        return None
+    path: str | None = args.cluster or settings.clusters_path
     if not path:
         print(
             f"aurora-restore {command}: error: no cluster file: give --cluster FILE "
@@ -177,14 +191,18 @@ def _load_one(args: argparse.Namespace, command: str) -> Any:
 
 def _put_back(args: argparse.Namespace) -> int:
     from bot.console import run_put_back
-    from bot.redis_server import redis_url_from_env
+    from bot.wiring import store_url
 
+    if not _redaction(args, "put-back"):
+        return 2
     cluster = _load_one(args, "put-back")
     if cluster is None:
         return 2
-    url, server = redis_url_from_env(_data_dir())
+    url, server = store_url(args.settings)
     try:
-        result = asyncio.run(run_put_back(cluster, url, args.restore_id, me=args.as_))
+        result = asyncio.run(
+            run_put_back(cluster, url, args.restore_id, me=args.as_, settings=args.settings)
+        )
     except RefusedError as exc:
         print(f"aurora-restore put-back: refused: {exc}", file=sys.stderr)
         return 1
@@ -198,7 +216,7 @@ def _put_back(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    if not _redaction("demo"):
+    if not _redaction(args, "demo"):
         return 2
     try:
         return run_demo(
@@ -206,6 +224,7 @@ def _demo(args: argparse.Namespace) -> int:
             out=Path(args.out) if args.out else None,
             schedulers=args.schedulers,
             me=args.as_,
+            settings=args.settings,
         )
     except EOFError:  # stdin closed at a prompt: the demo's sandbox goes with it
         print(flush=True)
@@ -217,7 +236,7 @@ def _slack(args: argparse.Namespace) -> int:
     import logging
 
     from bot import settings as settings_mod
-    from bot.redis_server import redis_url_from_env
+    from bot.wiring import store_url
 
     socket_mode = args.command == "socket"
     try:
@@ -233,7 +252,7 @@ def _slack(args: argparse.Namespace) -> int:
     install_log_redaction()  # after basicConfig: it filters the root logger's handlers
     from bot import slack_app
 
-    url, server = redis_url_from_env(settings.data_dir)
+    url, server = store_url(settings)
     problem = store_problem(url)
     if problem is not None:
         print(f"aurora-restore {args.command}: {problem}", file=sys.stderr)
@@ -274,22 +293,19 @@ def store_problem(url: str, timeout: float = 5.0) -> str | None:
     return None
 
 
-def _with_store(work: Any) -> int:
+def _with_store(args: argparse.Namespace, work: Any) -> int:
     """Run `work(store)` against REDIS_URL or the embedded store."""
-    import redis.asyncio as aioredis
+    from bot.wiring import open_store, store_url
 
-    from bot.redis_server import redis_url_from_env
-    from runbook.store import Store
-
-    url, server = redis_url_from_env(_data_dir())
+    settings = _settings(args, args.command)
+    if settings is None:
+        return 2
+    url, server = store_url(settings)
 
     async def main() -> int:
-        client = aioredis.Redis.from_url(url)
-        try:
-            result: int = await work(Store(client))
+        async with open_store(url) as store:
+            result: int = await work(store)
             return result
-        finally:
-            await client.aclose()
 
     try:
         return asyncio.run(main())
@@ -321,8 +337,20 @@ def _export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        from runbook.procedure import PROCEDURES
+
+        procedure = PROCEDURES.get(str(rec.meta.get("procedure") or "online"))
+        if procedure is None:
+            print(
+                f"aurora-restore export: restore {args.restore_id!r} follows an unknown procedure {rec.meta.get('procedure')!r}",
+                file=sys.stderr,
+            )
+            return 2
         doc = transcript.build(
-            rec, await store.events(args.restore_id), await store.outputs(args.restore_id)
+            rec,
+            await store.events(args.restore_id),
+            await store.outputs(args.restore_id),
+            procedure,
         )
         text = render(doc, args.format)
         if args.output:
@@ -331,7 +359,7 @@ def _export(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return 0
 
-    return _with_store(work)
+    return _with_store(args, work)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -350,7 +378,7 @@ def _list(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _with_store(work)
+    return _with_store(args, work)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -373,10 +401,12 @@ def _verify(args: argparse.Namespace) -> int:
             return 0
 
         try:
-            _with_store(work)
+            _with_store(args, work)
         except Exception as exc:  # the store is optional here
             print(f"(not checked against the store: {exc})", file=sys.stderr)
-    problems = transcript.verify(doc, live)
+    from runbook.procedure import PROCEDURES
+
+    problems = transcript.verify(doc, PROCEDURES, live)
     if problems:
         print(f"{len(problems)} problems in {args.file} ({transcript.chain_name(doc)}):")
         for p in problems:
@@ -391,7 +421,7 @@ def _verify(args: argparse.Namespace) -> int:
         f"OK: {len(doc.get('log', []))} events, {transcript.chain_name(doc)}, chain digest "
         f"{doc.get('chain_digest')}, checked against {where}"
     )
-    unchecked = transcript.not_vouched(doc)
+    unchecked = transcript.not_vouched(doc, PROCEDURES)
     if unchecked:
         print(
             f"not vouched for by the log (learnt by steps, kept outside it): {', '.join(unchecked)}"

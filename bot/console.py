@@ -16,30 +16,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import redis.asyncio as aioredis
-
-from bot.leader import check_sources, detector
-from bot.mesos import running_tasks
-from bot.probes import HttpVarsProbe
-from bot.ssh import SshExecutor
+from bot import wiring
+from bot.settings import Settings
 from bot.view import StepView, WipeHost, procedure_of, step_view
 from runbook import transcript
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
+from runbook.events import ENDINGS, EventKind
 from runbook.listing import check_task_ids, listing_ids
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
-from runbook.procedure import Risk, Step
+from runbook.procedure import Procedure, Risk, Step
 from runbook.redact import redact
 from runbook.store import RestoreRecord, Store
 from runbook.transcript_html import to_html
 
 RULE = "─" * 72
 COMMAND_SHOWN = 60  # characters of a host's command on its result line
-
-
-def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
-    return SshExecutor(cluster), HttpVarsProbe()
 
 
 class Commands:
@@ -51,7 +44,7 @@ class Commands:
         self.of: dict[int, str] = {}
 
     def connect(self, cluster: Cluster) -> tuple[Remote, VarsProbe]:
-        remote, probe = connect(cluster)
+        remote, probe = wiring.connect(cluster)
         return Watched(remote, self), probe
 
     def pop(self, result: HostResult) -> str:
@@ -227,6 +220,10 @@ class Console:
         self.out = out
         self.ask = ask
         self.commands = commands or Commands()
+        # The procedure of the restore walked (set when its record is read; until then
+        # the engine's first).
+        procedures: dict[str, Procedure] = dict(getattr(engine, "procedures", {}))
+        self.procedure: Procedure | None = next(iter(procedures.values()), None)
         self.started: dict[str, float] = {}
         engine.listener = self.on_event
 
@@ -239,14 +236,14 @@ class Console:
             self.say(f"▶ running {info['step']} …")
         elif kind == "host_result":
             self.say(self.result_line(info["step"], info["result"]))
-        elif kind == "finished_step":
+        elif kind in (EventKind.SUCCEEDED, EventKind.FAILED) and "ok" in info:
             mark = "✓" if info["ok"] else "✗"
             self.say(f"{mark} {info['step']}: {info['summary']}")
             began = self.started.pop(info["step"], None)
             if began is not None:
                 self.say(f"   ({info['step']} took {seconds(time.monotonic() - began)})")
-        elif kind in ("aborted", "reverted") and info.get("summary"):
-            self.say(f"■ restore {kind}: {info['summary']}")
+        elif kind in ENDINGS and info.get("summary"):
+            self.say(f"■ restore {info.get('status', kind)}: {info['summary']}")
         elif kind == "interrupted":
             check = info.get("check")
             seen = f" — check: {check.summary}" if check is not None else ""
@@ -258,7 +255,8 @@ class Console:
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"
-        if not r.ok and self.engine.step(sid).fills_log:
+        step = self.procedure.step(sid) if self.procedure is not None else None
+        if not r.ok and step is not None and step.fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
         command = shorten(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
@@ -302,6 +300,7 @@ class Console:
         await engine.advance(rid)
         while True:
             rec = await engine.record(rid)
+            self.procedure = engine.procedure_of(rec)
             if rec.status != "running":
                 self.say(RULE)
                 self.say(f"restore {rid}: {rec.status}")
@@ -424,7 +423,8 @@ class Console:
         self.say(f"skipped by {who.label}: {reason}")
 
     async def decide_failed(self, rid: str, card: StepView, started_by: str) -> bool:
-        step = self.engine.step(card.sid)
+        procedure = self.procedure or self.engine.procedure_of(await self.engine.record(rid))
+        step = procedure.step(card.sid)
         said = card.interruption.check if card.interruption else ""
         self.say(f"{step.id} {card.status}: {card.summary or said}")
         if self.yes and card.status == "interrupted":
@@ -503,10 +503,12 @@ class Console:
             self.say(f"refused: {exc}")
 
 
-async def write_transcripts(store: Store, rid: str, out_dir: Path) -> dict[str, Any]:
+async def write_transcripts(
+    store: Store, rid: str, out_dir: Path, procedure: Procedure
+) -> dict[str, Any]:
     rec = await store.load(rid)
     assert rec is not None
-    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid), procedure)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "transcript.json").write_text(transcript.to_json(doc))
     (out_dir / "transcript.md").write_text(transcript.to_markdown(doc))
@@ -523,41 +525,37 @@ async def run_console(
     backup: str | None,
     out_dir: Path | None = None,
     timing: Timing | None = None,
+    settings: Settings | None = None,
 ) -> tuple[str, str]:
-    client = aioredis.Redis.from_url(redis_url)
-    store = Store(client)
     commands = Commands()
-    engine = Engine(
-        store,
-        {cluster.name: cluster},
-        commands.connect,
-        timing=timing or Timing(),
-        detect=detector,
-        sources=check_sources,
-        mesos=running_tasks,
-    )
-    try:
-        console = Console(engine, cluster, me=me, yes=yes, commands=commands)
-        rid = await console.run(backup)
-        rec = await engine.record(rid)
-        if out_dir is not None:
-            await write_transcripts(store, rid, out_dir)
-            console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
-        return rid, rec.status
-    finally:
-        await engine.close()
-        await client.aclose()
+    async with wiring.open_store(redis_url) as store:
+        engine = wiring.build_engine(
+            store,
+            {cluster.name: cluster},
+            settings=settings,
+            connect=commands.connect,
+            timing=timing,
+        )
+        try:
+            console = Console(engine, cluster, me=me, yes=yes, commands=commands)
+            rid = await console.run(backup)
+            rec = await engine.record(rid)
+            if out_dir is not None:
+                await write_transcripts(store, rid, out_dir, engine.procedure_of(rec))
+                console.say(f"transcript: {out_dir}/transcript.md, .json and .html")
+            return rid, rec.status
+        finally:
+            await engine.close()
 
 
-async def run_put_back(cluster: Cluster, redis_url: str, rid: str, *, me: str) -> str:
+async def run_put_back(
+    cluster: Cluster, redis_url: str, rid: str, *, me: str, settings: Settings | None = None
+) -> str:
     """`aurora-restore put-back`: the way back after an abort that followed the wipe."""
-    client = aioredis.Redis.from_url(redis_url)
-    engine = Engine(
-        Store(client), {cluster.name: cluster}, connect, detect=detector, sources=check_sources
-    )
-    try:
-        Console(engine, cluster, me=me)
-        return await engine.put_back_log(rid, Actor(me))
-    finally:
-        await engine.close()
-        await client.aclose()
+    async with wiring.open_store(redis_url) as store:
+        engine = wiring.build_engine(store, {cluster.name: cluster}, settings=settings)
+        try:
+            Console(engine, cluster, me=me)
+            return await engine.put_back_log(rid, Actor(me))
+        finally:
+            await engine.close()

@@ -18,14 +18,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
+from bot import wiring
 from bot.console import run_console
 from bot.probes import HttpVarsProbe
 from bot.redis_server import EmbeddedRedis
+from bot.settings import Settings
 from runbook.actions import Timing, lifecycle
 from runbook.clusters import load_clusters
-from runbook.store import Store
 from sandbox.cluster import Options, Sandbox, SandboxError, build
 from sandbox.layout import INFO_FILE
 
@@ -54,11 +53,8 @@ async def _wait_active(sandbox: Sandbox, timeout: float = 30) -> None:
 
 async def kept_restore(url: str) -> str | None:
     """The restore of the sandbox an earlier run left running in this store, if any."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        return await Store(client).holder(CLUSTER)
-    finally:
-        await client.aclose()
+    async with wiring.open_store(url) as store:
+        return await store.holder(CLUSTER)
 
 
 def sandbox_options(base: Path, schedulers: int, kept: str | None) -> Options:
@@ -75,7 +71,9 @@ def sandbox_options(base: Path, schedulers: int, kept: str | None) -> Options:
     return Options(dir=directory, schedulers=schedulers, reset=False, restart_sec=1.0)
 
 
-async def _demo(base: Path, yes: bool, out: Path, schedulers: int, me: str) -> str:
+async def _demo(
+    base: Path, yes: bool, out: Path, schedulers: int, me: str, settings: Settings | None
+) -> str:
     with EmbeddedRedis(base / "data") as server:
         url = server.start()
         kept = await kept_restore(url)
@@ -93,7 +91,14 @@ async def _demo(base: Path, yes: bool, out: Path, schedulers: int, me: str) -> s
                 leader_wait=60, failover_wait=60, verify_wait=60, poll=0.5, vars_timeout=2
             )
             _rid, status = await run_console(
-                cluster, url, me=me, yes=yes, backup=None, out_dir=out, timing=timing
+                cluster,
+                url,
+                me=me,
+                yes=yes,
+                backup=None,
+                out_dir=out,
+                timing=timing,
+                settings=settings,
             )
             return status
 
@@ -110,12 +115,14 @@ def fresh_out(root: Path = DEMO_OUT) -> Path:
     return path
 
 
-def run_demo(*, yes: bool, out: Path | None, schedulers: int, me: str) -> int:
+def run_demo(
+    *, yes: bool, out: Path | None, schedulers: int, me: str, settings: Settings | None = None
+) -> int:
     transcripts = out if out is not None else fresh_out()
     # Without --out only the transcripts are kept: the sandbox and the store are scratch.
     base = out if out is not None else Path(tempfile.mkdtemp(prefix="aurora-restore-demo-"))
     try:
-        status = asyncio.run(_demo(base, yes, transcripts, schedulers, me))
+        status = asyncio.run(_demo(base, yes, transcripts, schedulers, me, settings))
     except DemoRefused as exc:
         print(f"aurora-restore demo: refused: {exc}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runbook.clusters import Cluster, Scheduler
+from runbook.errors import ZkUnavailable
 from runbook.hostlog import log_read_command
 from runbook.ports import HostResult
 
@@ -171,10 +172,6 @@ async def _from_vars(
 
 
 # -------------------------------------------------------------------- ZooKeeper: read
-
-
-class ZkUnavailable(Exception):
-    """ZooKeeper could not be read; the message is one line naming the ensemble."""
 
 
 @dataclass(frozen=True)

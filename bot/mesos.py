@@ -16,6 +16,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from runbook.errors import MesosUnavailable
+
 PAGE = 5000  # tasks a page: ~2.5 MB of JSON; 20 requests for 100,000 tasks
 MAX_PAGES = 10_000  # 10 million tasks: a master that never ends its listing is broken
 # A task Mesos still runs (or may still run): what reconciliation can kill.
@@ -31,14 +33,6 @@ TERMINAL = frozenset(
         "TASK_GONE_BY_OPERATOR",
     }
 )
-
-
-class MesosUnavailable(Exception):
-    """The master could not be read: `reason` is one line for the card."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 
 from runbook import store as store_mod
 from runbook.approvals import waiting_for
+from runbook.events import EventKind
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def instrument_slack(client: Any) -> None:
 
 class StepTimer:
     """Listens to the engine (chained before the front's listener): times each step
-    from `running` to `finished_step` in this process, and, when a step is approved or
+    from `running` to `succeeded`/`failed` in this process, and, when a step is approved or
     skipped, how long it waited (from its last `awaiting_approval` event in the store)."""
 
     def __init__(self, store: store_mod.Store) -> None:
@@ -208,7 +209,7 @@ class StepTimer:
             return
         if kind == "running":
             self._started[(rid, step)] = time.monotonic()
-        elif kind == "finished_step":
+        elif kind in (EventKind.SUCCEEDED, EventKind.FAILED):
             started = self._started.pop((rid, step), None)
             if started is not None:
                 observe_step(step, time.monotonic() - started, bool(info.get("ok")))

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import httpx
 
+from runbook.errors import ProbeError
+
 
 def parse_vars(text: str) -> dict[str, str]:
     """Aurora's /vars text: one `name value` per line."""
@@ -36,26 +38,36 @@ def parse_metrics(text: str) -> dict[str, float] | str:
 
 
 class HttpVarsProbe:
-    """Every host's /vars in parallel; a dead or hanging host costs only its own timeout."""
+    """Every host's /vars in parallel; a dead or hanging host costs only its own timeout.
+
+    httpx's exceptions become `runbook.errors.ProbeError` in `read`, and nowhere else;
+    `vars` turns each into the host's one-line string, as the engine's port expects."""
 
     def __init__(self) -> None:
         self._client = httpx.AsyncClient(trust_env=False)
+
+    async def read(self, address: str, port: int, timeout: float) -> dict[str, str]:
+        """One scheduler's /vars; raises ProbeError with one line when it cannot."""
+        try:
+            r = await asyncio.wait_for(
+                self._client.get(f"http://{address}:{port}/vars", timeout=timeout), timeout
+            )
+        except (TimeoutError, httpx.TimeoutException):
+            raise ProbeError(f"no answer within {timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise ProbeError(f"unreachable: {type(exc).__name__}") from None
+        if r.status_code != 200:
+            raise ProbeError(f"HTTP {r.status_code}")
+        return parse_vars(r.text)
 
     async def vars(
         self, endpoints: Mapping[str, tuple[str, int]], timeout: float
     ) -> dict[str, dict[str, str] | str]:
         async def one(address: str, port: int) -> dict[str, str] | str:
             try:
-                r = await asyncio.wait_for(
-                    self._client.get(f"http://{address}:{port}/vars", timeout=timeout), timeout
-                )
-                if r.status_code != 200:
-                    return f"HTTP {r.status_code}"
-                return parse_vars(r.text)
-            except (TimeoutError, httpx.TimeoutException):
-                return f"no answer within {timeout:g}s"
-            except httpx.HTTPError as exc:
-                return f"unreachable: {type(exc).__name__}"
+                return await self.read(address, port, timeout)
+            except ProbeError as exc:
+                return exc.reason
 
         hosts = list(endpoints)
         results = await asyncio.gather(*(one(*endpoints[h]) for h in hosts))

@@ -429,16 +429,6 @@ class EmbeddedRedis:
         self.stop()
 
 
-def redis_url_from_env(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
-    """`REDIS_URL` when set (nothing is started), else an embedded server on data_dir
-    (the caller stops it)."""
-    url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        return url, None
-    server = EmbeddedRedis(data_dir)
-    return server.start(), server
-
-
 # -- helpers ---------------------------------------------------------------------------
 
 

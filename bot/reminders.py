@@ -103,7 +103,7 @@ class Reminders:
         )
         if mentions:
             line += " " + " ".join(mentions) + ": please approve or skip it in this thread."
-        step = self.engine.step(sid)
+        step = self.engine.step(sid, rec)
         requester = str(rec.meta.get("started_by", ""))
         if step.risk is Risk.DESTRUCTIVE and cluster.two_person_rule:
             others = await self._second_approvers(cluster, group_ids, requester)

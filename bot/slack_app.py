@@ -50,14 +50,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import metrics
-from bot.console import connect
-from bot.leader import check_sources, detector
-from bot.mesos import running_tasks
+from bot import metrics, wiring
 from bot.readiness_schedule import ReadinessSchedule
 from bot.reminders import Reminders
 from bot.settings import Settings
-from bot.slack_front import SOMETHING_WRONG, Approvers, SlackFront
+from bot.slack_front import SOMETHING_WRONG, Approvers, SlackFront, TokenBucket
 from bot.worker import WorkLoop
 from handlers import actions, commands, shapes
 from runbook.engine import Connect, Engine
@@ -251,7 +248,11 @@ def safe_response(body: dict[str, Any], ref: str) -> BoltResponse:
 
 
 def build(
-    settings: Settings, redis_url: str, *, worker: str | None = None, remote: Connect = connect
+    settings: Settings,
+    redis_url: str,
+    *,
+    worker: str | None = None,
+    remote: Connect = wiring.connect,
 ) -> Bot:
     """The Bolt app on the calling loop; the engine and its clients on a work loop.
     `remote` reaches the schedulers (SSH and /vars; tests hand in recording fakes)."""
@@ -273,19 +274,17 @@ def build(
         request_verification_enabled=False,
     )
     approvers = Approvers(client)
-    engine = Engine(
+    engine = wiring.build_engine(
         Store(redis),
         settings.clusters,
-        remote,
+        settings=settings,
+        connect=remote,
         may_approve=approvers.may_approve,
-        detect=detector,
-        sources=check_sources,
-        mesos=running_tasks,
+        worker=worker,
     )
-    if worker:
-        engine.worker = worker
     metrics.instrument_store(engine.store)
-    front = SlackFront(engine, client, redis, work)
+    updates = TokenBucket(settings.updates_per_minute, burst=settings.updates_burst)
+    front = SlackFront(engine, client, redis, work, updates=updates)
     metrics.watch(engine)  # after the front: times steps, then the front displays
     app.middleware(guard(front))
     app.middleware(dependencies(front))
@@ -296,16 +295,9 @@ def build(
 
 
 async def resume(bot: Bot) -> None:
-    """After a restart: steps whose worker died become interrupted; threads are refreshed."""
-    for rid in await bot.engine.store.restore_ids():
-        rec = await bot.engine.store.load(rid)
-        if rec is None or rec.status != "running":
-            continue
-        try:
-            await bot.engine.recover(rid)
-            await bot.engine.advance(rid)
-        except Exception as exc:  # one line per restore that cannot be picked up now
-            log.warning("could not resume restore %s: %s: %s", rid, type(exc).__name__, exc)
+    """After a restart: steps whose worker died become interrupted; threads are refreshed
+    (a restore that cannot be picked up is logged by `Engine.resume`)."""
+    for rid in await bot.engine.resume():
         bot.front.schedule_refresh(rid)
 
 

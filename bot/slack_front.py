@@ -35,6 +35,7 @@ from handlers.shapes import Origin
 from runbook import transcript
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine
+from runbook.events import EventKind
 from runbook.ports import HostResult
 from runbook.redact import redact
 from runbook.step import Procedure, Role, Step
@@ -126,17 +127,20 @@ class TokenBucket:
 
 
 def update_bucket() -> TokenBucket:
-    """AURORA_RESTORE_UPDATES_PER_MINUTE (default 50) and AURORA_RESTORE_UPDATES_BURST (20)."""
-    import os
-
-    rate = os.environ.get("AURORA_RESTORE_UPDATES_PER_MINUTE", "").strip()
-    burst = os.environ.get("AURORA_RESTORE_UPDATES_BURST", "").strip()
-    return TokenBucket(float(rate) if rate else 50.0, burst=int(burst) if burst else 20)
+    """The default pace of message updates: 50 a minute after a burst of 20 (the
+    settings' AURORA_RESTORE_UPDATES_PER_MINUTE and _BURST, handed in by bot.slack_app)."""
+    return TokenBucket(50.0, burst=20)
 
 
 class SlackFront:
     def __init__(
-        self, engine: Engine, client: AsyncWebClient, redis: Any, work: WorkLoop | None = None
+        self,
+        engine: Engine,
+        client: AsyncWebClient,
+        redis: Any,
+        work: WorkLoop | None = None,
+        *,
+        updates: TokenBucket | None = None,
     ) -> None:
         self.work = work
         self.engine = engine
@@ -146,7 +150,7 @@ class SlackFront:
         self._pending: dict[str, concurrent.futures.Future[None]] = {}
         self._last: dict[str, float] = {}
         self.tasks: set[concurrent.futures.Future[Any]] = set()
-        self.updates = update_bucket()
+        self.updates = updates or update_bucket()
         self.store_down = False  # logged once per outage, not once per click
         engine.listener = self.on_event
 
@@ -322,7 +326,9 @@ class SlackFront:
             return False
         rec = await self.engine.record(rid)
         store = self.engine.store
-        doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+        doc = transcript.build(
+            rec, await store.events(rid), await store.outputs(rid), self.engine.procedure_of(rec)
+        )
         for ext, content in (
             ("md", transcript.to_markdown(doc)),
             ("json", transcript.to_json(doc)),
@@ -333,17 +339,22 @@ class SlackFront:
 
     # ------------------------------------------------------------ keeping it in step
 
-    VERBS = {
-        "approved": "approved",
-        "retried": "retried",
-        "marked_done": "marked done",
-        "skipped": "skipped",
-        "aborted": "aborted the restore",
-        "reverted": "aborted the restore and reverted every change",
-        "rewound": "went back",
-        "backup_chosen": "chose the backup",
-        "tasks_deleted": "deleted staged tasks",
-        "putting_back": "is putting the old log back (from the log.archive tarballs)",
+    # The thread's line for each event a person caused (runbook.events.EventKind).
+    VERBS: dict[str, str] = {
+        EventKind.APPROVED: "approved",
+        EventKind.RETRIED: "retried",
+        EventKind.MARKED_DONE: "marked done",
+        EventKind.SKIPPED: "skipped",
+        EventKind.HELD_STOPPED: "aborted the restore",
+        EventKind.ABORT_DONE: "aborted the restore",
+        EventKind.REVERT_FAILED: "aborted the restore",
+        EventKind.REVERTED: "aborted the restore and reverted every change",
+        EventKind.REWOUND: "went back",
+        EventKind.BACKUP_CHOSEN: "chose the backup",
+        EventKind.TASKS_DELETED: "deleted staged tasks",
+        EventKind.PUTTING_BACK: "is putting the old log back (from the log.archive tarballs)",
+        EventKind.LOG_PUT_BACK: "put the old log back and reverted every change",
+        EventKind.PUT_BACK_FAILED: "aborted the restore",
     }
 
     def on_event(self, kind: str, info: dict[str, Any]) -> None:

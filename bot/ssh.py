@@ -42,6 +42,13 @@ import asyncssh
 
 from bot import metrics
 from runbook.clusters import Cluster, Scheduler, parse_duration
+from runbook.errors import (
+    AuthFailed,
+    CommandTimeout,
+    HostKeyRejected,
+    HostUnreachable,
+    RemoteError,
+)
 
 # The result type is the engine's (`runbook.ports`), so this executor is its `Remote`.
 from runbook.ports import HostResult, OnResult
@@ -72,18 +79,18 @@ ENCRYPTION_ALGS = (
 )
 
 
-class SshError(Exception):
-    """`read_file` could not read the file; `reason` is the one line saying why."""
-
-    def __init__(self, host: str, path: str, reason: str) -> None:
-        super().__init__(f"{host}: cannot read {path}: {reason}")
-        self.host = host
-        self.path = path
-        self.reason = reason
+# What `read_file` raises: runbook.errors.RemoteError (or the subclass that says what
+# failed); the old name stays for the callers that know it.
+SshError = RemoteError
 
 
 class _HostFailure(Exception):
-    """Internal: the host could not be used; the message is the `HostResult.error`."""
+    """Internal: the host could not be used; the message is the `HostResult.error`,
+    `kind` the runbook.errors class `read_file` raises for it."""
+
+    def __init__(self, message: str, kind: type[RemoteError] = RemoteError) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _seconds(value: float) -> str:
@@ -114,6 +121,8 @@ class _Raw:
     error: str | None
     # The command was cut off (timeout): its connection is not trusted any more.
     abandoned: bool = False
+    # The runbook.errors class of `error` (read_file raises it).
+    kind: type[RemoteError] = RemoteError
 
 
 class _Link:
@@ -241,7 +250,7 @@ class SshExecutor:
             return raw.stdout
         lines = _decode(raw.stderr).strip().splitlines()
         reason = raw.error or (lines[-1] if lines else f"exit status {raw.exit_status}")
-        raise SshError(host, path, reason)
+        raise raw.kind(host, reason, path=path)
 
     def _scheduler(self, host: str) -> Scheduler:
         try:
@@ -309,9 +318,9 @@ class SshExecutor:
                 link, _ = await self._link(s)
                 return await self._exec_on(s, link, command, timeout, stdin)
         except _NotStarted as exc:
-            return _Raw(None, b"", b"", str(exc))
+            return _Raw(None, b"", b"", str(exc), kind=HostUnreachable)
         except _HostFailure as exc:
-            return _Raw(None, b"", b"", str(exc))
+            return _Raw(None, b"", b"", str(exc), kind=exc.kind)
 
     async def _exec_on(
         self, s: Scheduler, link: _Link, command: str, timeout: float, stdin: bytes | None
@@ -346,7 +355,9 @@ class SshExecutor:
                 try:
                     proc = await conn.create_process(command, encoding=None)
                 except asyncssh.ChannelOpenError as exc:
-                    raise _HostFailure(f"cannot open an SSH session: {exc.reason}") from None
+                    raise _HostFailure(
+                        f"cannot open an SSH session: {exc.reason}", HostUnreachable
+                    ) from None
                 except (asyncssh.DisconnectError, OSError) as exc:
                     raise _NotStarted(f"connection lost: {_reason(exc)}") from None
                 assert proc is not None
@@ -359,7 +370,14 @@ class SshExecutor:
                 out, err = await proc.communicate()
         except TimeoutError:
             partial = _stop(proc)
-            return _Raw(None, partial[0], partial[1], f"timed out after {_seconds(timeout)}", True)
+            return _Raw(
+                None,
+                partial[0],
+                partial[1],
+                f"timed out after {_seconds(timeout)}",
+                True,
+                CommandTimeout,
+            )
         except BaseException:
             # Cancelled (or anything unexpected): the remote command must not live on.
             _stop(proc)
@@ -370,7 +388,9 @@ class SshExecutor:
     def _finished(proc: asyncssh.SSHClientProcess[bytes], out: bytes, err: bytes) -> _Raw:
         code = proc.returncode
         if code is None:
-            return _Raw(None, out, err, "connection lost before the command finished")
+            return _Raw(
+                None, out, err, "connection lost before the command finished", kind=HostUnreachable
+            )
         if code < 0:
             signal_info = proc.exit_signal
             name = signal_info[0] if signal_info else str(-code)
@@ -465,21 +485,27 @@ class SshExecutor:
                 )
                 return conn
         except asyncssh.HostKeyNotVerifiable:
-            raise _HostFailure(self._host_key_error(s, known_hosts)) from None
+            raise _HostFailure(self._host_key_error(s, known_hosts), HostKeyRejected) from None
         except TimeoutError:
             raise _HostFailure(
-                f"ssh to {_endpoint(s)}: connect timed out after {_seconds(self._connect_timeout)}"
+                f"ssh to {_endpoint(s)}: connect timed out after {_seconds(self._connect_timeout)}",
+                HostUnreachable,
             ) from None
         except ConnectionRefusedError:
-            raise _HostFailure(f"ssh to {_endpoint(s)}: connection refused") from None
+            raise _HostFailure(
+                f"ssh to {_endpoint(s)}: connection refused", HostUnreachable
+            ) from None
         except asyncssh.PermissionDenied:
             raise _HostFailure(
-                f"permission denied for {ssh.user}@{s.host} with the key {ssh.key_path}"
+                f"permission denied for {ssh.user}@{s.host} with the key {ssh.key_path}",
+                AuthFailed,
             ) from None
         except asyncssh.DisconnectError as exc:
-            raise _HostFailure(f"SSH connection failed: {_reason(exc)}") from None
+            raise _HostFailure(f"SSH connection failed: {_reason(exc)}", HostUnreachable) from None
         except OSError as exc:
-            raise _HostFailure(f"ssh to {_endpoint(s)}: {exc.strerror or exc}") from None
+            raise _HostFailure(
+                f"ssh to {_endpoint(s)}: {exc.strerror or exc}", HostUnreachable
+            ) from None
 
     def _host_key_error(self, s: Scheduler, known_hosts: asyncssh.SSHKnownHosts) -> str:
         """Tell an unknown host (add its key) from a changed key (investigate)."""

@@ -24,20 +24,18 @@ from typing import Any
 from runbook import actions, approvals
 from runbook.clusters import Cluster
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE
+from runbook.procedure import PROCEDURES
 from runbook.redact import redact
-from runbook.step import Procedure, Risk, Role, Step, Targets
+from runbook.step import Procedure, Risk, Role, Step, Targets, procedure_named
 from runbook.store import RestoreRecord
 
-PROCEDURES: dict[str, Procedure] = {ONLINE.name: ONLINE}
 DONE = ("succeeded", "skipped")
 
 
 def procedure_of(rec: RestoreRecord) -> Procedure:
     """The procedure a restore follows: `rec.data["procedure"]` (or its meta's) names
     it; a restore stored before procedures had names follows the online one."""
-    name = rec.data.get("procedure") or rec.meta.get("procedure")
-    return PROCEDURES.get(str(name), ONLINE) if name else ONLINE
+    return procedure_named(PROCEDURES, {"rid": rec.rid, **rec.meta})
 
 
 def _num(value: Any) -> int:

@@ -18,15 +18,14 @@ from typing import Any
 from bot.slack_front import SOMETHING_WRONG, SlackFront
 from handlers.shapes import Origin
 from runbook.engine import Engine, Refused
-from runbook.procedure import ONLINE
-from runbook.step import Procedure, Role, Step
+from runbook.procedure import ONLINE, PROCEDURES
+from runbook.step import Procedure, Role, Step, procedure_named
 from runbook.store import RestoreRecord
 
 log = logging.getLogger(__name__)
 
 # The procedures a record may name (its meta or data "procedure"); the online one when
 # it names none. Issue 15 adds the offline procedure here.
-PROCEDURES: dict[str, Procedure] = {ONLINE.name: ONLINE}
 
 
 def front_of(context: Any) -> SlackFront:
@@ -45,8 +44,7 @@ def procedure_of(rec: RestoreRecord | None) -> Procedure:
     """The procedure a restore runs: the one its record names, else the online one."""
     if rec is None:
         return ONLINE
-    name = rec.data.get("procedure") or rec.meta.get("procedure")
-    return PROCEDURES.get(str(name), ONLINE) if name else ONLINE
+    return procedure_named(PROCEDURES, {"rid": rec.rid, **rec.meta})
 
 
 def step_of(rec: RestoreRecord | None, role: Role) -> Step:

@@ -22,6 +22,7 @@ from typing import Any
 from runbook import commands as cmd, envfile, snapshot
 from runbook.backups import backup_time, is_backup
 from runbook.clusters import Cluster, Scheduler, parse_duration
+from runbook.errors import reason_of
 from runbook.hostlog import log_read_command
 from runbook.listing import ListingError, listing_ids, parse_listing, summarize
 from runbook.plan import Plan, PlannedRemote, read_command
@@ -34,19 +35,26 @@ from runbook.ports import (
     SourcesCheck,
     VarsProbe,
 )
-from runbook.procedure import (
-    ARCHIVE_MATCHES,
-    ARCHIVE_SUM,
-    ARGV_NOW,
-    PRINT_RECOVERY,
-    WIPE_PREVIEW,
-    WIPED,
-    Step,
-    Targets,
-)
 from runbook.redact import redact
+from runbook.step import Step, Targets
 
 INACTIVE = {"inactive", "failed", "unknown"}
+
+# Read-only command templates the functions below send; the steps that send them list
+# them in their `reads` (runbook.procedure), so that they are part of the plan approved.
+IS_ACTIVE = "{!is_active}"
+LOG_TAIL = "{!log_tail}"
+ARCHIVE_MATCHES = (
+    'listed=$(sudo -n tar -tzf {archive} | grep -v "/$" | sort) && '
+    "present=$(sudo -n find {log_dir} -mindepth 1 -type f -printf './%P\\n' | sort) && "
+    '[ -n "$listed" ] && [ "$listed" = "$present" ]'
+)
+ARCHIVE_SUM = "sudo -n sha256sum {archive}"
+# The scheduler's argv, as the packaged startup script computes it from the env file.
+ARGV_NOW = "bash -c {!argv_script} _ {env_file}"
+WIPED = 'test -z "$(sudo -n ls -A {log_dir})"'
+WIPE_PREVIEW = "echo $(sudo -n find {log_dir} -mindepth 1 -type f | wc -l) $(sudo -n du -sb {log_dir} | cut -f1)"
+PRINT_RECOVERY = "{!aurora_admin} scheduler_print_recovery_tasks --bypass-leader-redirect {cluster}"
 
 
 @dataclass
@@ -310,7 +318,7 @@ async def make_plan(ctx: StepContext) -> Plan:
     the file as it is on the host now."""
     step = ctx.step
     plan = Plan()
-    edits = FILE_EDITS.get(step.id)
+    edits = step.file_edits
     hosts = ctx.targets()
     if edits is not None:
         for h in hosts:
@@ -327,13 +335,16 @@ async def make_plan(ctx: StepContext) -> Plan:
         if commands:
             plan.commands[h] = commands
         plan.reads[h] = _render_each(ctx, step.reads, h)
-    if step.id == "restore.place" and ctx.facts.get("leader"):
-        await _plan_copy(ctx, plan)
+    if step.extend_plan is not None:
+        await step.extend_plan(ctx, plan)
     return plan
 
 
-async def _plan_copy(ctx: StepContext, plan: Plan) -> None:
-    """restore.place: the backup's copy to the leader, bound by the source's sha256."""
+async def plan_copy(ctx: StepContext, plan: Plan) -> None:
+    """The backup's copy to the leader (the step placing it), bound by the source's
+    sha256; nothing before the leader is known."""
+    if not ctx.facts.get("leader"):
+        return
     src = place_source(ctx)
     if src is None:
         return
@@ -354,7 +365,7 @@ async def _plan_copy(ctx: StepContext, plan: Plan) -> None:
 Edit = tuple[str, bytes | Callable[[bytes], bytes]]
 
 
-def _edits_admin(ctx: StepContext, h: str) -> list[Edit]:
+def edits_admin(ctx: StepContext, h: str) -> list[Edit]:
     original = unb64(ctx.facts["originals"][h]["admin_clusters_json"]["b64"])
     listen = host_paths(ctx.facts, h).get("listen") or "localhost"
     return [
@@ -366,17 +377,17 @@ def _env_edit(edit: Callable[[str], str]) -> Callable[[bytes], bytes]:
     return lambda current: edit(current.decode()).encode()
 
 
-def _edits_disable(ctx: StepContext, h: str) -> list[Edit]:
+def edits_disable(ctx: StepContext, h: str) -> list[Edit]:
     return [("env_file", _env_edit(envfile.disable))]
 
 
-def _edits_auth(ctx: StepContext, h: str) -> list[Edit]:
+def edits_auth(ctx: StepContext, h: str) -> list[Edit]:
     if h not in (ctx.facts.get("auth_hosts") or []):
         return []
     return [("env_file", _env_edit(envfile.drop_auth))]
 
 
-def _edits_revert(ctx: StepContext, h: str) -> list[Edit]:
+def edits_revert(ctx: StepContext, h: str) -> list[Edit]:
     original = (ctx.facts.get("originals") or {}).get(h)
     if not original:
         return []
@@ -414,9 +425,8 @@ async def _read_all(ctx: StepContext, field_: str) -> dict[str, bytes | str]:
         try:
             return await ctx.remote.read_file(h, path)
         except Exception as exc:  # one clear line per host
-            # bot.ssh.SshError already names host and path: keep only its reason.
-            why = getattr(exc, "reason", None) or str(exc)
-            return f"cannot read {path}: {why}"
+            # A RemoteError already names host and path: keep only its reason.
+            return f"cannot read {path}: {reason_of(exc)}"
 
     hosts = ctx.hosts
     return dict(zip(hosts, await asyncio.gather(*(one(h) for h in hosts)), strict=True))
@@ -799,7 +809,7 @@ async def _on_every_host(ctx: StepContext, template: str, ok: str, bad: str) -> 
 
 
 # The archive is good when tar can read it whole and it holds every file of the log
-# (ARCHIVE_MATCHES, in runbook.procedure).
+# (ARCHIVE_MATCHES).
 
 
 async def check_archived(ctx: StepContext) -> Outcome:
@@ -1305,7 +1315,7 @@ async def check_files_as_planned(ctx: StepContext) -> Outcome:
             try:
                 data = await ctx.remote.read_file(host, path)
             except Exception as exc:
-                other.append(f"{host}:{path} unreadable ({getattr(exc, 'reason', exc)})")
+                other.append(f"{host}:{path} unreadable ({reason_of(exc)})")
                 continue
             digest = _sha(data)
             (
@@ -1403,69 +1413,6 @@ async def block_traffic(ctx: StepContext) -> Outcome:
     return Outcome(False, "no block_traffic command is configured for this cluster: skip this step")
 
 
-from runbook.preflight import preflight  # noqa: E402  (it builds on the helpers above)
-
-# The steps that edit files, and how (see make_plan).
-FILE_EDITS: dict[str, Callable[[StepContext, str], list[Edit]]] = {
-    "prep.admin_access": _edits_admin,
-    "prep.auth": _edits_auth,
-    "prep.disable": _edits_disable,
-    "cleanup.revert": _edits_revert,
-}
-
-RUN: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
-    "prep.preflight": preflight,
-    "prep.ack_backup": nothing,
-    "prep.stop": stop,
-    "prep.block_traffic": block_traffic,
-    "prep.admin_access": admin_access,
-    "prep.auth": drop_auth,
-    "prep.disable": disable,
-    "prep.start": start_disabled,
-    "log.stop": stop,
-    "log.archive": archive,
-    "log.wipe": wipe,
-    "log.init": init_log,
-    "log.start": start_disabled,
-    "restore.leader": find_leader,
-    "restore.place": place,
-    "restore.stage": stage,
-    "restore.review": review,
-    "restore.commit": commit,
-    "restore.failover": failover,
-    "cleanup.revert": revert,
-    "cleanup.restart": restart,
-    "cleanup.verify": verify,
-    "cleanup.transcript": nothing,
-}
-
-# Read-only checks, run after a bot died mid-step: did the command appear to finish?
-# Each answers "finished" (ok), "did not run" or "cannot tell, and why".
-CHECK: dict[str, Callable[[StepContext], Awaitable[Outcome]]] = {
-    "prep.admin_access": check_files_as_planned,
-    "prep.auth": check_files_as_planned,
-    "log.init": check_initialized,
-    "restore.place": check_placed,
-    "restore.stage": check_staged,
-    "restore.commit": check_committed,
-    "prep.stop": check_stopped,
-    "log.stop": check_stopped,
-    "prep.start": check_came_up_disabled,
-    "log.start": check_came_up_disabled,
-    "cleanup.restart": check_came_up,
-    "prep.disable": check_files_as_planned,
-    "log.archive": check_archived,
-    "log.wipe": check_wiped,
-    "cleanup.revert": check_files_as_planned,
-}
-
-# Gathered when a step starts waiting for approval, for its card.
-PREVIEW: dict[str, Callable[[StepContext], Awaitable[dict[str, Any]]]] = {
-    "log.wipe": wipe_preview,
-    "restore.review": review_preview,
-}
-
-
 async def all_stopped(ctx: StepContext) -> str | None:
     out = await check_stopped(ctx)
     return None if out.ok else f"every scheduler must be stopped first: {out.summary}"
@@ -1476,16 +1423,11 @@ async def block_configured(ctx: StepContext) -> str | None:
     return "no block_traffic command is configured for this cluster: skip this step"
 
 
-PRECONDITION: dict[str, Callable[[StepContext], Awaitable[str | None]]] = {
-    "all_stopped": all_stopped,
-    "staged_on_same_leader": staged_on_same_leader,
-    "block_configured": block_configured,
-}
+def backup_too_old(facts: Mapping[str, Any]) -> bool:
+    """A condition: the chosen backup is older than the cluster's maximum age (or none)."""
+    return bool(facts.get("backup_too_old"))
 
 
-def condition_holds(name: str, facts: Mapping[str, Any]) -> bool:
-    if name == "backup_too_old":
-        return bool(facts.get("backup_too_old"))
-    if name == "auth_flag_present":
-        return bool(facts.get("auth_hosts"))
-    raise KeyError(name)
+def auth_flag_present(facts: Mapping[str, Any]) -> bool:
+    """A condition: some host's flags hold -http_authentication_mechanism."""
+    return bool(facts.get("auth_hosts"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from runbook.state import RestoreStatus, StepStatus
 from runbook.store import RestoreRecord
 
 
@@ -26,7 +27,7 @@ def waiting_for(
     `awaiting_approval` event; without the events, or without such an event, the
     step's `awaiting_since` when the store stamps it, else the time of its last
     transition (`updated_at`, which a refusal also moves)."""
-    if rec.status != "running":
+    if rec.status != RestoreStatus.RUNNING:
         return []
     since: dict[str, int] = {}
     for e in events or ():
@@ -35,7 +36,7 @@ def waiting_for(
     out = []
     for sid in rec.meta.get("plan", []):
         state = rec.steps.get(sid, {})
-        if state.get("status") != "awaiting":
+        if state.get("status") != StepStatus.AWAITING:
             continue
         fallback = state.get("awaiting_since", state.get("updated_at", 0))
         out.append((sid, since.get(sid, int(fallback))))

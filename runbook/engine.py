@@ -1,7 +1,9 @@
 """The engine: moves one restore through the procedure, with its state in Redis only.
 
-Step states: pending, awaiting (approval), running, succeeded, failed, skipped,
-interrupted. Restore states: running, succeeded, failed, aborted, reverted.
+Step and restore states, and the moves allowed between them: runbook.state (every move
+goes through `_move`/`_restore_move`). Events, logged and told to the listener alike:
+runbook.events. The engine is given its procedures (`procedures`, by name) and never
+names a step: it asks a restore's procedure (`procedure_of`) for steps by role.
 
 Nothing is kept in memory between calls: any bot process (or this one after a restart)
 can continue any restore. Whoever wins the atomic transition of a step into `running`
@@ -16,13 +18,18 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runbook import actions, approvals, commands as cmd, preflight
 from runbook.actions import Outcome, StepContext, Timing
 from runbook.clusters import Cluster
+from runbook.errors import (
+    Refused as Refused,  # its home is the error tree
+    reason_of,
+)
+from runbook.events import Event, EventKind as K
 from runbook.listing import listing_ids
 from runbook.local_checks import local_problems
 from runbook.plan import Plan
@@ -34,31 +41,26 @@ from runbook.ports import (
     SourcesCheck,
     VarsProbe,
 )
-from runbook.procedure import ONLINE_PROCEDURE, Risk, Step, get_step
 from runbook.redact import redact, redact_capped
-from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, output_digest
+from runbook.state import (
+    DONE,
+    RAN,
+    RestoreStatus,
+    StepStatus,
+    restore_moves,
+    step_moves,
+)
+from runbook.step import Procedure, Risk, Role, Step, procedure_named
+from runbook.store import RETRY_PAUSE_MAX, RestoreRecord, Store, Transition, output_digest
 
 log = logging.getLogger(__name__)
 
-DONE = ("succeeded", "skipped")
 OUTPUT_CAP = 64 * 1024
 
 
-def retention_from_env() -> int:
-    """AURORA_RESTORE_RETENTION (a duration like 90d, the default), in seconds."""
-    import os
-
-    from runbook.clusters import parse_duration
-
-    raw = os.environ.get("AURORA_RESTORE_RETENTION", "").strip() or "90d"
-    try:
-        return int(parse_duration(raw).total_seconds())
-    except ValueError:
-        raise ValueError(f"AURORA_RESTORE_RETENTION: {raw!r} is not a duration like 90d") from None
-
-
-class Refused(Exception):
-    """An operation that is not allowed now; nothing was changed. The message says why."""
+# How long a finished restore stays in Redis unless the composition root (bot.wiring,
+# from AURORA_RESTORE_RETENTION) says otherwise.
+DEFAULT_RETENTION_SECONDS = 90 * 86400
 
 
 @dataclass(frozen=True)
@@ -73,25 +75,31 @@ class Actor:
 
 Connect = Callable[[Cluster], tuple[Remote, VarsProbe]]
 MayApprove = Callable[[Cluster, Actor], Awaitable[bool]]
+# Told every event as it happens: its kind (an EventKind, the log's vocabulary) and
+# Event.info() (the event's fields, plus what only this process has: see runbook.events).
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
-def backup_choice_open(rec: RestoreRecord) -> bool:
+def backup_choice_open(rec: RestoreRecord, procedure: Procedure) -> bool:
     """The backup may change while nothing has: preflight done, nothing past it approved."""
-    if rec.status != "running" or rec.steps.get("prep.preflight", {}).get("status") != "succeeded":
+    pre = procedure.first(Role.PREFLIGHT)
+    if (
+        pre is None
+        or rec.status != RestoreStatus.RUNNING
+        or rec.steps.get(pre.id, {}).get("status") != StepStatus.SUCCEEDED
+    ):
         return False
-    early = ("prep.preflight", "prep.ack_backup")
+    early = {
+        s.id for s in (*procedure.by_role(Role.PREFLIGHT), *procedure.by_role(Role.ACK_BACKUP))
+    }
     return all(
-        st.get("status") in ("pending", "awaiting")
+        st.get("status") in (StepStatus.PENDING, StepStatus.AWAITING)
         for sid, st in rec.steps.items()
         if sid not in early and sid in rec.meta["plan"]
     )
 
 
-RAN = ("running", "succeeded", "failed", "interrupted")
-
-
-def log_window_open(procedure: tuple[Step, ...], rec: RestoreRecord) -> bool:
+def log_window_open(procedure: Procedure, rec: RestoreRecord) -> bool:
     """From the first run of a step that empties the replicated log (log.wipe) until a step
     that fills it from the backup (restore.commit) has succeeded, no path may start a
     scheduler with its normal flags: on an empty log it would register, reconcile and
@@ -106,7 +114,7 @@ def log_window_open(procedure: tuple[Step, ...], rec: RestoreRecord) -> bool:
         and (int(state(s).get("attempt", 0) or 0) > 0 or state(s).get("status") in RAN)
         for s in procedure
     )
-    filled = all(state(s).get("status") == "succeeded" for s in procedure if s.fills_log)
+    filled = all(state(s).get("status") == StepStatus.SUCCEEDED for s in procedure if s.fills_log)
     return emptied and not filled
 
 
@@ -116,6 +124,14 @@ def _touches_schedulers(step: Step) -> bool:
     return step.risk is not Risk.READ_ONLY and any(
         "{!service_" in c or "{env_file}" in c for c in step.commands
     )
+
+
+async def _close_ports(pair: tuple[Remote, VarsProbe]) -> None:
+    remote, probe = pair
+    await remote.close()
+    close = getattr(probe, "close", None)
+    if close is not None:
+        await close()
 
 
 async def console_approvers(cluster: Cluster, actor: Actor) -> bool:
@@ -135,9 +151,13 @@ class Engine:
     detect: LeaderDetector | None = None
     sources: SourcesCheck | None = None
     mesos: MesosTasks | None = None
-    procedure: tuple[Step, ...] = ONLINE_PROCEDURE
+    # How each restore is done, by name (runbook.procedure.PROCEDURES, given by the
+    # composition root); a restore keeps its procedure's name from its start.
+    procedures: Mapping[str, Procedure] = field(kw_only=True)
+    # Which procedure a new restore of a cluster follows, and why (default: "online").
+    choose: Callable[[Cluster], Awaitable[tuple[str, str]]] | None = None
     # Finished restores expire from Redis after this long (export works until then).
-    retention_seconds: int = field(default_factory=lambda: retention_from_env())
+    retention_seconds: int = DEFAULT_RETENTION_SECONDS
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     _reads: dict[str, list[dict[str, str]]] = field(default_factory=dict)
@@ -150,22 +170,67 @@ class Engine:
         return self._io[cluster.name]
 
     async def close(self) -> None:
-        for remote, probe in self._io.values():
-            await remote.close()
-            close = getattr(probe, "close", None)
-            if close is not None:
-                await close()
+        ports = list(self._io.values())
         self._io.clear()
+        for pair in ports:
+            await _close_ports(pair)
 
-    async def _notify(self, kind: str, **info: Any) -> None:
+    async def release(self, cluster_name: str) -> None:
+        """Close one cluster's ports (SSH, /vars, its ZooKeeper client): its restore
+        ended, and the next restore of the cluster opens them anew."""
+        pair = self._io.pop(cluster_name, None)
+        if pair is not None:
+            await _close_ports(pair)
+
+    async def _notify(self, event: Event) -> None:
+        """Tell the listener (the fronts) about an event: `listener(kind, info)`."""
         if self.listener is None:
             return
         try:
-            res = self.listener(kind, info)
+            res = self.listener(event.kind, event.info())
             if asyncio.iscoroutine(res):
                 await res
         except Exception:  # a broken display must not break a restore
-            log.exception("listener failed on %s", kind)
+            log.exception("listener failed on %s", event.kind)
+
+    async def _move(
+        self,
+        rid: str,
+        sid: str,
+        olds: tuple[str, ...],
+        new: StepStatus | None,
+        patch: dict[str, Any],
+        event: Event,
+        *,
+        restore_patch: dict[str, str] | None = None,
+        lease: str = "",
+    ) -> Transition:
+        """Move step `sid` from one of `olds` to `new` (None: its status stays), each
+        move checked against runbook.state's table first; the store makes it atomically
+        and logs `event` (runbook.store)."""
+        allowed = step_moves(olds, new)
+        if new is not None:
+            patch = {**patch, "status": new}
+        return await self.store.transition(
+            rid, sid, allowed, patch, event.to_store(), restore_patch=restore_patch, lease=lease
+        )
+
+    async def _restore_move(
+        self,
+        rid: str,
+        olds: tuple[str, ...],
+        new: RestoreStatus,
+        event: Event,
+        *,
+        patch: dict[str, str] | None = None,
+        release: bool = False,
+    ) -> tuple[bool, str]:
+        """Move the restore from one of `olds` to `new` (checked against runbook.state's
+        table), logging `event`."""
+        allowed = restore_moves(olds, new)
+        return await self.store.restore_event(
+            rid, {**(patch or {}), "status": new}, event.to_store(), allowed, release=release
+        )
 
     async def record(self, rid: str) -> RestoreRecord:
         rec = await self.store.load(rid)
@@ -176,11 +241,23 @@ class Engine:
     def cluster_of(self, rec: RestoreRecord) -> Cluster:
         return self.clusters[rec.meta["cluster"]]
 
-    def step(self, sid: str) -> Step:
+    def procedure_of(self, rec: RestoreRecord) -> Procedure:
+        """The procedure a restore follows (see runbook.step.procedure_named)."""
+        return procedure_named(self.procedures, {"rid": rec.rid, **rec.meta})
+
+    def step(self, sid: str, rec: RestoreRecord) -> Step:
+        """Step `sid` of the procedure `rec` follows."""
         try:
-            return get_step(sid, self.procedure)
+            return self.procedure_of(rec).step(sid)
         except KeyError:
             raise Refused(f"unknown step {sid!r}") from None
+
+    async def _choose(self, cluster: Cluster) -> tuple[Procedure, str]:
+        name, why = await self.choose(cluster) if self.choose is not None else ("online", "")
+        if name not in self.procedures:
+            known = ", ".join(sorted(self.procedures)) or "none"
+            raise Refused(f"{cluster.name}: no procedure {name!r} (known: {known})")
+        return self.procedures[name], why
 
     # ------------------------------------------------------------ operations
 
@@ -196,8 +273,9 @@ class Engine:
             raise Refused(
                 f"{by.label} is not an approver for {cluster.name}: only an approver may start a restore"
             )
+        procedure, why = await self._choose(cluster)
         rid = uuid.uuid4().hex[:12]
-        steps = {s.id: {"status": "pending", "attempt": 0} for s in self.procedure}
+        steps = {s.id: {"status": StepStatus.PENDING, "attempt": 0} for s in procedure}
         meta = {
             "id": rid,
             "cluster": cluster.name,
@@ -205,20 +283,27 @@ class Engine:
             "requested_backup": backup,
             "started_by": by.id,
             "started_by_name": by.label,
-            "plan": [s.id for s in self.procedure],
-            "procedure": "online",
+            "plan": procedure.ids(),
+            "procedure": procedure.name,
+            "procedure_why": why,
         }
         ok, holder = await self.store.create(
             rid,
             cluster.name,
             meta,
             steps,
-            {"type": "restore_started", "actor": by.id, "cluster": cluster.name, "backup": backup},
+            Event(
+                K.RESTORE_STARTED,
+                actor=by.id,
+                cluster=cluster.name,
+                backup=backup,
+                procedure=procedure.name,
+            ).to_store(),
         )
         if not ok:
             raise Refused(f"cluster {cluster.name} already has a restore running: {holder}")
         await self.store.set_data(rid, requested_backup=backup)
-        await self._notify("started", rid=rid)
+        await self._notify(Event(K.RESTORE_STARTED, rid=rid, actor=by.id, procedure=procedure.name))
         return rid
 
     async def _check_approver(self, cluster: Cluster, by: Actor) -> None:
@@ -301,14 +386,17 @@ class Engine:
         old = Plan.from_dict(stored) if "commands" in stored else Plan()
         why = "; ".join(old.differences(Plan.from_dict(fresh))) or "it was not rendered before"
         await self.store.set_data(rec.rid, **{f"plan:{step.id}": fresh})
-        await self.store.transition(
+        await self._move(
             rec.rid,
             step.id,
             (status,),
+            None,
             {},
-            {"type": "plan_changed", "actor": by.id, "reason": why[:500]},
+            Event(K.PLAN_CHANGED, actor=by.id, reason=why[:500]),
         )
-        await self._notify("plan_changed", rid=rec.rid, step=step.id, actor="bot", reason=why[:500])
+        await self._notify(
+            Event(K.PLAN_CHANGED, rid=rec.rid, step=step.id, actor="bot", reason=why[:500])
+        )
         raise Refused(
             f"{step.id}: what it would do changed since the card was shown ({why}); "
             "the card shows it again: approve again"
@@ -317,39 +405,36 @@ class Engine:
     async def approve(self, rid: str, sid: str, by: Actor, seen: str | None = None) -> Outcome:
         """Run a waiting step for `by`. `seen` is the plan digest on the card approved."""
         rec = await self.record(rid)
-        step = self.step(sid)
+        step = self.step(sid, rec)
         cluster = self.cluster_of(rec)
         self._require_running(rec)
         state = rec.steps.get(sid, {})
         if sid not in rec.meta["plan"]:
             raise Refused(f"{sid} is not in this restore's plan")
-        if state.get("status") != "awaiting":
+        if state.get("status") != StepStatus.AWAITING:
             raise Refused(f"{sid} is not waiting for approval (it is {state.get('status')})")
         await self._check_approver(cluster, by)
         self._two_person(rec, step, by, "approving")
         await self._expire(rec, step, by)
-        await self._precondition(rec, step, by, "awaiting")
+        await self._precondition(rec, step, by, StepStatus.AWAITING)
         digest = (
-            await self._bind_plan(rec, step, by, "awaiting", seen)
+            await self._bind_plan(rec, step, by, StepStatus.AWAITING, seen)
             if step.risk is not Risk.READ_ONLY
             else None
         )
-        won = await self.store.transition(
+        won = await self._move(
             rid,
             sid,
-            ("awaiting",),
-            {
-                "status": "running",
-                "approved_by": by.id,
-                "attempt": int(state.get("attempt", 0)) + 1,
-            },
-            {"type": "approved", "actor": by.id, "plan_digest": digest},
+            (StepStatus.AWAITING,),
+            StepStatus.RUNNING,
+            {"approved_by": by.id, "attempt": int(state.get("attempt", 0)) + 1},
+            Event(K.APPROVED, actor=by.id, plan_digest=digest),
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
         if not won.ok:
             raise Refused(f"{sid} was already {won.step.get('status')} (approved by someone else?)")
-        await self._notify("approved", rid=rid, step=sid, actor=by.id)
+        await self._notify(Event(K.APPROVED, rid=rid, step=sid, actor=by.id, plan_digest=digest))
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
         return outcome
@@ -372,57 +457,55 @@ class Engine:
         )
         if not why:
             return
-        await self.store.transition(
+        await self._move(
             rec.rid,
             step.id,
-            ("awaiting",),
-            {"status": "pending"},
-            {"type": "approval_expired", "actor": by.id, "reason": why},
+            (StepStatus.AWAITING,),
+            StepStatus.PENDING,
+            {},
+            Event(K.APPROVAL_EXPIRED, actor=by.id, reason=why),
         )
-        await self._notify("refused", rid=rec.rid, step=step.id, actor=by.id, reason=why)
+        await self._notify(
+            Event(K.APPROVAL_EXPIRED, rid=rec.rid, step=step.id, actor=by.id, reason=why)
+        )
         await self.advance(rec.rid)
         raise Refused(why)
 
     async def _precondition(self, rec: RestoreRecord, step: Step, by: Actor, status: str) -> None:
         """Refuse to run a step whose precondition fails, saying why. A step that can go
         back (`rewind_to`) fails instead, so that its card offers the way back."""
-        if step.needs_real_log and log_window_open(self.procedure, rec):
+        if step.needs_real_log and log_window_open(self.procedure_of(rec), rec):
             window = (
                 "the replicated log was wiped and the backup is not committed: starting the "
                 "schedulers with their normal flags now would kill every running task"
             )
-            await self.store.transition(
-                rec.rid,
-                step.id,
-                (status,),
-                {},
-                {"type": "refused", "actor": by.id, "reason": window},
+            await self._move(
+                rec.rid, step.id, (status,), None, {}, Event(K.REFUSED, actor=by.id, reason=window)
             )
             raise Refused(f"{step.id} cannot run now: {window}")
-        if not step.precondition:
+        if step.precondition is None:
             return
-        why = await actions.PRECONDITION[step.precondition](
-            await self._context(rec, step, guarded=True)
-        )
+        why = await step.precondition(await self._context(rec, step, guarded=True))
         if not why:
             return
-        if step.rewind_to and status == "awaiting":
-            res = await self.store.transition(
+        if step.rewind_to and status == StepStatus.AWAITING:
+            res = await self._move(
                 rec.rid,
                 step.id,
                 (status,),
-                {"status": "failed", "summary": why, "rewind": step.rewind_to},
-                {"type": "failed", "actor": by.id, "reason": why},
+                StepStatus.FAILED,
+                {"summary": why, "rewind": step.rewind_to},
+                Event(K.FAILED, actor=by.id, reason=why),
             )
             if res.ok:
                 await self._notify(
-                    "finished_step", rid=rec.rid, step=step.id, ok=False, summary=why
+                    Event(K.FAILED, rid=rec.rid, step=step.id, actor=by.id, ok=False, summary=why)
                 )
             raise Refused(
                 f"{step.id} did not run: {why}. Go back with “{step.rewind_label}”, or abort."
             )
-        await self.store.transition(
-            rec.rid, step.id, (status,), {}, {"type": "refused", "actor": by.id, "reason": why}
+        await self._move(
+            rec.rid, step.id, (status,), None, {}, Event(K.REFUSED, actor=by.id, reason=why)
         )
         back = f". Go back with “{step.rewind_label}”, or abort" if step.rewind_to else ""
         raise Refused(f"{step.id} cannot run now: {why}{back}")
@@ -430,37 +513,41 @@ class Engine:
     async def rewind(self, rid: str, sid: str, by: Actor) -> str:
         """Go back from a failed step to its `rewind_to`: every step from there runs again."""
         rec = await self.record(rid)
-        step = self.step(sid)
+        step = self.step(sid, rec)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         target = step.rewind_to
         if target is None:
             raise Refused(f"{sid} has no earlier step to go back to")
-        if rec.steps.get(sid, {}).get("status") != "failed":
+        if rec.steps.get(sid, {}).get("status") != StepStatus.FAILED:
             raise Refused(f"{sid} can go back only after it failed")
         plan = rec.meta["plan"]
         again = plan[plan.index(target) : plan.index(sid) + 1]
-        reset = {"status": "pending", "summary": "", "approved_by": None, "rewind": None}
+        reset = {"summary": "", "approved_by": None, "rewind": None}
         # The first step's transition decides who goes back: a second click is refused.
-        first = await self.store.transition(
+        first = await self._move(
             rid,
             target,
-            (*DONE, "failed"),
+            (*sorted(DONE), StepStatus.FAILED),
+            StepStatus.PENDING,
             reset,
-            {"type": "rewound", "actor": by.id, "reason": f"back from {sid}"},
+            Event(K.REWOUND, actor=by.id, reason=f"back from {sid}"),
         )
         if not first.ok:
             raise Refused(f"already going back to {target}")
         for other in again[1:]:
-            await self.store.transition(
+            await self._move(
                 rid,
                 other,
-                (*DONE, "failed", "awaiting"),
+                (*sorted(DONE), StepStatus.FAILED, StepStatus.AWAITING),
+                StepStatus.PENDING,
                 reset,
-                {"type": "reset", "actor": by.id, "reason": f"back to {target} from {sid}"},
+                Event(K.RESET, actor=by.id, reason=f"back to {target} from {sid}"),
             )
         await self.store.set_data(rid, staged_on=None, reviewed_count=None, review=None)
-        await self._notify("rewound", rid=rid, step=sid, actor=by.id, reason=f"back to {target}")
+        await self._notify(
+            Event(K.REWOUND, rid=rid, step=sid, actor=by.id, reason=f"back to {target}")
+        )
         await self.advance(rid)
         return target
 
@@ -476,53 +563,60 @@ class Engine:
             raise Refused(str(exc)) from None
         if backup not in (rec.data.get("backups") or {}):
             raise Refused(f"{backup} is not on any scheduler")
-        if not backup_choice_open(rec):
+        procedure = self.procedure_of(rec)
+        if not backup_choice_open(rec, procedure):
             raise Refused("the backup can be changed only until prep.stop is approved")
         if backup == rec.data.get("backup"):
             raise Refused(f"{backup} is already the chosen backup")
         # The new backup is proven as preflight proved the first (decoded, forecast)
         # before anything about the choice changes.
         holders = sorted(rec.data["backups"][backup])
-        ctx = await self._context(rec, self.step(rec.meta["plan"][0]))
+        ctx = await self._context(rec, self.step(rec.meta["plan"][0], rec))
         ctx.facts["backup"] = backup
         proven, unusable = await preflight.prove_backup(ctx, backup, holders)
         if unusable is not None:
             raise Refused(f"{backup} cannot be restored: {unusable}")
-        waiting = [s for s in rec.meta["plan"] if rec.steps[s]["status"] == "awaiting"]
-        event = {
-            "type": "backup_chosen",
-            "actor": by.id,
-            "backup": backup,
-            "reason": f"{rec.data.get('backup')} → {backup}",
-        }
+        waiting = [s for s in rec.meta["plan"] if rec.steps[s]["status"] == StepStatus.AWAITING]
+        event = Event(
+            K.BACKUP_CHOSEN,
+            actor=by.id,
+            backup=backup,
+            reason=f"{rec.data.get('backup')} → {backup}",
+        )
         # The waiting step goes back to pending: an approval racing with this loses, or wins.
         for sid in waiting:
-            res = await self.store.transition(rid, sid, ("awaiting",), {"status": "pending"}, event)
+            res = await self._move(rid, sid, (StepStatus.AWAITING,), StepStatus.PENDING, {}, event)
             if not res.ok:
                 raise Refused(f"{sid} was approved meanwhile: the backup stays")
         taken_at = proven["backup_info"]["taken_at"]
         await self.store.set_data(rid, **actions.backup_facts(backup, cluster, taken_at), **proven)
-        # prep.ack_backup is decided again, for the new backup's age.
-        plan = [
-            s.id for s in self.procedure if s.id in rec.meta["plan"] or s.id == "prep.ack_backup"
-        ]
+        # The acknowledgement of the backup's age is decided again, for the new backup.
+        acks = {s.id for s in procedure.by_role(Role.ACK_BACKUP)}
+        plan = [s.id for s in procedure if s.id in rec.meta["plan"] or s.id in acks]
         if plan != rec.meta["plan"]:
             await self.store.set_meta(rid, {**rec.meta, "plan": plan})
-        await self.store.transition(
-            rid,
-            "prep.ack_backup",
-            ("skipped", "succeeded", "awaiting"),
-            {"status": "pending", "reason": "", "approved_by": None},
-            {"type": "reset", "actor": by.id, "reason": f"backup changed to {backup}"},
+        for ack in sorted(acks):
+            await self._move(
+                rid,
+                ack,
+                (StepStatus.SKIPPED, StepStatus.SUCCEEDED, StepStatus.AWAITING),
+                StepStatus.PENDING,
+                {"reason": "", "approved_by": None},
+                Event(K.RESET, actor=by.id, reason=f"backup changed to {backup}"),
+            )
+        await self._notify(
+            Event(K.BACKUP_CHOSEN, rid=rid, actor=by.id, backup=backup, reason=event.reason)
         )
-        await self._notify("backup_chosen", rid=rid, actor=by.id, reason=event["reason"])
         await self.advance(rid)
 
     async def delete_tasks(self, rid: str, ids: list[str], by: Actor) -> Outcome:
         """scheduler_delete_recovery_tasks on the leader while restore.review waits, then
         a re-print; the step waits again, with the new listing, for its approval."""
-        sid = "restore.review"
         rec = await self.record(rid)
+        review = self.procedure_of(rec).first(Role.REVIEW)
+        if review is None:
+            raise Refused("this restore's procedure has no review of staged tasks")
+        sid = review.id
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         from runbook.inputs import task_ids  # the delete modal's own check, one wording
@@ -530,12 +624,13 @@ class Engine:
         ids = task_ids(ids, listing_ids((rec.data.get("review") or {}).get("listing", "")))
         state = rec.steps.get(sid, {})
         # Holding the step (running, with a lease) keeps it from being approved meanwhile.
-        won = await self.store.transition(
+        won = await self._move(
             rid,
             sid,
-            ("awaiting",),
-            {"status": "running", "attempt": int(state.get("attempt", 0)) + 1},
-            {"type": "deleting_tasks", "actor": by.id, "ids": ids[:500]},
+            (StepStatus.AWAITING,),
+            StepStatus.RUNNING,
+            {"attempt": int(state.get("attempt", 0)) + 1},
+            Event(K.DELETING_TASKS, actor=by.id, ids=ids[:500]),
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
@@ -545,66 +640,69 @@ class Engine:
         outcome, summary, commands_sent = await self._hold_and_run(
             rec, sid, lambda ctx: actions.delete_tasks(ctx, ids), guarded=False
         )
-        await self.store.transition(
+        await self._move(
             rid,
             sid,
-            ("running",),
-            {"status": "awaiting", "summary": summary, "commands": commands_sent},
-            {
-                "type": "tasks_deleted",
-                "actor": by.id,
-                "summary": summary,
-                "commands": commands_sent,
-                "before": outcome.details.get("before"),
-                "after": outcome.details.get("after"),
-            },
+            (StepStatus.RUNNING,),
+            StepStatus.AWAITING,
+            {"summary": summary, "commands": commands_sent},
+            Event(
+                K.TASKS_DELETED,
+                actor=by.id,
+                summary=summary,
+                commands=commands_sent,
+                before=outcome.details.get("before"),
+                after=outcome.details.get("after"),
+            ),
             lease=f"own:{self.worker}",
         )
         await self._notify(
-            "tasks_deleted", rid=rid, step=sid, actor=by.id, ok=outcome.ok, summary=summary
+            Event(K.TASKS_DELETED, rid=rid, step=sid, actor=by.id, ok=outcome.ok, summary=summary)
         )
         return outcome
 
     async def skip(self, rid: str, sid: str, by: Actor, reason: str) -> None:
         rec = await self.record(rid)
-        step = self.step(sid)
+        step = self.step(sid, rec)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
         if not step.skippable:
             raise Refused(f"{sid} cannot be skipped")
         if not reason.strip():
             raise Refused("a skip needs a reason")
-        res = await self.store.transition(
+        res = await self._move(
             rid,
             sid,
-            ("awaiting", "failed", "interrupted"),
-            {"status": "skipped", "skipped_by": by.id, "reason": reason[:500]},
-            {"type": "skipped", "actor": by.id, "reason": reason[:500]},
+            (StepStatus.AWAITING, StepStatus.FAILED, StepStatus.INTERRUPTED),
+            StepStatus.SKIPPED,
+            {"skipped_by": by.id, "reason": reason[:500]},
+            Event(K.SKIPPED, actor=by.id, reason=reason[:500]),
         )
         if not res.ok:
             raise Refused(
                 f"{sid} cannot be skipped while it is {res.step.get('status', 'unknown')}"
             )
-        await self._notify("skipped", rid=rid, step=sid, actor=by.id, reason=reason[:500])
+        await self._notify(Event(K.SKIPPED, rid=rid, step=sid, actor=by.id, reason=reason[:500]))
         await self.advance(rid)
 
     async def retry(self, rid: str, sid: str, by: Actor) -> Outcome:
         rec = await self.record(rid)
-        self.step(sid)
+        step = self.step(sid, rec)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        self._two_person(rec, self.step(sid), by, "retrying")
+        self._two_person(rec, step, by, "retrying")
         state = rec.steps.get(sid, {})
-        if state.get("status") in ("failed", "interrupted"):
-            await self._precondition(rec, self.step(sid), by, str(state["status"]))
-            if self.step(sid).risk is not Risk.READ_ONLY:
-                await self._bind_plan(rec, self.step(sid), by, str(state["status"]), None)
-        won = await self.store.transition(
+        if state.get("status") in (StepStatus.FAILED, StepStatus.INTERRUPTED):
+            await self._precondition(rec, step, by, str(state["status"]))
+            if step.risk is not Risk.READ_ONLY:
+                await self._bind_plan(rec, step, by, str(state["status"]), None)
+        won = await self._move(
             rid,
             sid,
-            ("failed", "interrupted"),
-            {"status": "running", "attempt": int(state.get("attempt", 0)) + 1, "retried_by": by.id},
-            {"type": "retried", "actor": by.id},
+            (StepStatus.FAILED, StepStatus.INTERRUPTED),
+            StepStatus.RUNNING,
+            {"attempt": int(state.get("attempt", 0)) + 1, "retried_by": by.id},
+            Event(K.RETRIED, actor=by.id),
             restore_patch={"current": sid},
             lease=f"take:{self.worker}:{self.lease_ms}",
         )
@@ -612,7 +710,7 @@ class Engine:
             raise Refused(
                 f"{sid} can be retried only after it failed or was interrupted (it is {won.step.get('status')})"
             )
-        await self._notify("retried", rid=rid, step=sid, actor=by.id)
+        await self._notify(Event(K.RETRIED, rid=rid, step=sid, actor=by.id))
         outcome = await self._execute(rid, sid)
         await self.advance(rid)
         return outcome
@@ -622,26 +720,27 @@ class Engine:
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        self._two_person(rec, self.step(sid), by, "marking done")
-        if rec.steps.get(sid, {}).get("status") == "interrupted" and not rec.steps[sid].get(
-            "appears_finished"
-        ):
+        self._two_person(rec, self.step(sid, rec), by, "marking done")
+        if rec.steps.get(sid, {}).get("status") == StepStatus.INTERRUPTED and not rec.steps[
+            sid
+        ].get("appears_finished"):
             raise Refused(
                 f"{sid} can be marked done only when its check says it finished "
                 f"({rec.steps[sid].get('check') or 'it has no check'}): retry it, or abort"
             )
-        res = await self.store.transition(
+        res = await self._move(
             rid,
             sid,
-            ("interrupted",),
-            {"status": "succeeded", "marked_done_by": by.id},
-            {"type": "marked_done", "actor": by.id},
+            (StepStatus.INTERRUPTED,),
+            StepStatus.SUCCEEDED,
+            {"marked_done_by": by.id},
+            Event(K.MARKED_DONE, actor=by.id),
         )
         if not res.ok:
             raise Refused(
                 f"only an interrupted step can be marked done ({sid} is {res.step.get('status')})"
             )
-        await self._notify("marked_done", rid=rid, step=sid, actor=by.id)
+        await self._notify(Event(K.MARKED_DONE, rid=rid, step=sid, actor=by.id))
         await self.advance(rid)
 
     async def abort(self, rid: str, by: Actor, revert: bool) -> str:
@@ -652,11 +751,11 @@ class Engine:
         rec = await self.record(rid)
         self._require_running(rec)
         await self._check_approver(self.cluster_of(rec), by)
-        ok, status = await self.store.restore_event(
+        ok, status = await self._restore_move(
             rid,
-            {"status": "aborted"},
-            {"type": "aborted", "actor": by.id, "revert": revert},
-            ("running",),
+            (RestoreStatus.RUNNING,),
+            RestoreStatus.ABORTED,
+            Event(K.ABORTED, actor=by.id, revert=revert),
         )
         if not ok:
             raise Refused(f"the restore is {status}, not running")
@@ -667,33 +766,38 @@ class Engine:
                 await task
         rec = await self.record(rid)
         for sid, st in rec.steps.items():
-            if st.get("status") == "running":
-                await self.store.transition(
+            if st.get("status") == StepStatus.RUNNING:
+                await self._move(
                     rid,
                     sid,
-                    ("running",),
-                    {"status": "failed", "error": "aborted"},
-                    {"type": "failed", "actor": by.id, "reason": "aborted"},
+                    (StepStatus.RUNNING,),
+                    StepStatus.FAILED,
+                    {"error": "aborted"},
+                    Event(K.FAILED, actor=by.id, reason="aborted"),
                 )
         rec = await self.record(rid)
-        if log_window_open(self.procedure, rec):
+        if log_window_open(self.procedure_of(rec), rec):
             outcome = await self._hold_stopped(rec)
             await self.store.set_data(rid, held_after_wipe=True)
-            await self._end(rid, "aborted", "held_stopped", by, outcome.summary, ok=outcome.ok)
-            return "aborted"
+            await self._end(
+                rid, RestoreStatus.ABORTED, K.HELD_STOPPED, by, outcome.summary, ok=outcome.ok
+            )
+            return RestoreStatus.ABORTED
         if not revert:
-            await self._end(rid, "aborted", "abort_done", by, "nothing was reverted", ok=True)
-            return "aborted"
+            await self._end(
+                rid, RestoreStatus.ABORTED, K.ABORT_DONE, by, "nothing was reverted", ok=True
+            )
+            return RestoreStatus.ABORTED
         try:
             outcome = await self._revert(rec)
         except Exception as exc:  # the revert must end, and say how
             log.exception("revert of %s failed", rid)
             outcome = Outcome(False, f"the revert stopped on {type(exc).__name__}: {exc}")
-        final = "reverted" if outcome.ok else "aborted"
+        final = RestoreStatus.REVERTED if outcome.ok else RestoreStatus.ABORTED
         await self._end(
             rid,
             final,
-            "reverted" if outcome.ok else "revert_failed",
+            K.REVERTED if outcome.ok else K.REVERT_FAILED,
             by,
             outcome.summary,
             outcome.ok,
@@ -703,21 +807,28 @@ class Engine:
         return final
 
     async def _end(
-        self, rid: str, final: str, kind: str, by: Actor, summary: str, ok: bool
+        self, rid: str, final: RestoreStatus, kind: K, by: Actor, summary: str, ok: bool
     ) -> None:
-        """Record how an abort ended, free the cluster, and tell the fronts."""
+        """Record how an abort ended (`kind`, one of runbook.events.ENDINGS), free the
+        cluster, and tell the fronts."""
         summary = redact(summary)[:3000]
-        await self.store.restore_event(
+        # Taken before the cluster is freed: a restore started next gets ports of its own.
+        ports = self._io.pop((await self.record(rid)).meta["cluster"], None)
+        await self._restore_move(
             rid,
-            {"status": final},
-            {"type": kind, "actor": by.id, "summary": summary},
-            ("aborted",),
+            (RestoreStatus.ABORTED,),
+            final,
+            Event(kind, actor=by.id, summary=summary),
             release=True,
         )
-        if kind != "held_stopped":  # a held restore still needs them for its revert
+        if kind is not K.HELD_STOPPED:  # a held restore still needs them for its revert
             await self.store.set_data(rid, originals=None)
         await self.store.expire(rid, self.retention_seconds)
-        await self._notify(final, rid=rid, actor=by.id, summary=summary, ok=ok, ending=kind)
+        if ports is not None:
+            await _close_ports(ports)
+        await self._notify(
+            Event(kind, rid=rid, actor=by.id, summary=summary, ok=ok, status=final, ending=kind)
+        )
 
     def _held_summary(self, rec: RestoreRecord, stopped: Outcome) -> str:
         archives = rec.data.get("archives") or {}
@@ -755,15 +866,16 @@ class Engine:
 
     async def _hold_stopped(self, rec: RestoreRecord) -> Outcome:
         """Stop every scheduler and keep the files as they are (disabled)."""
-        ctx = await self._context(rec, self.step(self._step_with("empties_log")))
+        ctx = await self._context(rec, self._step_with(rec, "empties_log"))
         try:
             stopped = await actions.stop(ctx)
         except Exception as exc:
             stopped = Outcome(False, f"{type(exc).__name__}: {exc}")
         return Outcome(stopped.ok, self._held_summary(rec, stopped))
 
-    def _step_with(self, flag: str) -> str:
-        return next(s.id for s in self.procedure if getattr(s, flag))
+    def _step_with(self, rec: RestoreRecord, flag: str) -> Step:
+        """The first step of the restore's procedure with `flag` set (empties_log, ...)."""
+        return next(s for s in self.procedure_of(rec) if getattr(s, flag))
 
     async def put_back_log(self, rid: str, by: Actor) -> str:
         """After an abort that left the schedulers stopped on a wiped log: put the archived
@@ -772,7 +884,7 @@ class Engine:
         rec = await self.record(rid)
         cluster = self.cluster_of(rec)
         await self._check_approver(cluster, by)
-        if rec.status != "aborted" or not rec.data.get("held_after_wipe"):
+        if rec.status != RestoreStatus.ABORTED or not rec.data.get("held_after_wipe"):
             raise Refused(
                 "only a restore aborted after the wipe, with its schedulers held stopped, can have its old log put back"
             )
@@ -790,13 +902,16 @@ class Engine:
             )
         if not rec.data.get("originals"):
             raise Refused("the original files are no longer kept: revert them by hand")
-        ok, status = await self.store.restore_event(
-            rid, {"status": "putting_back"}, {"type": "putting_back", "actor": by.id}, ("aborted",)
+        ok, status = await self._restore_move(
+            rid,
+            (RestoreStatus.ABORTED,),
+            RestoreStatus.PUTTING_BACK,
+            Event(K.PUTTING_BACK, actor=by.id),
         )
         if not ok:
             raise Refused(f"the restore is {status}: the old log is already being put back, or was")
-        await self._notify("putting_back", rid=rid, actor=by.id)
-        ctx = await self._context(rec, self.step(self._step_with("empties_log")))
+        await self._notify(Event(K.PUTTING_BACK, rid=rid, actor=by.id))
+        ctx = await self._context(rec, self._step_with(rec, "empties_log"))
         try:
             outcome = await actions.put_back_log(ctx, archives)
             if outcome.ok:
@@ -805,42 +920,47 @@ class Engine:
         except Exception as exc:
             log.exception("putting the log back for %s failed", rid)
             outcome = Outcome(False, f"stopped on {type(exc).__name__}: {exc}")
-        final = "reverted" if outcome.ok else "aborted"
+        final = RestoreStatus.REVERTED if outcome.ok else RestoreStatus.ABORTED
+        kind = K.LOG_PUT_BACK if outcome.ok else K.PUT_BACK_FAILED
         summary = redact(outcome.summary)[:3000]
-        await self.store.restore_event(
+        await self._restore_move(
             rid,
-            {"status": final},
-            {
-                "type": "log_put_back" if outcome.ok else "put_back_failed",
-                "actor": by.id,
-                "summary": summary,
-            },
-            ("putting_back",),
+            (RestoreStatus.PUTTING_BACK,),
+            final,
+            Event(kind, actor=by.id, summary=summary),
             release=True,
         )
         if outcome.ok:
             await self.store.set_data(rid, held_after_wipe=False, originals=None)
         await self._notify(
-            final, rid=rid, actor=by.id, summary=summary, ok=outcome.ok, ending="log_put_back"
+            Event(
+                kind,
+                rid=rid,
+                actor=by.id,
+                summary=summary,
+                ok=outcome.ok,
+                status=final,
+                ending=kind,
+            )
         )
         if not outcome.ok:
             raise Refused(f"putting the old log back failed: {summary}")
         return final
 
     async def _revert(self, rec: RestoreRecord, restart_always: bool = False) -> Outcome:
-        """cleanup.revert's semantics: every file back, and the schedulers restarted with
+        """The revert step's semantics: every file back, and the schedulers restarted with
         their normal flags when the restore stopped or started them. Never in the window
         between the wipe and the commit (log_window_open)."""
-        if log_window_open(self.procedure, rec) and not restart_always:
+        if log_window_open(self.procedure_of(rec), rec) and not restart_always:
             return Outcome(False, "the log was wiped and nothing committed: not reverting")
-        ctx = await self._context(rec, self.step(self._step_with("needs_real_log")))
+        ctx = await self._context(rec, self._step_with(rec, "needs_real_log"))
         out = await actions.revert(ctx)
         if not out.ok:
             return Outcome(False, f"files not reverted: {out.summary}; nothing was started")
         touched = restart_always or any(
-            int(st.get("attempt", 0) or 0) > 0 and _touches_schedulers(self.step(sid))
+            int(st.get("attempt", 0) or 0) > 0 and _touches_schedulers(self.step(sid, rec))
             for sid, st in rec.steps.items()
-            if st.get("status") != "skipped"
+            if st.get("status") != StepStatus.SKIPPED
         )
         if not touched:
             return Outcome(True, out.summary + ".")
@@ -861,7 +981,7 @@ class Engine:
         )
 
     def _require_running(self, rec: RestoreRecord) -> None:
-        if rec.status != "running":
+        if rec.status != RestoreStatus.RUNNING:
             raise Refused(f"the restore is {rec.status}")
 
     # ------------------------------------------------------------ moving on
@@ -870,7 +990,7 @@ class Engine:
         """Run read-only steps, and bring the next step to its approval. Idempotent."""
         while True:
             rec = await self.record(rid)
-            if rec.status != "running":
+            if rec.status != RestoreStatus.RUNNING:
                 return
             nxt = next(
                 (sid for sid in rec.meta["plan"] if rec.steps[sid]["status"] not in DONE), None
@@ -878,28 +998,30 @@ class Engine:
             if nxt is None:
                 await self._finish(rec)
                 return
-            step = self.step(nxt)
+            step = self.step(nxt, rec)
             status = rec.steps[nxt]["status"]
-            if status != "pending":
+            if status != StepStatus.PENDING:
                 return  # waiting for a person, or running elsewhere
-            if step.condition and not actions.condition_holds(step.condition, rec.data):
+            if step.condition is not None and not step.condition(rec.data):
                 plan = [s for s in rec.meta["plan"] if s != nxt]
                 await self.store.set_meta(rid, {**rec.meta, "plan": plan})
-                await self.store.transition(
+                await self._move(
                     rid,
                     nxt,
-                    ("pending",),
-                    {"status": "skipped", "reason": "not needed"},
-                    {"type": "not_needed"},
+                    (StepStatus.PENDING,),
+                    StepStatus.SKIPPED,
+                    {"reason": "not needed"},
+                    Event(K.NOT_NEEDED),
                 )
                 continue
             if step.risk is Risk.READ_ONLY:
-                won = await self.store.transition(
+                won = await self._move(
                     rid,
                     nxt,
-                    ("pending",),
-                    {"status": "running", "attempt": 1},
-                    {"type": "started", "actor": "bot"},
+                    (StepStatus.PENDING,),
+                    StepStatus.RUNNING,
+                    {"attempt": 1},
+                    Event(K.STARTED, actor="bot"),
                     restore_patch={"current": nxt},
                     lease=f"take:{self.worker}:{self.lease_ms}",
                 )
@@ -912,44 +1034,60 @@ class Engine:
             await self.store.set_data(rid, **{f"plan:{nxt}": rendered})
             rec.data[f"plan:{nxt}"] = rendered
             preview: dict[str, Any] = {}
-            if nxt in actions.PREVIEW:
+            if step.preview is not None:
                 try:
                     ctx = await self._context(rec, step, guarded=True)
-                    preview = await actions.PREVIEW[nxt](ctx)
+                    preview = await step.preview(ctx)
                 except Exception as exc:  # the card says what could not be gathered
                     preview = {"error": str(exc)}
-                key = "review" if nxt == "restore.review" else f"preview:{nxt}"
-                await self.store.set_data(rid, **{key: preview})
-            res = await self.store.transition(
+                await self.store.set_data(rid, **{step.preview_key(): preview})
+            res = await self._move(
                 rid,
                 nxt,
-                ("pending",),
-                {"status": "awaiting"},
-                {
-                    "type": "awaiting_approval",
-                    "risk": step.risk.value,
-                    "plan_digest": rendered.get("digest"),
-                },
+                (StepStatus.PENDING,),
+                StepStatus.AWAITING,
+                {},
+                Event(
+                    K.AWAITING_APPROVAL, risk=step.risk.value, plan_digest=rendered.get("digest")
+                ),
                 restore_patch={"current": nxt},
             )
             if res.ok:
-                await self._notify("awaiting", rid=rid, step=nxt, preview=preview)
+                await self._notify(
+                    Event(
+                        K.AWAITING_APPROVAL,
+                        rid=rid,
+                        step=nxt,
+                        risk=step.risk.value,
+                        live={"preview": preview},
+                    )
+                )
             return
 
     async def _finish(self, rec: RestoreRecord) -> None:
-        verified = rec.steps.get("cleanup.verify", {}).get("status") == "succeeded"
-        final = "succeeded" if verified else "failed"
-        ok, _ = await self.store.restore_event(
+        verify = self.procedure_of(rec).by_role(Role.VERIFY)
+        verified = bool(verify) and all(
+            rec.steps.get(s.id, {}).get("status") == StepStatus.SUCCEEDED for s in verify
+        )
+        final = RestoreStatus.SUCCEEDED if verified else RestoreStatus.FAILED
+        kind = K.RESTORE_SUCCEEDED if verified else K.RESTORE_FAILED
+        # Taken before the cluster is freed: a restore started next gets ports of its own.
+        ports = self._io.pop(rec.meta["cluster"], None)
+        ok, _ = await self._restore_move(
             rec.rid,
-            {"status": final, "current": ""},
-            {"type": f"restore_{final}"},
-            ("running",),
+            (RestoreStatus.RUNNING,),
+            final,
+            Event(kind),
+            patch={"current": ""},
             release=True,
         )
         if ok:
             await self.store.set_data(rec.rid, originals=None)
             await self.store.expire(rec.rid, self.retention_seconds)
-            await self._notify("finished", rid=rec.rid, status=final)
+        if ports is not None:
+            await _close_ports(ports)
+        if ok:
+            await self._notify(Event(kind, rid=rec.rid, status=final))
 
     async def _hold_and_run(
         self,
@@ -965,8 +1103,8 @@ class Engine:
         async def on_result(r: HostResult) -> None:
             await self._host_result(rec.rid, sid, attempt, r)
 
-        ctx = await self._context(rec, self.step(sid), on_result, guarded=guarded)
-        await self._notify("running", rid=rec.rid, step=sid)
+        ctx = await self._context(rec, self.step(sid, rec), on_result, guarded=guarded)
+        await self._notify(Event(K.RUNNING, rid=rec.rid, step=sid, attempt=attempt))
         renew = asyncio.create_task(self._renew(rec.rid, sid))
         task = asyncio.ensure_future(run(ctx))
         self._tasks[rec.rid] = task
@@ -988,23 +1126,21 @@ class Engine:
     async def _execute(self, rid: str, sid: str) -> Outcome:
         """Run a step this worker holds the lease of, and record how it ended."""
         rec = await self.record(rid)
-        outcome, summary, commands_sent = await self._hold_and_run(rec, sid, actions.RUN[sid])
-        res = await self.store.transition(
+        step = self.step(sid, rec)
+        outcome, summary, commands_sent = await self._hold_and_run(rec, sid, step.run)
+        kind = K.SUCCEEDED if outcome.ok else K.FAILED
+        res = await self._move(
             rid,
             sid,
-            ("running",),
+            (StepStatus.RUNNING,),
+            StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
             {
-                "status": "succeeded" if outcome.ok else "failed",
                 "summary": summary,
                 "commands": commands_sent,
                 # What it only read with (checks, previews, leader sources): on its card.
                 "reads": self._reads.pop(rid, []),
             },
-            {
-                "type": "succeeded" if outcome.ok else "failed",
-                "summary": summary,
-                "commands": commands_sent,
-            },
+            Event(kind, summary=summary, commands=commands_sent),
             lease=f"own:{self.worker}",
         )
         if not res.ok:
@@ -1014,21 +1150,22 @@ class Engine:
                 rid,
                 res.step.get("status"),
             )
-        await self._notify("finished_step", rid=rid, step=sid, ok=outcome.ok, summary=summary)
-        if not outcome.ok and self.step(sid).fail_ends_restore and res.ok:
+        await self._notify(Event(kind, rid=rid, step=sid, ok=outcome.ok, summary=summary))
+        if not outcome.ok and step.fail_ends_restore and res.ok:
             # Nothing has changed yet: the restore ends and the cluster is free again; a
             # new start reads the cluster file afresh.
-            ended, _ = await self.store.restore_event(
+            ended, _ = await self._restore_move(
                 rid,
-                {"status": "failed", "current": ""},
-                {"type": "restore_failed", "reason": f"{sid} failed; nothing was changed"},
-                ("running",),
+                (RestoreStatus.RUNNING,),
+                RestoreStatus.FAILED,
+                Event(K.RESTORE_FAILED, reason=f"{sid} failed; nothing was changed"),
+                patch={"current": ""},
                 release=True,
             )
             if ended:
                 await self.store.set_data(rid, originals=None)
                 await self.store.expire(rid, self.retention_seconds)
-                await self._notify("finished", rid=rid, status="failed")
+                await self._notify(Event(K.RESTORE_FAILED, rid=rid, status=RestoreStatus.FAILED))
         return outcome
 
     async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
@@ -1043,23 +1180,24 @@ class Engine:
             "truncated": out_cut or err_cut,
         }
         await self.store.save_output(rid, f"{sid}:{attempt}:{r.host}", output)
-        await self.store.transition(
+        await self._move(
             rid,
             sid,
-            ("running",),
+            (StepStatus.RUNNING,),
+            None,
             {},
-            {
-                "type": "host_result",
-                "host": r.host,
-                "attempt": attempt,
-                "exit_status": r.exit_status,
-                "duration": round(r.duration, 3),
-                "error": r.error,
-                "output_sha256": output_digest(output),
-            },
+            Event(
+                K.HOST_RESULT,
+                host=r.host,
+                attempt=attempt,
+                exit_status=r.exit_status,
+                duration=round(r.duration, 3),
+                error=r.error,
+                output_sha256=output_digest(output),
+            ),
             lease=f"own:{self.worker}",
         )
-        await self._notify("host_result", rid=rid, step=sid, result=r)
+        await self._notify(Event(K.HOST_RESULT, rid=rid, step=sid, host=r.host, live={"result": r}))
 
     async def _renew(self, rid: str, sid: str) -> None:
         while True:
@@ -1077,12 +1215,36 @@ class Engine:
             if mine is not None and not mine.done():
                 continue
             rec = await self.store.load(rid)
-            if rec is None or rec.status != "running":
+            if rec is None or rec.status != RestoreStatus.RUNNING:
                 continue
-            if not any(st.get("status") == "running" for st in rec.steps.values()):
+            if not any(st.get("status") == StepStatus.RUNNING for st in rec.steps.values()):
                 continue
-            found += [(rid, sid) for sid, _ in await self.recover(rid)]
+            try:
+                found += [(rid, sid) for sid, _ in await self.recover(rid)]
+            except Exception as exc:
+                if not await self.store.reachable():
+                    raise  # the store is away, for every restore: sweep_forever says it once
+                # This restore only: the others are still swept.
+                log.warning("cannot recover restore %s: %s", rid, reason_of(exc))
         return found
+
+    async def resume(self) -> list[str]:
+        """After a restart: in every running restore, the steps whose worker died become
+        `interrupted` (their check run), and the restore goes on where it can. A restore
+        that cannot be picked up now is logged, one line with its id and why, and the
+        others go on. Returns the ids of the running restores (to refresh their views)."""
+        running = []
+        for rid in await self.store.restore_ids():
+            try:
+                rec = await self.store.load(rid)
+                if rec is None or rec.status != "running":
+                    continue
+                running.append(rid)
+                await self.recover(rid)
+                await self.advance(rid)
+            except Exception as exc:  # one line per restore that cannot be picked up now
+                log.warning("cannot resume restore %s: %s", rid, reason_of(exc))
+        return running
 
     async def sweep_forever(self, every: float | None = None) -> None:
         """`sweep` every half lease (at least each second), until cancelled.
@@ -1113,25 +1275,32 @@ class Engine:
         rec = await self.record(rid)
         found = []
         for sid, st in rec.steps.items():
-            if st.get("status") != "running":
+            if st.get("status") != StepStatus.RUNNING:
                 continue
-            res = await self.store.transition(
+            res = await self._move(
                 rid,
                 sid,
-                ("running",),
-                {"status": "interrupted"},
-                {"type": "interrupted", "worker": st.get("lease_owner")},
+                (StepStatus.RUNNING,),
+                StepStatus.INTERRUPTED,
+                {},
+                Event(K.INTERRUPTED, worker=st.get("lease_owner")),
                 lease="expired",
             )
             if not res.ok:
                 continue
-            check = actions.CHECK.get(sid)
+            check = self.step(sid, rec).verify
             outcome = None
             if check is not None:
                 try:
-                    outcome = await check(await self._context(rec, self.step(sid), guarded=True))
+                    outcome = await check(
+                        await self._context(rec, self.step(sid, rec), guarded=True)
+                    )
                 except Exception as exc:
-                    outcome = Outcome(False, f"check could not run: {exc}")
+                    why = reason_of(exc)
+                    log.warning(
+                        "restore %s: the check of interrupted %s could not run: %s", rid, sid, why
+                    )
+                    outcome = Outcome(False, f"check could not run: {why}")
                 await self.store.set_data(
                     rid,
                     **{
@@ -1141,13 +1310,23 @@ class Engine:
                         }
                     },
                 )
-                await self.store.transition(
+                await self._move(
                     rid,
                     sid,
-                    ("interrupted",),
+                    (StepStatus.INTERRUPTED,),
+                    None,
                     {"check": outcome.summary, "appears_finished": outcome.ok},
-                    {"type": "checked", "appears_finished": outcome.ok, "summary": outcome.summary},
+                    Event(K.CHECKED, appears_finished=outcome.ok, summary=outcome.summary),
                 )
             found.append((sid, outcome))
-            await self._notify("interrupted", rid=rid, step=sid, check=outcome)
+            await self._notify(
+                Event(
+                    K.INTERRUPTED,
+                    rid=rid,
+                    step=sid,
+                    worker=st.get("lease_owner"),
+                    appears_finished=outcome.ok if outcome is not None else None,
+                    live={"check": outcome},
+                )
+            )
         return found

@@ -45,6 +45,7 @@ from runbook.actions import (
 )
 from runbook.backups import parse_names
 from runbook.clusters import ENV_FILE_CANDIDATES
+from runbook.errors import reason_of
 from runbook.forecast import forecast
 from runbook.hostlog import log_read_command, uses_journal
 
@@ -195,7 +196,7 @@ async def prove_backup(
     try:
         data = await ctx.remote.read_file(host, path)
     except Exception as exc:
-        return {}, f"{host}: cannot read the backup {path}: {getattr(exc, 'reason', None) or exc}"
+        return {}, f"{host}: cannot read the backup {path}: {reason_of(exc)}"
     try:
         info = snapshot.decode(data)
     except snapshot.SnapshotError as exc:

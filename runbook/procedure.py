@@ -2,8 +2,10 @@
 
 This is Aurora's online recovery procedure (Aurora 0.13 to 0.20, the "0.17" page):
 stop, disable, re-initialise the replicated log, stage and commit the backup on the
-leader, undo the preparation. Steps are data so that a second variant (the offline
-`recovery-tool` procedure of Aurora 0.21+) can sit beside this one as another tuple.
+leader, undo the preparation. The procedure is a value (`ONLINE`) and each step refers
+to its own functions (runbook.actions), so that a second variant (the offline
+`recovery-tool` procedure of Aurora 0.21+) can sit beside this one as another value in
+`PROCEDURES`. This is the only module that names the online steps' ids.
 
 A step's `commands` are templates. `{name}` is replaced by a value that was validated
 and shell-quoted first (`runbook.commands.render`); `{!name}` is replaced verbatim and
@@ -13,9 +15,23 @@ commands), which the operator wrote as shell.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from runbook import actions as a
+from runbook.actions import (
+    ARCHIVE_MATCHES,
+    ARCHIVE_SUM,
+    ARGV_NOW,
+    IS_ACTIVE,
+    LOG_TAIL,
+    PRINT_RECOVERY,
+    WIPE_PREVIEW,
+    WIPED,
+)
+from runbook.preflight import preflight
 from runbook.step import Procedure, Risk, Role, Step, Targets
 
-__all__ = ["ONLINE", "ONLINE_PROCEDURE", "Procedure", "Risk", "Role", "Step", "Targets"]
+__all__ = ["ONLINE", "PROCEDURES", "Procedure", "Risk", "Role", "Step", "Targets"]
 
 
 PREPARATION = "Preparation"
@@ -24,29 +40,17 @@ RESTORE = "Restore from the backup"
 CLEANUP = "Cleanup"
 
 AURORA_ADMIN = "{!aurora_admin} {verb} --bypass-leader-redirect {cluster}"
-# Read-only commands steps send besides their own (see Step.reads).
-IS_ACTIVE = "{!is_active}"
-LOG_TAIL = "{!log_tail}"
-ARCHIVE_MATCHES = (
-    'listed=$(sudo -n tar -tzf {archive} | grep -v "/$" | sort) && '
-    "present=$(sudo -n find {log_dir} -mindepth 1 -type f -printf './%P\\n' | sort) && "
-    '[ -n "$listed" ] && [ "$listed" = "$present" ]'
-)
-ARCHIVE_SUM = "sudo -n sha256sum {archive}"
-# The scheduler's argv, as the packaged startup script computes it from the env file.
-ARGV_NOW = "bash -c {!argv_script} _ {env_file}"
-WIPED = 'test -z "$(sudo -n ls -A {log_dir})"'
-WIPE_PREVIEW = "echo $(sudo -n find {log_dir} -mindepth 1 -type f | wc -l) $(sudo -n du -sb {log_dir} | cut -f1)"
-PRINT_RECOVERY = "{!aurora_admin} scheduler_print_recovery_tasks --bypass-leader-redirect {cluster}"
 
 
 def _admin(verb: str, *extra: str) -> str:
     return " ".join([AURORA_ADMIN.replace("{verb}", verb), *extra])
 
 
-ONLINE_PROCEDURE: tuple[Step, ...] = (
+_ONLINE_STEPS: tuple[Step, ...] = (
     Step(
         id="prep.preflight",
+        run=preflight,
+        table_fact="preflight_table",
         role=Role.PREFLIGHT,
         phase=PREPARATION,
         title="Preflight: reach every scheduler, keep the originals",
@@ -71,6 +75,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="prep.ack_backup",
+        run=a.nothing,
+        condition=a.backup_too_old,
         role=Role.ACK_BACKUP,
         phase=PREPARATION,
         title="Acknowledge the age of the backup",
@@ -84,11 +90,12 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         commands=(),
         check="acknowledgement recorded",
         skippable=False,
-        condition="backup_too_old",
         added=True,
     ),
     Step(
         id="prep.stop",
+        run=a.stop,
+        verify=a.check_stopped,
         phase=PREPARATION,
         title="Stop all schedulers",
         explain="Stop every scheduler instance, in parallel.",
@@ -100,6 +107,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="prep.block_traffic",
+        run=a.block_traffic,
+        precondition=a.block_configured,
         phase=PREPARATION,
         title="Block external traffic to the schedulers (optional)",
         explain=(
@@ -112,10 +121,12 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         commands=("{!block_traffic}",),
         check="rule present",
         suggest_skip=True,
-        precondition="block_configured",
     ),
     Step(
         id="prep.admin_access",
+        run=a.admin_access,
+        verify=a.check_files_as_planned,
+        file_edits=a.edits_admin,
         phase=PREPARATION,
         title="Point aurora_admin at the local scheduler",
         explain=(
@@ -132,6 +143,10 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="prep.auth",
+        run=a.drop_auth,
+        verify=a.check_files_as_planned,
+        file_edits=a.edits_auth,
+        condition=a.auth_flag_present,
         phase=PREPARATION,
         title="Remove -http_authentication_mechanism for the restore",
         explain=(
@@ -143,11 +158,13 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.MUTATING,
         commands=("sudo -n tee {env_file} > /dev/null",),
         check="flag absent",
-        condition="auth_flag_present",
         reads=("cat -- {env_file}",),
     ),
     Step(
         id="prep.disable",
+        run=a.disable,
+        verify=a.check_files_as_planned,
+        file_edits=a.edits_disable,
         phase=PREPARATION,
         title="Put the schedulers in the partly disabled state",
         explain=(
@@ -166,6 +183,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="prep.start",
+        run=a.start_disabled,
+        verify=a.check_came_up_disabled,
         phase=PREPARATION,
         title="Start all schedulers (disabled)",
         explain="Start every scheduler; they come up disabled and elect a leader.",
@@ -177,6 +196,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="log.stop",
+        run=a.stop,
+        verify=a.check_stopped,
         phase=RELOG,
         title="Stop all schedulers",
         explain="Stop every scheduler before the replicated log is touched.",
@@ -188,6 +209,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="log.archive",
+        run=a.archive,
+        verify=a.check_archived,
         phase=RELOG,
         title="Archive the old replicated log",
         explain=(
@@ -210,6 +233,10 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="log.wipe",
+        run=a.wipe,
+        verify=a.check_wiped,
+        preview=a.wipe_preview,
+        precondition=a.all_stopped,
         role=Role.WIPE,
         phase=RELOG,
         title="Delete the replicated log on every scheduler",
@@ -221,12 +248,13 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         risk=Risk.DESTRUCTIVE,
         commands=("sudo -n find {log_dir} -mindepth 1 -delete",),
         check="directory empty everywhere",
-        precondition="all_stopped",
         empties_log=True,
         reads=(WIPED, IS_ACTIVE, WIPE_PREVIEW),
     ),
     Step(
         id="log.init",
+        run=a.init_log,
+        verify=a.check_initialized,
         phase=RELOG,
         title="Initialize the replicated log",
         explain=(
@@ -242,6 +270,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="log.start",
+        run=a.start_disabled,
+        verify=a.check_came_up_disabled,
         phase=RELOG,
         title="Start all schedulers",
         explain="Start every scheduler on the fresh log; still disabled.",
@@ -253,6 +283,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.leader",
+        run=a.find_leader,
+        table_fact="leader_table",
         role=Role.LEADER,
         phase=RESTORE,
         title="Find the leader",
@@ -269,6 +301,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.place",
+        run=a.place,
+        verify=a.check_placed,
+        extend_plan=a.plan_copy,
         phase=RESTORE,
         title="Put the backup in the leader's backup_dir",
         explain=(
@@ -286,6 +321,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.stage",
+        run=a.stage,
+        verify=a.check_staged,
         phase=RESTORE,
         title="Stage the backup on the leader",
         explain="Load the backup into the leader's memory as a staged recovery.",
@@ -297,6 +334,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.review",
+        run=a.review,
+        preview=a.review_preview,
+        preview_fact="review",
         role=Role.REVIEW,
         phase=RESTORE,
         title="Review the staged tasks",
@@ -311,6 +351,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.commit",
+        run=a.commit,
+        verify=a.check_committed,
+        precondition=a.staged_on_same_leader,
         phase=RESTORE,
         title="Commit the recovery",
         explain=(
@@ -325,7 +368,6 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
         commands=(_admin("scheduler_commit_recovery"),),
         check="the old leader restarted and the recovery is no longer staged",
         skippable=False,
-        precondition="staged_on_same_leader",
         fills_log=True,
         # A new leader has no staged recovery: find it, place the backup there, stage again.
         rewind_to="restore.leader",
@@ -334,6 +376,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="restore.failover",
+        run=a.failover,
+        table_fact="failover_table",
         role=Role.LEADER,
         phase=RESTORE,
         title="Wait for a leader after the failover",
@@ -345,6 +389,9 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="cleanup.revert",
+        run=a.revert,
+        verify=a.check_files_as_planned,
+        file_edits=a.edits_revert,
         phase=CLEANUP,
         title="Undo the preparation",
         explain=(
@@ -365,6 +412,8 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="cleanup.restart",
+        run=a.restart,
+        verify=a.check_came_up,
         phase=CLEANUP,
         title="Restart the schedulers, followers first",
         explain="Restart the schedulers one by one, the followers first and the leader last.",
@@ -377,6 +426,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="cleanup.verify",
+        run=a.verify,
         role=Role.VERIFY,
         phase=CLEANUP,
         title="Verify: an ACTIVE leader with the reviewed tasks",
@@ -391,6 +441,7 @@ ONLINE_PROCEDURE: tuple[Step, ...] = (
     ),
     Step(
         id="cleanup.transcript",
+        run=a.nothing,
         role=Role.TRANSCRIPT,
         phase=CLEANUP,
         title="Post the transcript",
@@ -407,16 +458,8 @@ ONLINE = Procedure(
     name="online",
     title="Online restore (aurora_admin scheduler_stage_recovery / commit)",
     aurora_versions="0.13 to 0.20 (the online API exists in every later release too)",
-    steps=ONLINE_PROCEDURE,
+    steps=_ONLINE_STEPS,
 )
 
-
-def step_ids(procedure: tuple[Step, ...] = ONLINE_PROCEDURE) -> list[str]:
-    return [s.id for s in procedure]
-
-
-def get_step(step_id: str, procedure: tuple[Step, ...] = ONLINE_PROCEDURE) -> Step:
-    for s in procedure:
-        if s.id == step_id:
-            return s
-    raise KeyError(step_id)
+# Every procedure by name, for the composition root to give the engine (runbook.engine).
+PROCEDURES: Mapping[str, Procedure] = {ONLINE.name: ONLINE}

@@ -52,11 +52,10 @@ from runbook.preflight import (
     _which,
     _zones,
     flag_value,
-    preflight,
     prove_backup,
     quorum_problems,
 )
-from runbook.procedure import get_step
+from runbook.step import Procedure, Role
 
 CLUSTER = "cluster"
 
@@ -80,12 +79,17 @@ def make_context(
     remote: Any,
     probe: Any,
     *,
+    procedure: Procedure,
     detect: Any = None,
     sources: Any = None,
     mesos: Any = None,
 ) -> tuple[StepContext, dict[str, Any]]:
-    """A StepContext for the procedure's preflight step with no restore behind it: `learn`
-    only updates a dict in memory (runbook.engine's `_context` also stores it)."""
+    """A StepContext for the procedure's preflight step (Role.PREFLIGHT) with no restore
+    behind it: `learn` only updates a dict in memory (runbook.engine's `_context` also
+    stores it)."""
+    step = procedure.first(Role.PREFLIGHT)
+    if step is None:
+        raise ValueError(f"procedure {procedure.name!r} has no preflight step")
     facts: dict[str, Any] = {}
 
     async def learn(**values: Any) -> None:
@@ -93,7 +97,7 @@ def make_context(
 
     ctx = StepContext(
         cluster,
-        get_step("prep.preflight"),
+        step,
         facts,
         remote,
         probe,
@@ -400,20 +404,29 @@ async def _leader(ctx: StepContext) -> list[Check]:
 async def _whole_preflight(ctx: StepContext) -> Check:
     """The procedure's own preflight, as a restore would run it (a fresh in-memory fact
     dict, so the gates above do not feed it)."""
-    fresh, _facts = make_context(
+    facts: dict[str, Any] = {}
+
+    async def learn(**values: Any) -> None:
+        facts.update(values)
+
+    fresh = StepContext(
         ctx.cluster,
+        ctx.step,
+        facts,
         ctx.remote,
         ctx.probe,
+        learn,
         detect=ctx.detect,
         sources=ctx.sources,
         mesos=ctx.mesos,
     )
+    name = f"{ctx.step.id} passes"
     try:
-        outcome = await preflight(fresh)
+        outcome = await ctx.step.run(fresh)
     except Exception as exc:  # one line, never a traceback
-        return Check("prep.preflight passes", CLUSTER, False, f"{type(exc).__name__}: {exc}")
+        return Check(name, CLUSTER, False, f"{type(exc).__name__}: {exc}")
     lines = [x.removeprefix("- ") for x in outcome.summary.splitlines()[1:]]
-    return Check("prep.preflight passes", CLUSTER, outcome.ok, "; ".join(lines[:5]))
+    return Check(name, CLUSTER, outcome.ok, "; ".join(lines[:5]))
 
 
 async def run_checks(ctx: StepContext) -> list[Check]:

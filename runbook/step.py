@@ -9,9 +9,26 @@ final verification) they ask for the step's `role`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # runbook.actions imports this module: only the types, not at run time
+    from runbook.actions import Edit, Outcome, StepContext
+    from runbook.plan import Plan
+
+# What a step runs, and its read-only "did it run?" check: the same shape.
+RunFn = Callable[["StepContext"], Awaitable["Outcome"]]
+PreviewFn = Callable[["StepContext"], Awaitable[dict[str, Any]]]
+# A machine-checked precondition: None when it holds, else why not (approval is refused).
+PreconditionFn = Callable[["StepContext"], Awaitable[str | None]]
+# Whether the step is in the plan at all, from the facts learnt so far.
+ConditionFn = Callable[[Mapping[str, Any]], bool]
+# The files a step edits on one host, and how (runbook.actions.make_plan).
+FileEditsFn = Callable[["StepContext", str], "list[Edit]"]
+# What a step adds to its plan besides its commands and file edits (a copy between hosts).
+ExtendPlanFn = Callable[["StepContext", "Plan"], Awaitable[None]]
 
 
 class Role(StrEnum):
@@ -46,6 +63,13 @@ class Targets(StrEnum):
 
 @dataclass(frozen=True)
 class Step:
+    """One step, with the functions that are its behaviour: `run` does it, `verify` tells
+    after a bot died in it whether it appears to have finished (read-only; None: it
+    cannot tell), `preview` gathers what its card shows while it waits for approval,
+    `precondition` refuses its approval while it does not hold, `condition` decides
+    whether it is in the plan at all, `file_edits` names the files it edits (their new
+    content is part of the plan approved) and `extend_plan` adds the rest of its plan."""
+
     id: str
     phase: str
     title: str
@@ -54,15 +78,18 @@ class Step:
     risk: Risk
     commands: tuple[str, ...]
     check: str
+    run: RunFn
+    verify: RunFn | None = None
+    preview: PreviewFn | None = None
+    precondition: PreconditionFn | None = None
+    condition: ConditionFn | None = None
+    file_edits: FileEditsFn | None = None
+    extend_plan: ExtendPlanFn | None = None
     skippable: bool = True
     # Shown as "suggested: skip" and skipped by unattended runs.
     suggest_skip: bool = False
     # What the views, the engine and the transcript treat specially (see Role).
     role: Role = Role.NONE
-    # Name of a condition (runbook.engine) that decides whether the step is in the plan.
-    condition: str | None = None
-    # Name of a machine-checked precondition: approval is refused while it fails.
-    precondition: str | None = None
     # Read-only commands the step also sends (its checks, its card's preview, reading the
     # files it edits): part of the plan shown and approved (runbook.plan).
     reads: tuple[str, ...] = ()
@@ -81,6 +108,14 @@ class Step:
     needs_real_log: bool = False
     # A failure ends the restore at once and frees the cluster (nothing was changed yet).
     fail_ends_restore: bool = False
+    # The fact (runbook data key) holding the leader table the step's summary prints
+    # (preflight_table, leader_table, failover_table): the transcript checks it.
+    table_fact: str = ""
+    # The fact its preview is kept under (default: preview:<id>); the views read it.
+    preview_fact: str = ""
+
+    def preview_key(self) -> str:
+        return self.preview_fact or f"preview:{self.id}"
 
 
 @dataclass(frozen=True)
@@ -114,3 +149,19 @@ class Procedure:
     def first(self, role: Role) -> Step | None:
         found = self.by_role(role)
         return found[0] if found else None
+
+
+def procedure_named(procedures: Mapping[str, Procedure], meta: Mapping[str, Any]) -> Procedure:
+    """The procedure a restore follows, from its record's meta (a record from before
+    procedures had names follows the online one). One that this bot does not know is
+    refused, never guessed: its steps would be drawn and run as another procedure's."""
+    from runbook.errors import Refused
+
+    name = str(meta.get("procedure") or "online")
+    try:
+        return procedures[name]
+    except KeyError:
+        raise Refused(
+            f"restore {meta.get('rid', '?')} follows procedure {name!r}, "
+            "which this bot does not know"
+        ) from None

@@ -29,7 +29,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.errors import StoreScriptMissing, StoreUnavailable
 from runbook.ports import HostResult
+from runbook.state import RestoreStatus, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,9 @@ local now = now_ms()
 local raw = redis.call('HGET', KEYS[1], 'step:' .. ARGV[1])
 if not raw then return 0 end
 local st = cjson.decode(raw)
-if st.status ~= 'running' or st.lease_owner ~= ARGV[2] then return 0 end
+if st.status ~= '"""
+    + StepStatus.RUNNING
+    + r"""' or st.lease_owner ~= ARGV[2] then return 0 end
 st.lease_until = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'step:' .. ARGV[1], cjson.encode(st))
 return 1
@@ -230,7 +234,9 @@ local now = now_ms()
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
 local meta = cjson.decode(ARGV[2])
 meta.started_at = now
-redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta), 'status', 'running', 'current', '', 'seq', 0, 'chain', '')
+redis.call('HSET', KEYS[1], 'meta', cjson.encode(meta), 'status', '"""
+    + RestoreStatus.RUNNING
+    + r"""', 'current', '', 'seq', 0, 'chain', '')
 for sid, st in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], 'step:' .. sid, cjson.encode(st)) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 append(cjson.decode(ARGV[4]), now)
@@ -251,10 +257,6 @@ def _no_script() -> type[Exception]:
     from redis.exceptions import NoScriptError
 
     return NoScriptError
-
-
-class StoreUnavailable(Exception):
-    """The Redis server could not be reached within the outage wait."""
 
 
 @dataclass
@@ -327,15 +329,23 @@ class Store:
             return result
 
     async def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        sha = self._sha.get(script)
-        if sha is None:
-            sha = _s(await self.redis.script_load(script))
-            self._sha[script] = sha
-        try:
-            return await self.redis.evalsha(sha, len(keys), *keys, *args)
-        except _no_script():  # after a server restart: load it again
-            self._sha.pop(script, None)
-            return await self._eval(script, keys, args)
+        """EVALSHA of the script, loaded on first use. A server that lost it (restarted,
+        SCRIPT FLUSH) answers redis-py's NoScriptError: it is loaded again, once; a
+        second NOSCRIPT right after the reload is StoreScriptMissing, not a loop."""
+        for reload in (False, True):
+            sha = self._sha.get(script)
+            if sha is None:
+                sha = _s(await self.redis.script_load(script))
+                self._sha[script] = sha
+            try:
+                return await self.redis.evalsha(sha, len(keys), *keys, *args)
+            except _no_script():
+                self._sha.pop(script, None)
+                if reload:
+                    raise StoreScriptMissing(
+                        f"the store lost script {sha[:12]} again right after loading it"
+                    ) from None
+        raise AssertionError("unreachable")
 
     async def reachable(self, timeout: float = 1.0) -> bool:
         """A quick PING, for the click path and /healthz."""

@@ -18,12 +18,14 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.procedure import ONLINE_PROCEDURE, get_step
+from runbook.events import EventKind as K
+from runbook.state import RestoreStatus as R, StepStatus
+from runbook.step import Procedure, Role
 from runbook.store import RestoreRecord, output_digest, parse_result_key, restore_key
 
 SCHEMA = "aurora-restore/transcript/2"
@@ -57,77 +59,79 @@ class Kind:
     marker: str | None = None
 
 
+# Keyed by the one event vocabulary (runbook.events.EventKind); a kind of the log missing
+# here (none today: tests/test_events.py checks) still reads generically.
 EVENTS: dict[str, Kind] = {
-    "restore_started": Kind("{who} started the restore of {cluster} (backup: {backup_or_newest})"),
-    "awaiting_approval": Kind("waiting for approval ({risk})"),
-    "approved": Kind("approved by {who}; running (attempt {attempt_no}){plan_text}"),
-    "plan_changed": Kind(
+    K.RESTORE_STARTED: Kind("{who} started the restore of {cluster} (backup: {backup_or_newest})"),
+    K.AWAITING_APPROVAL: Kind("waiting for approval ({risk})"),
+    K.APPROVED: Kind("approved by {who}; running (attempt {attempt_no}){plan_text}"),
+    K.PLAN_CHANGED: Kind(
         "the approval by {who} was void: the plan changed since the card was shown",
         ("reason",),
         marker="refusal",
     ),
-    "approval_expired": Kind(
+    K.APPROVAL_EXPIRED: Kind(
         "the approval by {who} came too late: the step asks again", ("reason",), marker="refusal"
     ),
-    "started": Kind("started by the bot"),
-    "host_result": Kind(
+    K.STARTED: Kind("started by the bot"),
+    K.HOST_RESULT: Kind(
         "{host}: exit {exit_status} in {duration}s (attempt {attempt}){error_text}"
     ),
-    "succeeded": Kind("succeeded", ("summary",)),
-    "failed": Kind("failed{by_text}", ("summary", "reason")),
-    "skipped": Kind("skipped by {who}", ("reason",)),
-    "not_needed": Kind("not needed (its condition does not hold)"),
-    "refused": Kind("refused to run for {who}", ("reason",), marker="refusal"),
-    "retried": Kind("retried by {who} (attempt {attempt_no})", marker="retry"),
-    "marked_done": Kind("marked done by {who}"),
-    "interrupted": Kind(
+    K.SUCCEEDED: Kind("succeeded", ("summary",)),
+    K.FAILED: Kind("failed{by_text}", ("summary", "reason")),
+    K.SKIPPED: Kind("skipped by {who}", ("reason",)),
+    K.NOT_NEEDED: Kind("not needed (its condition does not hold)"),
+    K.REFUSED: Kind("refused to run for {who}", ("reason",), marker="refusal"),
+    K.RETRIED: Kind("retried by {who} (attempt {attempt_no})", marker="retry"),
+    K.MARKED_DONE: Kind("marked done by {who}"),
+    K.INTERRUPTED: Kind(
         "interrupted: its worker {worker} stopped renewing its lease (it died)",
         marker="interruption",
     ),
-    "checked": Kind("the check after the interruption: {verdict}", ("summary",)),
-    "rewound": Kind("{who} went back to this step", ("reason",)),
-    "reset": Kind("reset by {who}", ("reason",)),
-    "backup_chosen": Kind("{who} chose backup {backup}", ("reason",)),
-    "deleting_tasks": Kind("{who} is deleting recovery tasks", ("ids",)),
-    "tasks_deleted": Kind("tasks deleted (listing {before} → {after})", ("summary",)),
+    K.CHECKED: Kind("the check after the interruption: {verdict}", ("summary",)),
+    K.REWOUND: Kind("{who} went back to this step", ("reason",)),
+    K.RESET: Kind("reset by {who}", ("reason",)),
+    K.BACKUP_CHOSEN: Kind("{who} chose backup {backup}", ("reason",)),
+    K.DELETING_TASKS: Kind("{who} is deleting recovery tasks", ("ids",)),
+    K.TASKS_DELETED: Kind("tasks deleted (listing {before} → {after})", ("summary",)),
     # The engine records no reason for an abort yet; one would show as its detail.
-    "aborted": Kind("ABORTED by {who} at {at_step}, {revert_text}", ("reason",), marker="abort"),
-    "held_stopped": Kind(
+    K.ABORTED: Kind("ABORTED by {who} at {at_step}, {revert_text}", ("reason",), marker="abort"),
+    K.HELD_STOPPED: Kind(
         "abort ended: schedulers held stopped (log wiped, backup not committed)",
         ("summary",),
         marker="ending",
     ),
-    "abort_done": Kind("abort ended: nothing was reverted", ("summary",), marker="ending"),
-    "reverted": Kind("abort ended: reverted", ("summary",), marker="ending"),
-    "revert_failed": Kind("abort ended: the revert FAILED", ("summary",), marker="ending"),
-    "putting_back": Kind("{who} is putting the old log back", marker="ending"),
-    "log_put_back": Kind("the old log was put back", ("summary",), marker="ending"),
-    "put_back_failed": Kind("putting the old log back FAILED", ("summary",), marker="ending"),
-    "restore_succeeded": Kind("the restore succeeded", marker="ending"),
-    "restore_failed": Kind("the restore failed", ("reason",), marker="ending"),
+    K.ABORT_DONE: Kind("abort ended: nothing was reverted", ("summary",), marker="ending"),
+    K.REVERTED: Kind("abort ended: reverted", ("summary",), marker="ending"),
+    K.REVERT_FAILED: Kind("abort ended: the revert FAILED", ("summary",), marker="ending"),
+    K.PUTTING_BACK: Kind("{who} is putting the old log back", marker="ending"),
+    K.LOG_PUT_BACK: Kind("the old log was put back", ("summary",), marker="ending"),
+    K.PUT_BACK_FAILED: Kind("putting the old log back FAILED", ("summary",), marker="ending"),
+    K.RESTORE_SUCCEEDED: Kind("the restore succeeded", marker="ending"),
+    K.RESTORE_FAILED: Kind("the restore failed", ("reason",), marker="ending"),
 }
 # Fields of every event that are bookkeeping, not content (generic reading skips them).
 _PLUMBING = {"type", "at", "seq", "prev", "step", "actor", "hash", "raw", "commands"}
 # Events that start a run of a step, and end one.
-RUN_STARTS = ("approved", "started", "retried", "deleting_tasks")
-RUN_ENDS = ("succeeded", "failed", "skipped", "marked_done", "interrupted", "tasks_deleted")
+RUN_STARTS = (K.APPROVED, K.STARTED, K.RETRIED, K.DELETING_TASKS)
+RUN_ENDS = (K.SUCCEEDED, K.FAILED, K.SKIPPED, K.MARKED_DONE, K.INTERRUPTED, K.TASKS_DELETED)
 # Events after which the engine's `current` names their step (restore_patch current).
-_SETS_CURRENT = ("awaiting_approval", "approved", "started", "retried", "deleting_tasks")
+_SETS_CURRENT = (K.AWAITING_APPROVAL, K.APPROVED, K.STARTED, K.RETRIED, K.DELETING_TASKS)
 # How the restore's status follows its restore-level events.
 OUTCOMES = {
-    "restore_started": "running",
-    "aborted": "aborted",
-    "held_stopped": "aborted",
-    "abort_done": "aborted",
-    "reverted": "reverted",
-    "revert_failed": "aborted",
-    "putting_back": "putting_back",
-    "log_put_back": "reverted",
-    "put_back_failed": "aborted",
-    "restore_succeeded": "succeeded",
-    "restore_failed": "failed",
+    K.RESTORE_STARTED: R.RUNNING,
+    K.ABORTED: R.ABORTED,
+    K.HELD_STOPPED: R.ABORTED,
+    K.ABORT_DONE: R.ABORTED,
+    K.REVERTED: R.REVERTED,
+    K.REVERT_FAILED: R.ABORTED,
+    K.PUTTING_BACK: R.PUTTING_BACK,
+    K.LOG_PUT_BACK: R.REVERTED,
+    K.PUT_BACK_FAILED: R.ABORTED,
+    K.RESTORE_SUCCEEDED: R.SUCCEEDED,
+    K.RESTORE_FAILED: R.FAILED,
 }
-ABORT_ENDINGS = ("held_stopped", "abort_done", "reverted", "revert_failed")
+ABORT_ENDINGS = (K.HELD_STOPPED, K.ABORT_DONE, K.REVERTED, K.REVERT_FAILED)
 
 
 class _Blank(dict[str, Any]):
@@ -226,10 +230,10 @@ def record(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def abort_of(bodies: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Who aborted, when, at which step, asking for a revert or not, and how it ended."""
     rec = record(bodies)
-    started = next((r for r in rec if r["type"] == "aborted"), None)
+    started = next((r for r in rec if r["type"] == K.ABORTED), None)
     if started is None:
         return None
-    body = next(b for b in bodies if b.get("type") == "aborted")
+    body = next(b for b in bodies if b.get("type") == K.ABORTED)
     ending = next((r for r in rec if r["type"] in ABORT_ENDINGS), None)
     back = [r for r in rec if r["type"] in ("putting_back", "log_put_back", "put_back_failed")]
     return {
@@ -268,13 +272,13 @@ def step_timing(evs: list[dict[str, Any]]) -> dict[str, Any]:
             open_run["end"], open_run["how"] = at, t
             runs.append(open_run)
             open_run = None
-        if t in ("skipped", "rewound", "reset", "backup_chosen"):
-            if waiting_from is not None and t == "skipped":
+        if t in (K.SKIPPED, K.REWOUND, K.RESET, K.BACKUP_CHOSEN):
+            if waiting_from is not None and t == K.SKIPPED:
                 waits.append((waiting_from, at))
             waiting_from = None
     if open_run is not None:
         runs.append({**open_run, "end": None, "how": None})
-    first_wait = next((e.get("at") for e in evs if e.get("type") == "awaiting_approval"), None)
+    first_wait = next((e.get("at") for e in evs if e.get("type") == K.AWAITING_APPROVAL), None)
     ended = next((e.get("at") for e in reversed(evs) if e.get("type") in RUN_ENDS), None)
     begun = runs[0]["start"] if runs else None
     waited = [_secs(a, b) for a, b in waits]
@@ -323,7 +327,7 @@ def _latest_hosts(
     sid: str, evs: list[dict[str, Any]], outputs: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Per host, the output of its latest attempt that the log holds a result of."""
-    logged = {(e.get("host"), e.get("attempt")) for e in evs if e.get("type") == "host_result"}
+    logged = {(e.get("host"), e.get("attempt")) for e in evs if e.get("type") == K.HOST_RESULT}
     hosts: dict[str, dict[str, Any]] = {}
     for key, out in outputs.items():
         step, n, host = parse_result_key(key)
@@ -337,17 +341,21 @@ def _latest_hosts(
 
 
 def build(
-    rec: RestoreRecord, events: list[dict[str, Any]], outputs: dict[str, dict[str, Any]]
+    rec: RestoreRecord,
+    events: list[dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    procedure: Procedure,
 ) -> dict[str, Any]:
+    """The transcript of `rec`, which follows `procedure` (the engine's procedure_of)."""
     rec_log = record(events)
     steps = []
-    for step in ONLINE_PROCEDURE:
+    for step in procedure:
         st = rec.steps.get(step.id, {})
         in_plan = step.id in rec.meta["plan"]
         if not in_plan and st.get("reason") == "not needed":
-            status = "not needed"
+            status = StepStatus.NOT_NEEDED
         else:
-            status = st.get("status", "pending")
+            status = st.get("status", StepStatus.PENDING)
         evs = [e for e in events if e.get("step") == step.id]
         steps.append(
             {
@@ -376,6 +384,7 @@ def build(
         "schema": SCHEMA,
         "chain": "sha256",
         "restore": rec.rid,
+        "procedure": procedure.name,
         "cluster": rec.meta["cluster"],
         "backup": data.get("backup"),
         "backup_age_seconds": data.get("backup_age"),
@@ -389,7 +398,7 @@ def build(
         "preflight_leader_table": data.get("preflight_table"),
         "failover_leader_table": data.get("failover_table"),
         "review": {k: v for k, v in (data.get("review") or {}).items() if k != "listing"} or None,
-        "backup_age_acknowledged_by": _acknowledged_by(events),
+        "backup_age_acknowledged_by": _acknowledged_by(events, procedure),
         "kills": kills_of(data),
         "abort": abort_of(events),
         "chain_digest": events[-1]["hash"] if events else None,
@@ -405,13 +414,11 @@ def _actors(evs: list[dict[str, Any]]) -> list[str]:
     return sorted({e["actor"] for e in evs if e.get("actor") and e["actor"] != "bot"})
 
 
-def _acknowledged_by(events: list[dict[str, Any]]) -> Any:
+def _acknowledged_by(events: list[dict[str, Any]], procedure: Procedure) -> Any:
+    """Who approved the acknowledgement of the backup's age (Role.ACK_BACKUP)."""
+    acks = {s.id for s in procedure.by_role(Role.ACK_BACKUP)}
     return next(
-        (
-            e.get("actor")
-            for e in events
-            if e.get("step") == "prep.ack_backup" and e["type"] == "approved"
-        ),
+        (e.get("actor") for e in events if e.get("step") in acks and e["type"] == K.APPROVED),
         None,
     )
 
@@ -475,7 +482,7 @@ def where_of(r: dict[str, Any]) -> str:
 
 
 # Details the record leaves to the step (its summary) or to the Abort section.
-_DETAIL_ELSEWHERE = ("succeeded", *ABORT_ENDINGS, "log_put_back", "put_back_failed")
+_DETAIL_ELSEWHERE = (K.SUCCEEDED, *ABORT_ENDINGS, K.LOG_PUT_BACK, K.PUT_BACK_FAILED)
 
 
 def _record_lines(doc: dict[str, Any]) -> list[str]:
@@ -547,9 +554,9 @@ def _step_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         f"## {s['id']} — {s['title']}",
         "",
-        f"{s['status']} · {s['risk']} · check: {s.get('check') or get_step(s['id']).check}",
+        f"{s['status']} · {s['risk']} · check: {s.get('check') or '-'}",
     ]
-    if s["status"] == "awaiting" and s.get("awaiting_at") and not s.get("started_at"):
+    if s["status"] == StepStatus.AWAITING and s.get("awaiting_at") and not s.get("started_at"):
         lines.append(f"waiting for approval since {clock(s['awaiting_at'])}")
     elif s.get("started_at") or s.get("awaiting_at"):
         lines.append(
@@ -572,7 +579,7 @@ def _step_lines(s: dict[str, Any]) -> list[str]:
     if s["summary"]:
         # The summary quotes what hosts said (log lines, outputs): kept inert.
         lines += ["", *fence(s["summary"])]
-    shown = [e for e in s["events"] if e["type"] not in ("host_result", "succeeded")]
+    shown = [e for e in s["events"] if e["type"] not in (K.HOST_RESULT, K.SUCCEEDED)]
     if shown:
         lines.append("")
         for e in shown:
@@ -663,17 +670,20 @@ _REVIEWED = re.compile(r"^listing of (\d+) tasks reviewed")
 _LEADER = re.compile(r"^leader(?: again)?: (\S+)")
 
 
-def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+def facts_from_log(bodies: list[dict[str, Any]], procedure: Procedure) -> dict[str, Any]:
     """The header facts the log states, replayed in order: the backup (requested at the
     start, found by preflight, chosen later), its age to the tenth of an hour, the
     leader (found, then after the failover), the reviewed task count (cleared by going
     back). A fact the log never states is absent."""
+    preflight = {s.id for s in procedure.by_role(Role.PREFLIGHT)}
+    leader = {s.id for s in procedure.by_role(Role.LEADER)}
+    review = {s.id for s in procedure.by_role(Role.REVIEW)}
     facts: dict[str, Any] = {}
     for b in bodies:
         t, sid, summary = b.get("type"), b.get("step"), str(b.get("summary") or "")
         if t == "restore_started" and b.get("backup"):
             facts["backup"] = b["backup"]
-        elif t == "succeeded" and sid == "prep.preflight":
+        elif t == K.SUCCEEDED and sid in preflight:
             m = _BACKUP_IN_SUMMARY.search(summary)
             if m:
                 facts["backup"] = None if m.group(1) == "-" else m.group(1)
@@ -681,11 +691,11 @@ def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
         elif t == "backup_chosen":
             facts["backup"] = b.get("backup")
             facts.pop("backup_age_hours", None)  # the new age is not in the log
-        elif t == "succeeded" and sid in ("restore.leader", "restore.failover"):
+        elif t == K.SUCCEEDED and sid in leader:
             m = _LEADER.match(summary)
             if m:
                 facts["leader"] = m.group(1)
-        elif t == "succeeded" and sid == "restore.review":
+        elif t == K.SUCCEEDED and sid in review:
             m = _REVIEWED.match(summary)
             if m:
                 facts["reviewed_tasks"] = int(m.group(1))
@@ -699,11 +709,15 @@ def facts_from_log(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 NOT_IN_LOG = ("backup_age_seconds", "leader_table", "preflight_leader_table", "review", "kills")
 
 
-def _header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> dict[str, Any]:
+def _header(
+    doc: dict[str, Any], bodies: list[dict[str, Any]], procedure: Procedure
+) -> dict[str, Any]:
     """Header fields as the log alone has them (absent: the log does not say)."""
     first = bodies[0] if bodies else {}
     out: dict[str, Any] = {}
-    if first.get("type") == "restore_started":
+    if first.get("type") == K.RESTORE_STARTED:
+        if first.get("procedure"):
+            out["procedure"] = first["procedure"]
         out["cluster"] = first.get("cluster")
         out["started_by"] = first.get("actor")
         out["started_at"] = _ts(first.get("at"))
@@ -713,11 +727,13 @@ def _header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> dict[str, Any]
     )
     if outcome is not None:
         out["outcome"] = outcome
-    facts = facts_from_log(bodies)
+    facts = facts_from_log(bodies, procedure)
     for key in ("backup", "leader", "reviewed_tasks"):
         if key in facts:
             out[key] = facts[key]
-    out["backup_age_acknowledged_by"] = _acknowledged_by([{"type": "", **b} for b in bodies])
+    out["backup_age_acknowledged_by"] = _acknowledged_by(
+        [{"type": "", **b} for b in bodies], procedure
+    )
     return out
 
 
@@ -728,42 +744,46 @@ def _steps_from_log(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         sid = b.get("step")
         if not sid:
             continue
-        st = states.setdefault(sid, {"status": "pending", "attempts": 0, "approved_by": None})
+        st = states.setdefault(
+            sid, {"status": StepStatus.PENDING, "attempts": 0, "approved_by": None}
+        )
         t = b.get("type")
-        if t == "awaiting_approval":
-            st["status"] = "awaiting"
-        elif t == "approved":
-            st.update(status="running", approved_by=b.get("actor"))
+        if t == K.AWAITING_APPROVAL:
+            st["status"] = StepStatus.AWAITING
+        elif t == K.APPROVED:
+            st.update(status=StepStatus.RUNNING, approved_by=b.get("actor"))
             st["attempts"] += 1
-        elif t == "started":
-            st.update(status="running", attempts=1)
-        elif t in ("retried", "deleting_tasks"):
-            st["status"] = "running"
+        elif t == K.STARTED:
+            st.update(status=StepStatus.RUNNING, attempts=1)
+        elif t in (K.RETRIED, K.DELETING_TASKS):
+            st["status"] = StepStatus.RUNNING
             st["attempts"] += 1
-            if t == "retried":
+            if t == K.RETRIED:
                 st["retried_by"] = b.get("actor")
-        elif t == "tasks_deleted":
-            st.update(status="awaiting", summary=b.get("summary", ""), commands=b.get("commands"))
-        elif t in ("succeeded", "failed"):
-            st["status"] = t
+        elif t == K.TASKS_DELETED:
+            st.update(
+                status=StepStatus.AWAITING, summary=b.get("summary", ""), commands=b.get("commands")
+            )
+        elif t in (K.SUCCEEDED, K.FAILED):
+            st["status"] = StepStatus(t)
             if "summary" in b:
                 st.update(summary=b.get("summary"), commands=b.get("commands"))
             elif b.get("reason") != "aborted":  # a precondition's failure: its reason
                 st["summary"] = b.get("reason")
-        elif t == "skipped":
-            st.update(status="skipped", skipped_by=b.get("actor"), reason=b.get("reason"))
-        elif t == "not_needed":
-            st.update(status="not needed", reason="not needed")
-        elif t == "marked_done":
-            st.update(status="succeeded", marked_done_by=b.get("actor"))
-        elif t == "interrupted":
-            st["status"] = "interrupted"
-        elif t == "reset" and str(b.get("reason", "")).startswith("backup changed to"):
-            st.update(status="pending", reason="", approved_by=None)  # choose_backup's
-        elif t in ("rewound", "reset"):
-            st.update(status="pending", summary="", approved_by=None)
-        elif t == "backup_chosen":
-            st["status"] = "pending"
+        elif t == K.SKIPPED:
+            st.update(status=StepStatus.SKIPPED, skipped_by=b.get("actor"), reason=b.get("reason"))
+        elif t == K.NOT_NEEDED:
+            st.update(status=StepStatus.NOT_NEEDED, reason="not needed")
+        elif t == K.MARKED_DONE:
+            st.update(status=StepStatus.SUCCEEDED, marked_done_by=b.get("actor"))
+        elif t == K.INTERRUPTED:
+            st["status"] = StepStatus.INTERRUPTED
+        elif t == K.RESET and str(b.get("reason", "")).startswith("backup changed to"):
+            st.update(status=StepStatus.PENDING, reason="", approved_by=None)  # choose_backup's
+        elif t in (K.REWOUND, K.RESET):
+            st.update(status=StepStatus.PENDING, summary="", approved_by=None)
+        elif t == K.BACKUP_CHOSEN:
+            st["status"] = StepStatus.PENDING
     return states
 
 
@@ -788,6 +808,7 @@ def _check_step(
     evs: list[dict[str, Any]],
     st: dict[str, Any],
     rec: list[dict[str, Any]],
+    procedure: Procedure,
     old: bool = False,
 ) -> list[str]:
     """One step against its replayed state and events; `old`: a version-1 export, whose
@@ -795,7 +816,7 @@ def _check_step(
     sid = str(step.get("id"))
     problems: list[str] = []
     try:
-        proc = get_step(sid)
+        proc = procedure.step(sid)
     except KeyError:
         return [f"{sid}: not a step of the procedure"]
     for key, value in (
@@ -816,10 +837,14 @@ def _check_step(
                 problems.append(f"{sid}: field {key!r} is missing")
             continue
         want = rule(st)
-        if step["status"] == "not needed" and key == "status":
-            want = "not needed" if st.get("status") in ("not needed", "skipped") else want
+        if step["status"] == StepStatus.NOT_NEEDED and key == "status":
+            want = (
+                StepStatus.NOT_NEEDED
+                if st.get("status") in (StepStatus.NOT_NEEDED, StepStatus.SKIPPED)
+                else want
+            )
         if key == "status" and not evs:
-            want = "pending"
+            want = StepStatus.PENDING
         if not _same(step[key], want):
             problems.append(f"{sid}: {key} {step[key]!r} but the log says {want!r}")
     derived = {
@@ -840,7 +865,7 @@ def _check_hosts(sid: str, hosts: dict[str, Any], evs: list[dict[str, Any]]) -> 
     """Each exported output is the latest attempt the log holds a result of, with the
     digest that result carries (older logs carry neither attempt nor digest)."""
     problems = []
-    results = [e for e in evs if e.get("type") == "host_result"]
+    results = [e for e in evs if e.get("type") == K.HOST_RESULT]
     latest: dict[str, int] = {}
     for e in results:
         if isinstance(e.get("attempt"), int):
@@ -868,15 +893,17 @@ def _check_hosts(sid: str, hosts: dict[str, Any], evs: list[dict[str, Any]]) -> 
     return problems
 
 
-def _check_header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str]:
+def _check_header(
+    doc: dict[str, Any], bodies: list[dict[str, Any]], procedure: Procedure
+) -> list[str]:
     problems = []
-    want = _header(doc, bodies)
+    want = _header(doc, bodies, procedure)
     for key, value in want.items():
         if key not in doc and doc.get("schema") == SCHEMA:
             problems.append(f"field {key!r} is missing")
         elif key in doc and not _same(doc[key], value):
             problems.append(f"{key} {doc[key]!r} but the log says {value!r}")
-    facts = facts_from_log(bodies)
+    facts = facts_from_log(bodies, procedure)
     age, hours = doc.get("backup_age_seconds"), facts.get("backup_age_hours")
     if (
         isinstance(age, int | float)
@@ -897,27 +924,35 @@ def _check_header(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str
             problems.append(
                 f"review count {review['count']!r} but the log says {facts['reviewed_tasks']!r}"
             )
-    problems += _check_tables(doc, bodies)
+    problems += _check_tables(doc, bodies, procedure)
     return problems
 
 
-def _check_tables(doc: dict[str, Any], bodies: list[dict[str, Any]]) -> list[str]:
+# Where the transcript shows the leader table a step keeps in a fact (Step.table_fact).
+TABLE_FIELDS = {
+    "preflight_table": "preflight_leader_table",
+    "leader_table": "leader_table",
+    "failover_table": "failover_leader_table",
+}
+
+
+def _check_tables(
+    doc: dict[str, Any], bodies: list[dict[str, Any]], procedure: Procedure
+) -> list[str]:
     """A leader table must be the one its step's summary printed (when the summary is
     whole: summaries are capped at 2000 characters)."""
     from runbook.actions import table_rows
 
     problems = []
     for key, sid in (
-        ("preflight_leader_table", "prep.preflight"),
-        ("leader_table", "restore.leader"),
-        ("failover_leader_table", "restore.failover"),
+        (TABLE_FIELDS[s.table_fact], s.id) for s in procedure if s.table_fact in TABLE_FIELDS
     ):
         table = doc.get(key)
         said = [
             str(b.get("summary") or "")
             for b in bodies
             if b.get("step") == sid
-            and b.get("type") in ("succeeded", "failed")
+            and b.get("type") in (K.SUCCEEDED, K.FAILED)
             and b.get("summary")
         ]
         if not isinstance(table, dict) or not table or not said or len(said[-1]) >= 2000:
@@ -936,6 +971,7 @@ KNOWN_FIELDS = {
     "schema",
     "chain",
     "restore",
+    "procedure",
     "cluster",
     "backup",
     "backup_age_seconds",
@@ -959,17 +995,26 @@ KNOWN_FIELDS = {
 }
 
 
-def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str]:
+def verify(
+    doc: dict[str, Any],
+    procedures: Mapping[str, Procedure],
+    live_chain: list[str] | None = None,
+) -> list[str]:
     """What is wrong with an export; empty when it is intact.
 
     Checks the hash chain of the exported log and its final digest, then rebuilds from
     the log every field it states (header, steps, people, times, outputs' digests) and
-    compares; with `live_chain` (the hashes in Redis, while the restore is kept) also
+    compares against the steps of its procedure (`procedure`, one of `procedures`; an
+    export from before names none: online); with `live_chain` (the hashes in Redis, while the restore is kept) also
     that the log is the one Redis holds. Each problem is one line naming the field.
     """
     problems: list[str] = []
     if doc.get("schema") not in SCHEMAS:
         problems.append(f"unknown schema {doc.get('schema')!r}")
+    procedure = procedure_of(doc, procedures)
+    if procedure is None:
+        name = doc.get("procedure")
+        return [*problems, f"procedure {name!r} is not one this bot knows"]
     chain_problems, bodies = _check_chain(doc)
     problems += chain_problems
     if doc.get("chain") not in (None, "sha256") or (
@@ -978,12 +1023,12 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
         problems.append(f"chain {doc.get('chain')!r} but the log is a {chain_name(doc)}")
     for key in sorted(set(doc) - KNOWN_FIELDS):
         problems.append(f"field {key!r} is not part of a transcript")
-    problems += _check_header(doc, bodies)
+    problems += _check_header(doc, bodies, procedure)
     states = _steps_from_log(bodies)
     rec = record(bodies) if doc.get("schema") == SCHEMA else []
     steps = doc.get("steps") or []
     ids = [s.get("id") for s in steps if isinstance(s, dict)]
-    if doc.get("schema") == SCHEMA and ids != [s.id for s in ONLINE_PROCEDURE]:
+    if doc.get("schema") == SCHEMA and ids != procedure.ids():
         problems.append("steps are not the procedure's steps in order")
     logged = {str(b["step"]) for b in bodies if b.get("step")}
     for sid in sorted(logged - {str(i) for i in ids}):
@@ -993,8 +1038,8 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
             problems.append("steps: an entry is not an object")
             continue
         evs = [b for b in bodies if b.get("step") == step.get("id")]
-        st = states.get(str(step.get("id")), {"status": "pending", "attempts": 0})
-        for p in _check_step(step, evs, st, rec, doc.get("schema") == OLD_SCHEMA):
+        st = states.get(str(step.get("id")), {"status": StepStatus.PENDING, "attempts": 0})
+        for p in _check_step(step, evs, st, rec, procedure, doc.get("schema") == OLD_SCHEMA):
             if doc.get("schema") == OLD_SCHEMA and p.endswith("is not what the log says"):
                 continue  # version 1 wrote its events and timings differently
             problems.append(p)
@@ -1003,12 +1048,20 @@ def verify(doc: dict[str, Any], live_chain: list[str] | None = None) -> list[str
     return problems
 
 
-def not_vouched(doc: dict[str, Any]) -> list[str]:
+def procedure_of(doc: dict[str, Any], procedures: Mapping[str, Procedure]) -> Procedure | None:
+    """The procedure an export names (one from before names none: online), if known."""
+    return procedures.get(str(doc.get("procedure") or "online"))
+
+
+def not_vouched(doc: dict[str, Any], procedures: Mapping[str, Procedure]) -> list[str]:
     """Header fields present in the export that its log cannot vouch for (for the
     verify-transcript report, so that nobody takes them for checked)."""
+    procedure = procedure_of(doc, procedures)
+    if procedure is None:
+        return []
     _, bodies = _check_chain(doc)
-    said = _header(doc, bodies)
-    rough = "backup_age_hours" in facts_from_log(bodies)
+    said = _header(doc, bodies, procedure)
+    rough = "backup_age_hours" in facts_from_log(bodies, procedure)
     out = [
         f"{k} (to 0.1 h only)" if k == "backup_age_seconds" and rough else k
         for k in NOT_IN_LOG

@@ -46,12 +46,14 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from runbook.events import EventKind as K
+from runbook.state import StepStatus
 from runbook.transcript import where_of
 
 OUTPUT_TAIL = 4000
 
 _START_EVENTS = ("approved", "started")
-_END_EVENTS = ("succeeded", "failed", "skipped", "marked_done", "interrupted")
+_END_EVENTS = (K.SUCCEEDED, K.FAILED, K.SKIPPED, K.MARKED_DONE, K.INTERRUPTED)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -182,7 +184,7 @@ def _bar(step: dict[str, Any], origin: datetime | None, total: float, now: datet
     if origin is None or total <= 0:
         return ""
     if started is None:  # still waiting for approval when exported (or aborted)
-        if step.get("status") == "awaiting" and awaiting is not None and now is not None:
+        if step.get("status") == StepStatus.AWAITING and awaiting is not None and now is not None:
             return _span_html(
                 "bar-waiting", awaiting, max(now, awaiting), origin, total, "waiting for approval"
             )

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
+from bot.wiring import open_store
 from runbook.clusters import Cluster, load_clusters
 from runbook.store import Store
 from sandbox.layout import SandboxInfo
@@ -65,7 +65,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 
 class RunningSandbox:
-    """`aurora-restore sandbox --dir DIR ...` as a child process."""
+    """`aurora-restore sandbox --dir DIR ...` as a child process (`launcher`: the module
+    and words before `--dir`; tests.sandbox_runner runs `python -m sandbox` instead)."""
+
+    launcher: tuple[str, ...] = ("bot.cli", "sandbox")
+    ready_timeout = 10.0
 
     def __init__(self, directory: Path, *args: str) -> None:
         self.dir = directory
@@ -73,10 +77,11 @@ class RunningSandbox:
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 10.0) -> RunningSandbox:
+    def start(self, timeout: float | None = None) -> RunningSandbox:
+        timeout = self.ready_timeout if timeout is None else timeout
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "sandbox", "--dir", str(self.dir), *self.args],
+            [sys.executable, "-m", *self.launcher, "--dir", str(self.dir), *self.args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -202,7 +207,7 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cfg = data / "zoo.cfg"
     cfg.write_text(
         f"tickTime=500\ndataDir={data}\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
-        "admin.enableServer=false\n4lw.commands.whitelist=ruok\nmaxSessionTimeout=20000\n"
+        "admin.enableServer=false\n4lw.commands.whitelist=ruok,cons\nmaxSessionTimeout=20000\n"
         "minSessionTimeout=1000\n"
     )
     log = (data / "zookeeper.out").open("w")
@@ -240,10 +245,9 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[Store]:
     """A `Store` on an empty server, once for each kind of server (see redis_url)."""
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    yield Store(client)
-    await client.aclose()
+    async with open_store(redis_url) as s:
+        await s.redis.flushall()
+        yield s
 
 
 @pytest.fixture
@@ -254,6 +258,5 @@ async def one_store(tmp_path: Path) -> AsyncIterator[Store]:
     from bot.redis_server import EmbeddedRedis
 
     with EmbeddedRedis(tmp_path / "valkey-one") as server:
-        client = aioredis.Redis.from_url(server.start())
-        yield Store(client)
-        await client.aclose()
+        async with open_store(server.start()) as s:
+            yield s

@@ -8,11 +8,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bot import wiring
+from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine
 from runbook.procedure import Risk
+from runbook.store import Store
 
 ALICE, BOB, MALLORY = Actor("alice"), Actor("bob"), Actor("mallory")
+# Short waits for the sandbox, whose schedulers start in seconds.
+FAST = Timing(leader_wait=30, failover_wait=30, verify_wait=45, poll=0.3, vars_timeout=2)
+
+
+def engine_for(store: Store, cluster: Cluster, **kw: Any) -> Engine:
+    """The engine the fronts get (bot.wiring), on one cluster, with short waits."""
+    kw.setdefault("timing", FAST)
+    return wiring.build_engine(store, {cluster.name: cluster}, **kw)
 
 
 async def drive(engine: Engine, rid: str, until: str | None = None) -> str:
@@ -38,7 +49,7 @@ async def drive(engine: Engine, rid: str, until: str | None = None) -> str:
             return f"{sid} {state}: {rec.steps[sid].get('summary', '')}"
         if sid == until:
             return "at " + sid
-        step = engine.step(sid)
+        step = engine.step(sid, rec)
         if step.suggest_skip:
             await engine.skip(rid, sid, ALICE, "the plan suggests it")
             continue

@@ -1,41 +1,19 @@
 """A sandbox started as `python -m sandbox` (every option of sandbox.cluster.Options,
 including the packaged-host ones `aurora-restore sandbox` may not offer yet), driven like
-tests.conftest.RunningSandbox."""
+tests.conftest.RunningSandbox, which it is with another launcher."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import ROOT, RunningSandbox
+from tests.conftest import RunningSandbox
 
 
 class ModuleSandbox(RunningSandbox):
-    def start(self, timeout: float = 15.0) -> RunningSandbox:
-        self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "--dir", str(self.dir), *self.args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if line.startswith("ready"):
-                self.ready_after = time.monotonic() - self.started_at
-                return self
-        self.stop()
-        raise AssertionError("sandbox did not become ready:\n" + "".join(self.output))
+    launcher = ("sandbox",)
+    ready_timeout = 15.0
 
 
 @contextmanager

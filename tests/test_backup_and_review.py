@@ -30,6 +30,7 @@ from runbook import transcript
 from runbook.actions import backup_age, parse_backup_list
 from runbook.engine import Actor, Refused
 from runbook.listing import check_task_ids, listing_ids
+from runbook.procedure import ONLINE, PROCEDURES
 from runbook.store import Store
 from runbook.transcript_html import to_html
 from tests.conftest import RunningSandbox
@@ -243,9 +244,9 @@ async def test_choose_backup_delete_tasks_and_go_back_after_a_leader_change(
     assert "vars leader" in rec.steps["restore.failover"]["summary"]
 
     # The transcript keeps all of it, and still verifies against its own chain.
-    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    doc = transcript.build(rec, await store.events(rid), await store.outputs(rid), ONLINE)
     jsonschema.validate(doc, SCHEMA)
-    assert transcript.verify(json.loads(transcript.to_json(doc))) == []
+    assert transcript.verify(json.loads(transcript.to_json(doc)), PROCEDURES) == []
     steps = {s["id"]: s for s in doc["steps"]}
     details = [
         (e["type"], e.get("detail", "")) for s in doc["steps"] for e in s["events"] if "detail" in e

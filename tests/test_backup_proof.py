@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
 from bot.mesos import running_tasks
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, file_sums, kills
@@ -91,7 +92,12 @@ async def test_a_quorum_size_that_is_not_a_majority_is_refused(
         assert re.search(r"^QUORUM_SIZE=\S+$", text, re.M)
         env.write_text(re.sub(r"^QUORUM_SIZE=\S+$", "QUORUM_SIZE=1", text, flags=re.M))
     engine = Engine(
-        store, {"sandbox": sandbox.cluster}, connect, timing=Timing(poll=0.3), mesos=running_tasks
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=Timing(poll=0.3),
+        mesos=running_tasks,
+        procedures=PROCEDURES,
     )
     rid = await engine.start("sandbox", None, ALICE)
     await engine.advance(rid)

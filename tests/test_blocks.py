@@ -21,7 +21,7 @@ from runbook.clusters import Cluster, parse_clusters
 from runbook.engine import Engine
 from runbook.plan import Plan, read_command
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE, ONLINE_PROCEDURE, Risk, Targets, get_step
+from runbook.procedure import ONLINE, Risk, Targets
 from runbook.store import RestoreRecord
 
 STATUSES = ["pending", "awaiting", "running", "succeeded", "failed", "skipped", "interrupted"]
@@ -184,7 +184,7 @@ def record(
     huge: bool = False,
     step_extra: dict[str, Any] | None = None,
 ) -> RestoreRecord:
-    plan = [s.id for s in ONLINE_PROCEDURE]
+    plan = [s.id for s in ONLINE]
     steps = {sid: {"status": "pending", "attempt": 0} for sid in plan}
     for sid, st in (status_of or {}).items():
         steps[sid] = {"status": st, "attempt": 2, **(step_extra or {})}
@@ -227,14 +227,14 @@ def results(cluster: Cluster, *, big_output: bool) -> dict[str, HostResult]:
 @pytest.mark.parametrize("cluster", [SMALL, BIG], ids=["small", "big"])
 @pytest.mark.parametrize("status", STATUSES)
 def test_root_message_every_status(cluster: Cluster, status: str) -> None:
-    rec = record(cluster, {sid: status for sid in [s.id for s in ONLINE_PROCEDURE]})
+    rec = record(cluster, {sid: status for sid in [s.id for s in ONLINE]})
     text, blocks = B.root_message(rec, cluster)
     check_blocks(blocks, text)
     assert blocks[0]["type"] == "header" and "Aurora restore: west" in blocks[0]["text"]["text"]
     plan_sections = [b for b in blocks if b["block_id"].startswith("root.plan")]
     assert len(plan_sections) == 1, "23 steps fit in one section"
     assert B.STATUS_EMOJI[status] in plan_sections[0]["text"]["text"]
-    assert plan_sections[0]["text"]["text"].count("\n") == len(ONLINE_PROCEDURE) - 1
+    assert plan_sections[0]["text"]["text"].count("\n") == len(ONLINE) - 1
 
 
 def test_root_message_content() -> None:
@@ -279,7 +279,7 @@ def test_root_message_huge_plan_splits_and_caps() -> None:
 
 @pytest.mark.parametrize("cluster", [SMALL, BIG], ids=["small", "big"])
 @pytest.mark.parametrize("status", STATUSES)
-@pytest.mark.parametrize("sid", [s.id for s in ONLINE_PROCEDURE])
+@pytest.mark.parametrize("sid", [s.id for s in ONLINE])
 def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str) -> None:
     extra = {
         "summary": NASTY * 100,
@@ -293,7 +293,7 @@ def test_step_card_every_step_and_status(cluster: Cluster, status: str, sid: str
     progress = results(cluster, big_output=cluster is BIG) if status != "pending" else None
     card = B.render_step(rec, cluster, sid, progress=progress)
     check_blocks(card.blocks, card.text)
-    step = get_step(sid)
+    step = ONLINE.step(sid)
     head = card.blocks[0]["text"]["text"]
     assert sid in head and B.STATUS_EMOJI[status] in head
     meta = next(b for b in card.blocks if b["block_id"] == "card.meta")
@@ -489,11 +489,11 @@ def test_unknown_step_and_targets() -> None:
     card = B.render_step(rec, SMALL, "no.such<step>")
     text, blocks = card.text, card.blocks
     check_blocks(blocks, text)
-    step = get_step("restore.stage")
+    step = ONLINE.step("restore.stage")
     assert step.targets is Targets.LEADER
     rec.data["leader"] = "sched1"
     assert "`sched1`" in B.targets_line(step_view(rec, ONLINE, step, SMALL))
-    assert get_step("log.wipe").risk is Risk.DESTRUCTIVE
+    assert ONLINE.step("log.wipe").risk is Risk.DESTRUCTIVE
 
 
 # ---------------------------------------------------------------- thread, modals, help
@@ -559,7 +559,7 @@ def test_failed_leader_offers_recheck_and_a_commit_whose_leader_changed_goes_bac
     check_blocks(card.blocks, card.text)
     by_id = {e["action_id"]: e for e in _elements(card.blocks)}
     assert set(by_id) == {"rewind", "retry", "abort"}
-    assert by_id["rewind"]["text"]["text"] == get_step("restore.commit").rewind_label
+    assert by_id["rewind"]["text"]["text"] == ONLINE.step("restore.commit").rewind_label
     assert by_id["rewind"]["style"] == "primary" and "style" not in by_id["retry"]
     assert "restore.leader" in by_id["rewind"]["confirm"]["text"]["text"]
     # Without the way back (any other failure), Retry is the first choice.

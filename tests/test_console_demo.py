@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook.procedure import step_ids
+from runbook.procedure import ONLINE
 from sandbox.layout import SandboxInfo
 from tests.conftest import ROOT, RunningSandbox
 
@@ -66,7 +66,7 @@ def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
     staged = re.search(r"  staged tasks: (\d+)\n((?:    \S.*\n)+)", r.stdout)
     assert staged and int(staged.group(1)) > 0 and "RUNNING" in staged.group(2)
     doc = json.loads((out / "transcript.json").read_text())
-    assert [s["id"] for s in doc["steps"]] == step_ids()
+    assert [s["id"] for s in doc["steps"]] == ONLINE.ids()
     statuses = {s["id"]: s["status"] for s in doc["steps"]}
     assert statuses["prep.block_traffic"] == "skipped"  # the plan suggests it
     assert statuses["prep.ack_backup"] == "not needed"  # the newest backup is fresh

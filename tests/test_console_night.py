@@ -24,7 +24,7 @@ from runbook.clusters import Cluster, load_clusters
 from runbook.engine import Actor, Engine, Refused
 from runbook.local_checks import local_problems
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE
+from runbook.procedure import ONLINE, PROCEDURES
 from runbook.store import RestoreRecord, Store
 from tests.conftest import ROOT, RunningSandbox, free_port
 
@@ -82,7 +82,7 @@ async def test_start_refuses_before_the_restore_or_the_lock_exists(
         connects.append(c.name)
         raise AssertionError("nothing may connect")
 
-    engine = Engine(one_store, {"west": cluster}, connect)  # type: ignore[arg-type]
+    engine = Engine(one_store, {"west": cluster}, connect, procedures=PROCEDURES)  # type: ignore[arg-type]
     with pytest.raises(Refused) as refused:
         await engine.start("west", None, Actor("alice"))
     assert str(refused.value) == f"ssh.key: {key}: no such file"
@@ -149,7 +149,9 @@ async def test_console_echoes_who_decided_and_refuses_the_requesters_destructive
 ) -> None:
     cluster = sandbox.cluster
     commands = Commands()
-    engine = Engine(one_store, {cluster.name: cluster}, commands.connect, timing=FAST)
+    engine = Engine(
+        one_store, {cluster.name: cluster}, commands.connect, timing=FAST, procedures=PROCEDURES
+    )
     script = Script(
         [
             ("prep.stop: [a]pprove, [s]kip", "a"),
@@ -205,7 +207,7 @@ async def test_result_lines_expect_the_commits_client_failure_only(
 ) -> None:
     key, known = tmp_path / "id", tmp_path / "known_hosts"
     cluster = west(tmp_path, key, known)
-    engine = Engine(one_store, {"west": cluster}, Commands().connect)
+    engine = Engine(one_store, {"west": cluster}, Commands().connect, procedures=PROCEDURES)
     console = Console(engine, cluster, me="alice", out=io.StringIO())
     failed = HostResult("scheduler-1", 1, "", "transport error", 0.5)
     commit = console.result_line("restore.commit", failed)
@@ -223,7 +225,7 @@ async def test_a_failed_step_offers_skip_only_when_it_can_be_skipped(
     one_store: Store, tmp_path: Path
 ) -> None:
     cluster = west(tmp_path, tmp_path / "id", tmp_path / "known_hosts")
-    engine = Engine(one_store, {"west": cluster}, Commands().connect)
+    engine = Engine(one_store, {"west": cluster}, Commands().connect, procedures=PROCEDURES)
     prompts: list[str] = []
 
     def ask(prompt: str) -> str:

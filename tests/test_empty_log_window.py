@@ -20,13 +20,15 @@ from typing import Any
 
 import pytest
 
-from bot.console import Console, connect
+from bot.console import Console
 from bot.leader import detector
+from bot.wiring import connect
 from runbook import envfile
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Engine
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, BOB, drive, file_sums, kills
@@ -73,7 +75,13 @@ def set_reconciliation(text: str, value: str) -> str:
 def make_engine(store: Store, cluster: Cluster, connect_: Any = connect) -> Engine:
     # Every leader source, as the console and the Slack app use them.
     return Engine(
-        store, {cluster.name: cluster}, connect_, timing=FAST, lease_ms=5000, detect=detector
+        store,
+        {cluster.name: cluster},
+        connect_,
+        timing=FAST,
+        lease_ms=5000,
+        detect=detector,
+        procedures=PROCEDURES,
     )
 
 

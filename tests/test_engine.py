@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
 from runbook.ports import Remote, VarsProbe
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import ROOT, RunningSandbox
 
@@ -48,6 +49,7 @@ def make_engine(store: Store, cluster: Cluster, **kw: Any) -> Engine:
         timing=FAST,
         lease_ms=kw.pop("lease_ms", 3000),
         **kw,
+        procedures=PROCEDURES,
     )
 
 
@@ -175,17 +177,18 @@ async def test_fifty_concurrent_approvals_run_a_step_once(
 WORKER = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.clusters import load_clusters
 from runbook.engine import Actor, Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 
 async def main():
     cluster = load_clusters(sys.argv[1])["sandbox"]
     store = Store(aioredis.Redis.from_url(sys.argv[2]))
     engine = Engine(store, {"sandbox": cluster}, connect, lease_ms=2000,
-                    timing=Timing(leader_wait=600, poll=0.3))
+                    timing=Timing(leader_wait=600, poll=0.3), procedures=PROCEDURES)
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
     for sid in ("prep.stop",):

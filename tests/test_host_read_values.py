@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook import transcript
 from runbook.actions import Timing
 from runbook.backups import is_backup, parse_names
 from runbook.engine import Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, drive
@@ -74,7 +75,9 @@ async def test_preflight_lists_what_is_not_a_backup_and_never_chooses_it(
     strays = [future, f"scheduler-backup-{soon}\nevil", "scheduler-backup-２０２６-01-01-00-00"]
     for name in strays:
         (backups / name).write_bytes(b"not a backup")
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, ALICE)
     await engine.advance(rid)
     rec = await engine.record(rid)
@@ -90,7 +93,14 @@ async def test_preflight_lists_what_is_not_a_backup_and_never_chooses_it(
 async def test_a_garbage_archive_does_not_count_as_finished(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, lease_ms=2000)
+    engine = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        lease_ms=2000,
+        procedures=PROCEDURES,
+    )
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "log.archive") == "at log.archive"
     rec = await engine.record(rid)
@@ -119,7 +129,9 @@ async def test_a_garbage_archive_does_not_count_as_finished(
 async def test_a_failed_archive_leaves_no_partial_file(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "log.archive") == "at log.archive"
     # tar writes half an archive, then fails (a disk filling up), on one host.

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine, Refused
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, drive
@@ -41,7 +42,14 @@ async def die_in(store: Store, rid: str, sid: str) -> None:
 async def test_an_interrupted_commit_says_the_recovery_is_still_staged(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, lease_ms=2000)
+    engine = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        lease_ms=2000,
+        procedures=PROCEDURES,
+    )
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "restore.commit") == "at restore.commit"
     await die_in(store, rid, "restore.commit")
@@ -64,7 +72,14 @@ async def test_an_interrupted_commit_says_the_recovery_is_still_staged(
 async def test_an_interrupted_stage_and_file_edit_say_what_they_see(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, lease_ms=2000)
+    engine = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        lease_ms=2000,
+        procedures=PROCEDURES,
+    )
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "prep.disable") == "at prep.disable"
     await die_in(store, rid, "prep.disable")

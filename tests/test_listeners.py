@@ -26,7 +26,7 @@ from handlers import actions, commands, shapes
 from runbook.clusters import Cluster, load_clusters
 from runbook.engine import Actor, Engine, Refused
 from runbook.inputs import StartArgs, parse_start_args, parse_task_ids, start_args, task_ids
-from runbook.procedure import ONLINE
+from runbook.procedure import ONLINE, PROCEDURES
 from runbook.step import Role
 from runbook.store import Store
 from tests.slack_double import block_actions_body, slash_command_body, view_submission_body
@@ -268,7 +268,7 @@ async def test_the_engine_refuses_a_start_with_the_same_words(
     def unreachable(cluster: Cluster) -> Any:
         raise AssertionError("a refused start connects to nothing")
 
-    engine = Engine(one_store, clusters, unreachable)
+    engine = Engine(one_store, clusters, unreachable, procedures=PROCEDURES)
     for cluster, backup in [("nope", None), ("west", "scheduler-backup-1; reboot")]:
         with pytest.raises(Refused) as by_engine:
             await engine.start(cluster, backup, Actor(ALICE))

@@ -26,9 +26,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bot.console import connect
 from bot.redis_server import EmbeddedRedis, ping, send_shutdown
+from bot.wiring import connect
 from runbook.engine import Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store, restore_key
 from tests.conftest import ROOT, RunningSandbox, free_port, wait_for
 from tests.slack_double import SlackDouble, slash_command_body
@@ -120,7 +121,14 @@ async def test_a_worker_killed_mid_step_is_swept_by_another_process(
     """Nobody calls `recover`: the other engine's sweep finds the expired lease."""
     unpatch = patch_systemctl(sandbox, "scheduler-1", "start", 30)
     # The check of prep.start waits up to start_wait for the hung host: not 3 minutes here.
-    other = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=QUICK_START, lease_ms=3000)
+    other = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=QUICK_START,
+        lease_ms=3000,
+        procedures=PROCEDURES,
+    )
     sweeping = asyncio.create_task(other.sweep_forever())
     proc = subprocess.Popen(
         [sys.executable, "-c", WORKER, str(sandbox.dir / "clusters.toml"), redis_url],

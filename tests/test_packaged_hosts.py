@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
 from bot.leader import detector
+from bot.wiring import connect
 from runbook.actions import Timing, active_task_count
 from runbook.engine import Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from sandbox.backups import encode_snapshot, generate_cluster_tasks
 from tests.conftest import ROOT, RunningSandbox
@@ -133,7 +134,14 @@ async def test_the_backup_age_comes_from_the_zone_of_the_host_that_wrote_it(
     # the cluster runs.
     tasks = generate_cluster_tasks(random.Random(7), count=20)
     (backups / name).write_bytes(encode_snapshot(tasks, taken))
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, detect=detector)
+    engine = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        detect=detector,
+        procedures=PROCEDURES,
+    )
     rid = await engine.start("sandbox", name, ALICE)
     await engine.advance(rid)
     rec = await engine.record(rid)
@@ -165,7 +173,14 @@ def test_active_tasks_are_counted_from_the_active_states_only() -> None:
 async def test_a_started_scheduler_is_one_that_came_up(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, detect=detector)
+    engine = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        detect=detector,
+        procedures=PROCEDURES,
+    )
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "prep.start") == "at prep.start"
     # A word the scheduler refuses, as a bad edit would leave it: systemd still calls the

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import Console, connect
+from bot.console import Console
+from bot.wiring import connect
 from runbook.actions import Recorder, Timing
 from runbook.clusters import Cluster
 from runbook.engine import Engine, Refused
 from runbook.ports import Remote, VarsProbe
-from runbook.procedure import Risk
+from runbook.procedure import PROCEDURES, Risk
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, drive, file_sums
@@ -46,7 +47,9 @@ async def test_every_command_sent_in_a_whole_restore_was_shown_and_approved(
         return Recorder(remote, batches), probe
 
     before = file_sums(sandbox.cluster)
-    engine = Engine(store, {"sandbox": sandbox.cluster}, recording, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, recording, timing=FAST, procedures=PROCEDURES
+    )
     out = io.StringIO()
     rid = await Console(engine, sandbox.cluster, me="alice", yes=True, out=out).run(None)
     text = out.getvalue()
@@ -55,7 +58,7 @@ async def test_every_command_sent_in_a_whole_restore_was_shown_and_approved(
     assert file_sums(sandbox.cluster) == before
     shown: dict[str, set[tuple[str, str]]] = {}
     for sid in rec.meta["plan"]:
-        step = engine.step(sid)
+        step = engine.step(sid, rec)
         allowed = shown.setdefault(sid, set())
         if step.risk is Risk.READ_ONLY:
             for part in ("commands", "reads"):
@@ -92,7 +95,9 @@ async def test_every_command_sent_in_a_whole_restore_was_shown_and_approved(
 async def test_an_approval_is_void_when_the_file_changed_since_the_card(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "prep.disable") == "at prep.disable"
     shown = (await engine.record(rid)).data["plan:prep.disable"]

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
 from bot.leader import detector
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, BOB, drive, file_sums
@@ -97,7 +98,9 @@ async def test_each_gate_fails_preflight_with_nothing_changed_and_the_cluster_fr
     sandbox: RunningSandbox, store: Store
 ) -> None:
     cluster = sandbox.cluster
-    engine = Engine(store, {"sandbox": cluster}, connect, timing=FAST, detect=detector)
+    engine = Engine(
+        store, {"sandbox": cluster}, connect, timing=FAST, detect=detector, procedures=PROCEDURES
+    )
     before = file_sums(cluster)
     leader = wait_for(lambda: sandbox.leaders("ACTIVE"), timeout=30)
     assert len(leader) == 1
@@ -133,7 +136,14 @@ async def test_each_gate_fails_preflight_with_nothing_changed_and_the_cluster_fr
 async def test_a_missing_backup_lists_those_that_exist(
     sandbox: RunningSandbox, store: Store
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, detect=detector)
+    engine = Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        detect=detector,
+        procedures=PROCEDURES,
+    )
     rid = await engine.start("sandbox", "scheduler-backup-2001-01-01-00-00", ALICE)
     await engine.advance(rid)
     rec = await engine.record(rid)

@@ -16,7 +16,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from bot.redis_server import EmbeddedRedis, _is_valkey, ping, redis_url_from_env
+from bot.redis_server import EmbeddedRedis, _is_valkey, ping
+from bot.settings import Settings
+from bot.wiring import store_url
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -170,18 +172,15 @@ def test_a_data_dir_too_deep_for_a_unix_socket_uses_loopback(tmp_path: Path) -> 
         r.close()
 
 
-def test_redis_url_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("REDIS_URL", "redis://example.invalid:6379/0")
-    url, server = redis_url_from_env(tmp_path / "data")
+def test_redis_url_wins(tmp_path: Path) -> None:
+    env = {"REDIS_URL": "redis://example.invalid:6379/0", "AURORA_RESTORE_DATA": str(tmp_path)}
+    url, server = store_url(Settings.from_env(env))
     assert (url, server) == ("redis://example.invalid:6379/0", None)
-    assert not (tmp_path / "data").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_no_redis_url_starts_the_embedded_server(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    url, server = redis_url_from_env(tmp_path / "data")
+def test_no_redis_url_starts_the_embedded_server(tmp_path: Path) -> None:
+    url, server = store_url(Settings.from_env({"AURORA_RESTORE_DATA": str(tmp_path / "data")}))
     assert server is not None
     try:
         assert url.startswith("unix://") and ping(url)

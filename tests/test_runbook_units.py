@@ -17,12 +17,12 @@ import pytest
 
 from bot.blocks import MESSAGE_BUDGET, TOP_N, render_step
 from runbook import envfile
-from runbook.actions import PREVIEW, RUN, StepContext
+from runbook.actions import StepContext
 from runbook.clusters import parse_clusters
 from runbook.commands import InvalidValue, backup_id, placeholders, render
 from runbook.listing import ListingError, check_ids, parse_listing, summarize
 from runbook.ports import HostResult, OnResult
-from runbook.procedure import ONLINE_PROCEDURE, Risk, get_step, step_ids
+from runbook.procedure import ONLINE, Risk
 from runbook.redact import MASK, cap, redact
 from runbook.store import RestoreRecord
 from sandbox.backups import ACTIVE_STATES  # docs/aurora-notes.md §F5: print_recovery_tasks
@@ -59,31 +59,31 @@ def test_every_step_of_the_runbook_in_order() -> None:
         "cleanup.verify",
         "cleanup.transcript",
     ]
-    assert step_ids() == ids
+    assert ONLINE.ids() == ids
     # The spec in the repository: its step tables name every step, in order, with the
     # risk and the check the procedure gives it, and no step the procedure lacks.
     rows = STEP_ROW.findall(RUNBOOK.read_text())
     assert [sid for sid, *_ in rows] == ids
     table = {sid: (risk, check.strip()) for sid, risk, _what, check in rows}
     assert len(table) == len(rows), "a step appears twice in docs/runbook.md"
-    procedure = {s.id: (s.risk.value, s.check) for s in ONLINE_PROCEDURE}
+    procedure = {s.id: (s.risk.value, s.check) for s in ONLINE}
     assert {sid: risk for sid, (risk, _) in table.items()} == {
         sid: risk for sid, (risk, _) in procedure.items()
     }
     assert table == procedure
-    risks = {s.id: s.risk for s in ONLINE_PROCEDURE}
+    risks = {s.id: s.risk for s in ONLINE}
     assert risks["log.wipe"] is Risk.DESTRUCTIVE and risks["restore.commit"] is Risk.DESTRUCTIVE
-    assert {s.id for s in ONLINE_PROCEDURE if s.condition} == {"prep.ack_backup", "prep.auth"}
-    assert not next(s for s in ONLINE_PROCEDURE if s.id == "prep.ack_backup").skippable
+    assert {s.id for s in ONLINE if s.condition} == {"prep.ack_backup", "prep.auth"}
+    assert not next(s for s in ONLINE if s.id == "prep.ack_backup").skippable
 
 
 def test_a_way_back_is_named_after_the_step_it_goes_to() -> None:
     """The card's button, the refusal and the console's prompt all say `rewind_label`:
     it must name the step the way back goes to."""
-    ways = [s for s in ONLINE_PROCEDURE if s.rewind_to]
+    ways = [s for s in ONLINE if s.rewind_to]
     assert [s.id for s in ways] == ["restore.commit"]
     for s in ways:
-        assert s.rewind_to in step_ids()[: step_ids().index(s.id)], s.id
+        assert s.rewind_to in ONLINE.ids()[: ONLINE.ids().index(s.id)], s.id
         assert s.rewind_label == f"Back to {s.rewind_to}", s.id
 
 
@@ -261,13 +261,13 @@ async def test_listing_of_ten_thousand_tasks_parses_and_fits_the_review_card() -
 
     ctx = StepContext(
         cluster=cluster,
-        step=get_step("restore.review"),
+        step=ONLINE.step("restore.review"),
         facts={"leader": "sched2"},
         remote=remote,
         probe=cast(Any, None),
         learn=learn,
     )
-    review = await PREVIEW["restore.review"](ctx)
+    review = await ctx.step.preview(ctx)  # type: ignore[misc]
     assert [list(c) for c in remote.sent] == [["sched2"]]
     assert "scheduler_print_recovery_tasks" in remote.sent[0]["sched2"]
     assert {"count", "summary", "listing"} <= set(review)
@@ -275,7 +275,7 @@ async def test_listing_of_ten_thousand_tasks_parses_and_fits_the_review_card() -
 
     rec = RestoreRecord(
         rid="r10k",
-        meta={"cluster": "west", "started_by": "U0123ABC", "plan": step_ids()},
+        meta={"cluster": "west", "started_by": "U0123ABC", "plan": ONLINE.ids()},
         status="running",
         current="restore.review",
         steps={"restore.review": {"status": "awaiting", "attempt": 1}},
@@ -339,17 +339,17 @@ async def test_review_approved_without_a_listing_prints_it_first() -> None:
 
     ctx = StepContext(
         cluster=cluster,
-        step=get_step("restore.review"),
+        step=ONLINE.step("restore.review"),
         facts=facts,
         remote=remote,
         probe=cast(Any, None),
         learn=learn,
     )
-    out = await RUN["restore.review"](ctx)
+    out = await ctx.step.run(ctx)
     assert not out.ok and out.summary == (
         "the listing (1 tasks) was printed again: review it, then Retry"
     )
     assert facts["review"]["count"] == 1 and "reviewed_count" not in facts
-    out = await RUN["restore.review"](ctx)  # the Retry, once the card showed it
+    out = await ctx.step.run(ctx)  # the Retry, once the card showed it
     assert out.ok and facts["reviewed_count"] == 1
     assert len(remote.sent) == 1  # printed once

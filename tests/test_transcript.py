@@ -15,11 +15,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bot.console import connect, run_console
+from bot.console import run_console
+from bot.wiring import connect
 from runbook import transcript
 from runbook.actions import Timing
 from runbook.engine import Actor, Engine
-from runbook.procedure import step_ids
+from runbook.procedure import ONLINE, PROCEDURES
 from runbook.store import Store, restore_key
 from tests.conftest import ROOT, RunningSandbox
 
@@ -32,7 +33,7 @@ SECRETS = ("hunter2", "xoxb-1234567890-abcdefghij")
 async def export(store: Store, rid: str) -> dict[str, Any]:
     rec = await store.load(rid)
     assert rec is not None
-    return transcript.build(rec, await store.events(rid), await store.outputs(rid))
+    return transcript.build(rec, await store.events(rid), await store.outputs(rid), ONLINE)
 
 
 def plant_secrets(sb: RunningSandbox) -> None:
@@ -45,8 +46,8 @@ def plant_secrets(sb: RunningSandbox) -> None:
 
 def check_export(doc: dict[str, Any]) -> None:
     jsonschema.validate(doc, SCHEMA)
-    assert [s["id"] for s in doc["steps"]] == step_ids()
-    assert transcript.verify(doc) == []
+    assert [s["id"] for s in doc["steps"]] == ONLINE.ids()
+    assert transcript.verify(doc, PROCEDURES) == []
     for text in (transcript.to_json(doc), transcript.to_markdown(doc)):
         for secret in SECRETS:
             assert secret not in text
@@ -79,35 +80,37 @@ async def test_a_complete_restore(
     preflight = next(s for s in doc["steps"] if s["id"] == "prep.preflight")
     assert "[REDACTED]" in json.dumps(preflight["hosts"])  # the planted secrets were there, masked
     live = [e["hash"] for e in await store.events(rid)]
-    assert transcript.verify(doc, live) == []
+    assert transcript.verify(doc, PROCEDURES, live) == []
 
     # Tampering is caught: an edited approver, an edited event, a dropped event.
     edited = json.loads(json.dumps(doc))
     next(s for s in edited["steps"] if s["id"] == "log.wipe")["approved_by"] = "mallory"
-    assert any("log.wipe: approved_by 'mallory'" in p for p in transcript.verify(edited))
+    assert any(
+        "log.wipe: approved_by 'mallory'" in p for p in transcript.verify(edited, PROCEDURES)
+    )
     edited = json.loads(json.dumps(doc))
     i = next(n for n, e in enumerate(edited["log"]) if '"approved"' in e["body"])
     edited["log"][i]["body"] = edited["log"][i]["body"].replace('"alice"', '"eve"')
-    assert any("hash does not match" in p for p in transcript.verify(edited))
+    assert any("hash does not match" in p for p in transcript.verify(edited, PROCEDURES))
     edited = json.loads(json.dumps(doc))
     del edited["log"][3]
-    assert transcript.verify(edited) != []
+    assert transcript.verify(edited, PROCEDURES) != []
     edited = json.loads(json.dumps(doc))
     edited["outcome"] = "failed"
-    assert transcript.verify(edited) != []
+    assert transcript.verify(edited, PROCEDURES) != []
     # ...and an edited output: each host_result event carries its output's digest.
     edited = json.loads(json.dumps(doc))
     wipe = next(s for s in edited["steps"] if s["id"] == "log.wipe")
     host = sorted(wipe["hosts"])[0]
     wipe["hosts"][host]["exit_status"] = 0 if wipe["hosts"][host]["exit_status"] else 1
-    assert transcript.verify(edited) == [
+    assert transcript.verify(edited, PROCEDURES) == [
         f"log.wipe on {host}: the output is not the one the log holds"
     ]
     edited = json.loads(json.dumps(doc))
     pre = next(s for s in edited["steps"] if s["id"] == "prep.preflight")
     host = sorted(pre["hosts"])[-1]
     pre["hosts"][host]["stdout"] += "scheduler-backup-2099-01-01-00-00\n"
-    assert transcript.verify(edited) == [
+    assert transcript.verify(edited, PROCEDURES) == [
         f"prep.preflight on {host}: the output is not the one the log holds"
     ]
 
@@ -117,7 +120,9 @@ async def test_a_complete_restore(
 
 
 async def test_an_aborted_and_reverted_restore(sandbox: RunningSandbox, store: Store) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
     await engine.approve(rid, "prep.stop", Actor("alice"))
@@ -134,7 +139,9 @@ async def test_an_aborted_and_reverted_restore(sandbox: RunningSandbox, store: S
 
 
 async def test_a_restore_with_an_interrupted_step(sandbox: RunningSandbox, store: Store) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
     # The transition a worker makes before it runs a step, with a lease that then lapses
@@ -161,7 +168,9 @@ async def test_a_restore_with_an_interrupted_step(sandbox: RunningSandbox, store
 async def test_command_line_export_list_verify(
     sandbox: RunningSandbox, redis_url: str, store: Store, tmp_path: Path
 ) -> None:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
     await engine.abort(rid, Actor("alice"), revert=False)

@@ -26,9 +26,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook import transcript
 from runbook.engine import Actor, Engine
+from runbook.procedure import PROCEDURES
 from runbook.store import Store, restore_key
 from runbook.transcript_html import to_html
 from tests.conftest import ROOT, RunningSandbox
@@ -68,12 +69,14 @@ def section(md: str, title: str) -> str:
 
 def check(doc: dict[str, Any]) -> None:
     jsonschema.validate(doc, SCHEMA)
-    assert transcript.verify(doc) == []
-    assert transcript.verify(json.loads(transcript.to_json(doc))) == []
+    assert transcript.verify(doc, PROCEDURES) == []
+    assert transcript.verify(json.loads(transcript.to_json(doc)), PROCEDURES) == []
 
 
 async def aborted_and_reverted(sandbox: RunningSandbox, store: Store) -> tuple[str, str]:
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
     await engine.approve(rid, "prep.stop", Actor("alice"))
@@ -148,7 +151,9 @@ async def test_an_interrupted_then_retried_restore_reads_completely(
     sandbox: RunningSandbox, one_store: Store, tmp_path: Path
 ) -> None:
     store = one_store
-    engine = Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST)
+    engine = Engine(
+        store, {"sandbox": sandbox.cluster}, connect, timing=FAST, procedures=PROCEDURES
+    )
     rid = await engine.start("sandbox", None, Actor("alice"))
     await engine.advance(rid)
     # What approve() writes before it runs the step, by a worker that then dies: its
@@ -301,25 +306,29 @@ async def test_an_edited_header_field_fails(
     for field, value in EDITS.items():
         edited = copy.deepcopy(doc)
         edited[field] = value
-        problems = transcript.verify(edited)
+        problems = transcript.verify(edited, PROCEDURES)
         assert problems and any(field in p for p in problems), (field, problems)
     edited = copy.deepcopy(doc)
     edited["abort"]["by"] = "alice"
-    assert "abort is not what the log says" in transcript.verify(edited)
+    assert "abort is not what the log says" in transcript.verify(edited, PROCEDURES)
     edited = copy.deepcopy(doc)
     edited["record"][-1]["text"] = "abort ended: nothing to see"
-    assert "record is not what the log says" in transcript.verify(edited)
+    assert "record is not what the log says" in transcript.verify(edited, PROCEDURES)
     edited = copy.deepcopy(doc)
     step = next(s for s in edited["steps"] if s["id"] == "prep.stop")
     step["waiting_seconds"] = 0.0
-    assert "prep.stop: waiting_seconds is not what the log says" in transcript.verify(edited)
+    assert "prep.stop: waiting_seconds is not what the log says" in transcript.verify(
+        edited, PROCEDURES
+    )
     for field in ("abort", "started_by", "record"):  # dropping a field hides nothing
         edited = copy.deepcopy(doc)
         del edited[field]
-        assert f"field {field!r} is missing" in transcript.verify(edited), field
+        assert f"field {field!r} is missing" in transcript.verify(edited, PROCEDURES), field
     edited = copy.deepcopy(doc)
     edited["approved_by_ceo"] = "yes"
-    assert "field 'approved_by_ceo' is not part of a transcript" in transcript.verify(edited)
+    assert "field 'approved_by_ceo' is not part of a transcript" in transcript.verify(
+        edited, PROCEDURES
+    )
 
     out = tmp_path / "t.json"
     ok = copy.deepcopy(doc)
@@ -338,7 +347,7 @@ def test_header_facts_of_a_complete_restore_are_checked() -> None:
     """backup, reviewed_tasks and leader, which steps learn, against what their summaries
     in the log say (the sample: a complete restore)."""
     doc = json.loads(SAMPLE.read_text())
-    assert transcript.verify(doc) == []
+    assert transcript.verify(doc, PROCEDURES) == []
     for field, value in (
         ("reviewed_tasks", 279),
         ("backup", "scheduler-backup-2026-11-27-02-08"),
@@ -347,7 +356,7 @@ def test_header_facts_of_a_complete_restore_are_checked() -> None:
     ):
         edited = copy.deepcopy(doc)
         edited[field] = value
-        problems = transcript.verify(edited)
+        problems = transcript.verify(edited, PROCEDURES)
         assert any(p.startswith(f"{field} ") for p in problems), (field, problems)
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
+from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Actor, Engine, Refused
+from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, MALLORY, drive
@@ -32,7 +33,14 @@ FAST = Timing(
 
 
 def make_engine(store: Store, sandbox: RunningSandbox) -> Engine:
-    return Engine(store, {"sandbox": sandbox.cluster}, connect, timing=FAST, lease_ms=3000)
+    return Engine(
+        store,
+        {"sandbox": sandbox.cluster},
+        connect,
+        timing=FAST,
+        lease_ms=3000,
+        procedures=PROCEDURES,
+    )
 
 
 async def test_only_an_approver_starts_a_restore(sandbox: RunningSandbox, store: Store) -> None:
@@ -143,7 +151,7 @@ async def test_an_approval_older_than_expire_after_is_refused_and_asked_again(
     from runbook.clusters import Approvals
 
     cluster = sandbox.cluster.model_copy(update={"approvals": Approvals(expire_after="1s")})
-    engine = Engine(store, {"sandbox": cluster}, connect, timing=FAST)
+    engine = Engine(store, {"sandbox": cluster}, connect, timing=FAST, procedures=PROCEDURES)
     rid = await engine.start("sandbox", None, ALICE)
     assert await drive(engine, rid, "prep.stop") == "at prep.stop"
     await asyncio.sleep(1.5)
