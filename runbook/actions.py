@@ -50,6 +50,16 @@ ARCHIVE_MATCHES = (
     '[ -n "$listed" ] && [ "$listed" = "$present" ]'
 )
 ARCHIVE_SUM = "sudo -n sha256sum {archive}"
+# Packs the log into a dated tarball next to it, after checking there is room (both
+# procedures' archive step).
+ARCHIVE = (
+    "need=$(sudo -n du -sk {log_dir} | cut -f1); "
+    "free=$(df -Pk {log_parent} | awk 'NR==2 {print $4}'); "
+    'if [ "$free" -le "$need" ]; then echo "not enough room next to the log: the archive needs about ${need}K, ${free}K are free" >&2; exit 1; fi; '
+    "sudo -n tar -czf {archive} -C {log_dir} . "
+    '|| { sudo -n rm -f {archive}; echo "archiving failed: the partial archive was removed" >&2; exit 1; }; '
+    "sudo -n sha256sum {archive}"
+)
 # The scheduler's argv, as the packaged startup script computes it from the env file.
 ARGV_NOW = "bash -c {!argv_script} _ {env_file}"
 WIPED = 'test -z "$(sudo -n ls -A {log_dir})"'

@@ -49,10 +49,17 @@ from typing import Any
 from runbook import commands as cmd, snapshot
 from runbook.actions import (
     ACTIVE_STATES,
+    ARCHIVE,
+    ARCHIVE_MATCHES,
+    ARCHIVE_SUM,
     FINISHED,
+    IS_ACTIVE,
+    LOG_TAIL,
     NOT_RUN,
     UNKNOWN,
     UP_NORMAL,
+    WIPE_PREVIEW,
+    WIPED,
     Outcome,
     StepContext,
     _detect,
@@ -61,6 +68,7 @@ from runbook.actions import (
     active_task_count,
     all_stopped,
     archive,
+    backup_too_old,
     came_up,
     check_archived,
     check_initialized,
@@ -78,14 +86,6 @@ from runbook.actions import (
 )
 from runbook.clusters import HOST_RE, RECOVERY_TOOL_CANDIDATES, Cluster, Scheduler
 from runbook.preflight import _check_sudo, _failed, flag_value, preflight
-from runbook.procedure import (
-    ARCHIVE_MATCHES,
-    ARCHIVE_SUM,
-    IS_ACTIVE,
-    LOG_TAIL,
-    WIPE_PREVIEW,
-    WIPED,
-)
 from runbook.step import Procedure, Risk, Role, Step, Targets
 
 # ---------------------------------------------------------------- command templates
@@ -96,15 +96,6 @@ RECOVER = (
     "sudo -n -u {scheduler_user} {recovery_tool} -from BACKUP -to LOG -backup={backup_path} "
     "-native_log_file_path={log_dir} -native_log_zk_group_path={zk_group} "
     "-zk_endpoints={zk_endpoints} -native_log_quorum_size=1"
-)
-# log.archive's command (runbook.procedure), to be shared once it is a constant there.
-ARCHIVE = (
-    "need=$(sudo -n du -sk {log_dir} | cut -f1); "
-    "free=$(df -Pk {log_parent} | awk 'NR==2 {print $4}'); "
-    'if [ "$free" -le "$need" ]; then echo "not enough room next to the log: the archive needs about ${need}K, ${free}K are free" >&2; exit 1; fi; '
-    "sudo -n tar -czf {archive} -C {log_dir} . "
-    '|| { sudo -n rm -f {archive}; echo "archiving failed: the partial archive was removed" >&2; exit 1; }; '
-    "sudo -n sha256sum {archive}"
 )
 LOG_BYTES = "sudo -n du -sb {log_dir}"
 # The tool's log lines (Recovery.java): "Recovery finished", "Copied <n> ops in <ms> ms".
@@ -636,38 +627,9 @@ RESTORE = "Write the backup into one replica"
 BRING_BACK = "Bring the schedulers back, the rehydrated one first"
 END = "Verify"
 
-# Each step's functions, by id, until Step holds them itself (runbook.step): what runs,
-# the check after an interruption, the card's preview, the precondition and the
-# condition (on facts) that keeps the step in the plan.
-FUNCTIONS: dict[str, dict[str, Any]] = {}
-
-
-def _step(
-    *,
-    run: Any,
-    verify: Any = None,
-    preview: Any = None,
-    precondition: Any = None,
-    condition: Any = None,
-    **fields: Any,
-) -> Step:
-    step = Step(**fields)
-    FUNCTIONS[step.id] = {
-        "run": run,
-        "verify": verify,
-        "preview": preview,
-        "precondition": precondition,
-        "condition": condition,
-    }
-    return step
-
-
-def _backup_too_old(facts: Mapping[str, Any]) -> bool:
-    return bool(facts.get("backup_too_old"))
-
 
 OFFLINE_STEPS: tuple[Step, ...] = (
-    _step(
+    Step(
         id="offline.preflight",
         role=Role.PREFLIGHT,
         phase=PREPARATION,
@@ -687,7 +649,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         fail_ends_restore=True,
         run=offline_preflight,
     ),
-    _step(
+    Step(
         id="offline.ack_backup",
         role=Role.ACK_BACKUP,
         phase=PREPARATION,
@@ -704,9 +666,9 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         skippable=False,
         added=True,
         run=nothing,
-        condition=_backup_too_old,
+        condition=backup_too_old,
     ),
-    _step(
+    Step(
         id="offline.stop",
         phase=PREPARATION,
         title="Stop all schedulers",
@@ -719,7 +681,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         run=stop,
         verify=check_stopped,
     ),
-    _step(
+    Step(
         id="offline.archive",
         phase=RELOG,
         title="Archive the old replicated log",
@@ -736,7 +698,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         run=archive,
         verify=check_archived,
     ),
-    _step(
+    Step(
         id="offline.wipe",
         role=Role.WIPE,
         phase=RELOG,
@@ -756,7 +718,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         preview=wipe_preview,
         precondition=all_stopped,
     ),
-    _step(
+    Step(
         id="offline.init",
         phase=RELOG,
         title="Initialise the replicated log",
@@ -772,7 +734,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         run=init_log,
         verify=check_initialized,
     ),
-    _step(
+    Step(
         id="offline.choose",
         phase=RESTORE,
         title="Choose the scheduler to rehydrate",
@@ -789,7 +751,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         added=True,
         run=choose_rehydrated,
     ),
-    _step(
+    Step(
         id="offline.recover",
         phase=RESTORE,
         title="Write the backup into the rehydrated scheduler's log (recovery-tool)",
@@ -810,7 +772,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         verify=check_recovered,
         precondition=all_down,
     ),
-    _step(
+    Step(
         id="offline.start_rehydrated",
         phase=BRING_BACK,
         title="Start the rehydrated scheduler, alone",
@@ -829,7 +791,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         verify=check_started,
         precondition=all_down,
     ),
-    _step(
+    Step(
         id="offline.start_quorum",
         phase=BRING_BACK,
         title="Start blank schedulers up to the quorum, one at a time",
@@ -850,7 +812,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         precondition=rehydrated_up,
         condition=has_blank_quorum,
     ),
-    _step(
+    Step(
         id="offline.start_rest",
         phase=BRING_BACK,
         title="Start the remaining schedulers, one at a time",
@@ -866,7 +828,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         precondition=rehydrated_up,
         condition=has_rest,
     ),
-    _step(
+    Step(
         id="offline.verify",
         role=Role.VERIFY,
         phase=END,
@@ -881,7 +843,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         check="leader ACTIVE with the backup's task count",
         run=verify,
     ),
-    _step(
+    Step(
         id="offline.transcript",
         role=Role.TRANSCRIPT,
         phase=END,

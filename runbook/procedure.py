@@ -28,10 +28,11 @@ from runbook.actions import (
     WIPE_PREVIEW,
     WIPED,
 )
+from runbook.offline import OFFLINE
 from runbook.preflight import preflight
 from runbook.step import Procedure, Risk, Role, Step, Targets
 
-__all__ = ["ONLINE", "PROCEDURES", "Procedure", "Risk", "Role", "Step", "Targets"]
+__all__ = ["OFFLINE", "ONLINE", "PROCEDURES", "Procedure", "Risk", "Role", "Step", "Targets"]
 
 
 PREPARATION = "Preparation"
@@ -219,14 +220,7 @@ _ONLINE_STEPS: tuple[Step, ...] = (
         ),
         targets=Targets.ALL,
         risk=Risk.MUTATING,
-        commands=(
-            "need=$(sudo -n du -sk {log_dir} | cut -f1); "
-            "free=$(df -Pk {log_parent} | awk 'NR==2 {print $4}'); "
-            'if [ "$free" -le "$need" ]; then echo "not enough room next to the log: the archive needs about ${need}K, ${free}K are free" >&2; exit 1; fi; '
-            "sudo -n tar -czf {archive} -C {log_dir} . "
-            '|| { sudo -n rm -f {archive}; echo "archiving failed: the partial archive was removed" >&2; exit 1; }; '
-            "sudo -n sha256sum {archive}",
-        ),
+        commands=(a.ARCHIVE,),
         check="the tarball lists every file of the log directory; its sha256 is kept for the way back",
         added=True,
         reads=(ARCHIVE_MATCHES, ARCHIVE_SUM),
@@ -462,4 +456,4 @@ ONLINE = Procedure(
 )
 
 # Every procedure by name, for the composition root to give the engine (runbook.engine).
-PROCEDURES: Mapping[str, Procedure] = {ONLINE.name: ONLINE}
+PROCEDURES: Mapping[str, Procedure] = {ONLINE.name: ONLINE, OFFLINE.name: OFFLINE}
