@@ -28,6 +28,7 @@ from bot.redis_server import EmbeddedRedis
 from bot.settings import Settings
 from bot.ssh import SshExecutor
 from runbook.actions import Timing
+from runbook.choice import chooser
 from runbook.clusters import Cluster
 from runbook.engine import DEFAULT_RETENTION_SECONDS, Connect, Engine, MayApprove
 from runbook.ports import LeaderReport, Remote, VarsProbe
@@ -120,6 +121,9 @@ def build_engine(
         sources=check_leader_sources,
         mesos=running_tasks,
         procedures=procedures if procedures is not None else PROCEDURES,
+        # Which procedure a new restore follows: the cluster file's, or by the version
+        # its schedulers report on /vars (runbook.choice).
+        choose=chooser(HttpVarsProbe),
         retention_seconds=(
             settings.retention_seconds if settings is not None else DEFAULT_RETENTION_SECONDS
         ),

@@ -27,7 +27,7 @@ A configured procedure is taken as it is, except "offline" on a version that has
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from runbook.clusters import Cluster
 from runbook.ports import VarsProbe
@@ -142,3 +142,28 @@ async def choose_cluster(
     return choose(
         cluster.procedure, versions_on_vars(answers), cluster.aurora_version, backup_version
     )
+
+
+Chooser = Callable[[Cluster], Awaitable[tuple[str, str, str | None]]]
+
+
+def chooser(make_probe: Callable[[], VarsProbe], timeout: float = 3.0) -> Chooser:
+    """The engine's `choose` (runbook.engine): (procedure, why, version) for a new restore
+    of a cluster, the /vars read with a probe of its own (closed after); a cluster that
+    cannot be told is refused with CannotChoose's line (runbook.engine.Refused)."""
+
+    async def choose_for(cluster: Cluster) -> tuple[str, str, str | None]:
+        from runbook.engine import Refused
+
+        probe = make_probe()
+        try:
+            name, version, why = await choose_cluster(cluster, probe, timeout)
+        except CannotChoose as exc:
+            raise Refused(f"{cluster.name}: {exc}") from None
+        finally:
+            close = getattr(probe, "close", None)
+            if close is not None:
+                await close()
+        return name, why, version
+
+    return choose_for

@@ -155,7 +155,11 @@ class Engine:
     # composition root); a restore keeps its procedure's name from its start.
     procedures: Mapping[str, Procedure] = field(kw_only=True)
     # Which procedure a new restore of a cluster follows, and why (default: "online").
-    choose: Callable[[Cluster], Awaitable[tuple[str, str]]] | None = None
+    # A chooser may also say the Aurora version it chose for (runbook.choice.chooser):
+    # kept as the record's procedure_version.
+    choose: Callable[[Cluster], Awaitable[tuple[str, str] | tuple[str, str, str | None]]] | None = (
+        None
+    )
     # Finished restores expire from Redis after this long (export works until then).
     retention_seconds: int = DEFAULT_RETENTION_SECONDS
     _io: dict[str, tuple[Remote, VarsProbe]] = field(default_factory=dict)
@@ -252,12 +256,14 @@ class Engine:
         except KeyError:
             raise Refused(f"unknown step {sid!r}") from None
 
-    async def _choose(self, cluster: Cluster) -> tuple[Procedure, str]:
-        name, why = await self.choose(cluster) if self.choose is not None else ("online", "")
+    async def _choose(self, cluster: Cluster) -> tuple[Procedure, str, str | None]:
+        chosen = await self.choose(cluster) if self.choose is not None else ("online", "")
+        name, why = chosen[0], chosen[1]
+        version = chosen[2] if len(chosen) > 2 else None
         if name not in self.procedures:
             known = ", ".join(sorted(self.procedures)) or "none"
             raise Refused(f"{cluster.name}: no procedure {name!r} (known: {known})")
-        return self.procedures[name], why
+        return self.procedures[name], why, version
 
     # ------------------------------------------------------------ operations
 
@@ -273,7 +279,7 @@ class Engine:
             raise Refused(
                 f"{by.label} is not an approver for {cluster.name}: only an approver may start a restore"
             )
-        procedure, why = await self._choose(cluster)
+        procedure, why, version = await self._choose(cluster)
         rid = uuid.uuid4().hex[:12]
         steps = {s.id: {"status": StepStatus.PENDING, "attempt": 0} for s in procedure}
         meta = {
@@ -286,6 +292,7 @@ class Engine:
             "plan": procedure.ids(),
             "procedure": procedure.name,
             "procedure_why": why,
+            "procedure_version": version,
         }
         ok, holder = await self.store.create(
             rid,
@@ -298,6 +305,7 @@ class Engine:
                 cluster=cluster.name,
                 backup=backup,
                 procedure=procedure.name,
+                procedure_version=version,
             ).to_store(),
         )
         if not ok:
@@ -836,11 +844,20 @@ class Engine:
         missing = [
             s.host for s in cluster.schedulers if not (archives.get(s.host) or {}).get("sha256")
         ]
-        lines = [
+        disabled = any(s.file_edits is not None for s in self.procedure_of(rec))
+        first = (
             "The replicated log was wiped and the backup was not committed: nothing was "
             "started. The schedulers are stopped and stay disabled (their environment files "
             "still point at the bogus Mesos master), so no start, not even a reboot's, "
-            "registers on an empty log.",
+            "registers on an empty log."
+            if disabled
+            else "The replicated log was wiped and the backup was not written into it: "
+            "nothing was started. The schedulers are stopped; their environment files are "
+            "their normal ones (this procedure edits none), so do not start one by hand on "
+            "the empty log, and keep the hosts from rebooting into it until a way on is chosen."
+        )
+        lines = [
+            first,
             f"Stopping them: {stopped.summary}",
             "Two ways on:",
         ]
@@ -964,6 +981,17 @@ class Engine:
         )
         if not touched:
             return Outcome(True, out.summary + ".")
+        restart = self.procedure_of(rec).restart
+        if restart is not None:
+            again = await restart(ctx)
+            if not again.ok:
+                return Outcome(
+                    False, f"files reverted; the schedulers did not come back: {again.summary}"
+                )
+            return Outcome(
+                True,
+                f"{out.summary}; the schedulers were restarted with their normal flags: {again.summary}",
+            )
         stopped = await actions.stop(ctx)
         if not stopped.ok:
             return Outcome(

@@ -89,6 +89,7 @@ class Event:
     cluster: str | None = None
     backup: str | None = None
     procedure: str | None = None
+    procedure_version: str | None = None
     reason: str | None = None
     summary: str | None = None
     commands: list[dict[str, str]] | None = None

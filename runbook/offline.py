@@ -857,9 +857,45 @@ OFFLINE_STEPS: tuple[Step, ...] = (
     ),
 )
 
+
+async def restart(ctx: StepContext) -> Outcome:
+    """How a revert brings the schedulers back with their normal flags (Procedure.restart):
+    every one stopped first; when recovery-tool filled a replica (the others blank), that
+    one starts first and each blank one follows, one at a time, once its replica caught up;
+    otherwise (every log intact, or the old one put back) all start together."""
+    stopped = await ctx.run(render_for(ctx, "{!service_stop}", ctx.hosts))
+    failures = _failures(stopped)
+    if failures:
+        return Outcome(False, "stopping them failed: " + "; ".join(failures))
+    down = await check_stopped(ctx)
+    if not down.ok:
+        return down
+    first = ctx.facts.get("recovered_on")
+    if not first:
+        started = await ctx.run(render_for(ctx, "{!service_start}", ctx.hosts))
+        failures = _failures(started)
+        if failures:
+            return Outcome(False, "; ".join(failures))
+        return await came_up(ctx, ctx.hosts, UP_NORMAL)
+    order = [first, *blanks(ctx.cluster, {**ctx.facts, "rehydrate": first})]
+    for host in order:
+        r = await ctx.run(render_for(ctx, "{!service_start}", [host]))
+        if not r[host].ok:
+            return Outcome(False, "; ".join(_failures(r)))
+        up = await came_up(ctx, [host], UP_NORMAL)
+        if not up.ok:
+            return up
+        if host != first:
+            caught = await _recovered(ctx, host, _start_wait(ctx))
+            if not caught.ok:
+                return caught
+    return Outcome(True, f"started in order, the rehydrated one first: {' → '.join(order)}")
+
+
 OFFLINE = Procedure(
     name="offline",
     title="Offline restore (recovery-tool)",
     aurora_versions="0.21 and later (recovery-tool ships from 0.20)",
     steps=OFFLINE_STEPS,
+    restart=restart,
 )

@@ -127,6 +127,10 @@ class Procedure:
     title: str
     aurora_versions: str
     steps: tuple[Step, ...]
+    # How a revert brings the schedulers back with their normal flags once the files
+    # are back (it stops them first); None: stop all, then start all at once. The offline
+    # procedure starts the rehydrated scheduler first (runbook.offline.restart).
+    restart: RunFn | None = None
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps)

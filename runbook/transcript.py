@@ -385,6 +385,7 @@ def build(
         "chain": "sha256",
         "restore": rec.rid,
         "procedure": procedure.name,
+        "procedure_version": rec.meta.get("procedure_version"),
         "cluster": rec.meta["cluster"],
         "backup": data.get("backup"),
         "backup_age_seconds": data.get("backup_age"),
@@ -718,6 +719,8 @@ def _header(
     if first.get("type") == K.RESTORE_STARTED:
         if first.get("procedure"):
             out["procedure"] = first["procedure"]
+        if "procedure_version" in first:
+            out["procedure_version"] = first["procedure_version"]
         out["cluster"] = first.get("cluster")
         out["started_by"] = first.get("actor")
         out["started_at"] = _ts(first.get("at"))
@@ -972,6 +975,7 @@ KNOWN_FIELDS = {
     "chain",
     "restore",
     "procedure",
+    "procedure_version",
     "cluster",
     "backup",
     "backup_age_seconds",

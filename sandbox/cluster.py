@@ -662,6 +662,8 @@ def cluster_toml(info: SandboxInfo, mesos_master: str | None = None) -> str:
             f"backup_dir = {_toml_str(str(p.backup_dir))}",
             f"admin_clusters_json = {_toml_str(str(p.clusters_json))}",
         ]
+        if info.aurora_version == "0.22":  # where this host's package put recovery-tool
+            out.append(f"recovery_tool = {_toml_str(str(p.recovery_tool))}")
         if info.log_file:
             out.append(f"scheduler_log = {_toml_str(str(p.scheduler_log))}")
     return "\n".join(out) + "\n"
