@@ -75,7 +75,7 @@ async def test_auto_chooses_by_the_version_on_vars(
     for version, expected in (("0.22", "offline"), ("0.17", "online")):
         sandbox = make_sandbox("--aurora-version", version, directory=tmp_path / version)
         try:
-            wait_for(lambda: len(sandbox.leaders("ACTIVE")) == 1, timeout=60)
+            wait_for(lambda sb=sandbox: len(sb.leaders("ACTIVE")) == 1, timeout=60)
             engine = make_engine(store, sandbox.cluster)
             assert sandbox.cluster.procedure == "auto"
             rid = await engine.start("sandbox", None, ALICE)
