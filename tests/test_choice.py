@@ -3,10 +3,13 @@ it is; disagreement or no version at all is refused with one line."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
-from runbook.choice import CannotChoose, choose, procedure_for, versions_on_vars
+from runbook.choice import CannotChoose, choose, chooser, procedure_for, versions_on_vars
 from runbook.clusters import ClusterFileError, parse_clusters
+from runbook.engine import Refused
 
 A, B, C = "a.example", "b.example", "c.example"
 
@@ -122,3 +125,35 @@ def test_recovery_tool_path_is_validated() -> None:
     with pytest.raises(ClusterFileError) as err:
         parse_clusters({"clusters": {"west": {**BASE, "recovery_tool": "recovery-tool; rm"}}}, "c")
     assert "recovery_tool: an absolute path" in str(err.value)
+
+
+class FixedVars:
+    """A /vars port that answers what it was given (the choice reads nothing else)."""
+
+    def __init__(self, answers: dict[str, dict[str, str] | str]) -> None:
+        self.answers = answers
+        self.closed = False
+
+    async def vars(
+        self, endpoints: Mapping[str, tuple[str, int]], timeout: float
+    ) -> dict[str, dict[str, str] | str]:
+        return {h: self.answers.get(h, "no answer within 3s") for h in endpoints}
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+THREE = {"aurora_name": "west", "schedulers": [{"host": h} for h in (A, B, C)]}
+
+
+async def test_the_engine_chooser_reads_vars_and_refuses_in_one_line() -> None:
+    cluster = parse_clusters({"clusters": {"west": THREE}}, "c.toml")["west"]
+    probe = FixedVars({A: {"build.version": "0.22.0"}, B: {"build.version": "0.22.0"}})
+    name, why, version = await chooser(lambda: probe)(cluster)
+    assert (name, version) == ("offline", "0.22.0") and "a.example 0.22.0" in why
+    assert probe.closed
+    split = FixedVars({A: {"build.version": "0.20.0"}, C: {"build.version": "0.22.0"}})
+    with pytest.raises(Refused) as err:
+        await chooser(lambda: split)(cluster)
+    assert str(err.value).startswith("west: the schedulers report different versions")
+    assert "\n" not in str(err.value) and split.closed
