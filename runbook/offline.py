@@ -46,17 +46,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import commands as cmd, snapshot
+from runbook import commands as cmd, envfile, snapshot
 from runbook.actions import (
     ACTIVE_STATES,
     ARCHIVE,
     ARCHIVE_MATCHES,
     ARCHIVE_SUM,
+    ARGV_NOW,
     FINISHED,
     IS_ACTIVE,
     LOG_TAIL,
     NOT_RUN,
     UNKNOWN,
+    UP_DISABLED,
     UP_NORMAL,
     WIPE_PREVIEW,
     WIPED,
@@ -65,20 +67,27 @@ from runbook.actions import (
     _detect,
     _failures,
     _verdict,
+    _wait_for_leader,
     active_task_count,
     all_stopped,
     archive,
     backup_too_old,
     came_up,
     check_archived,
+    check_files_as_planned,
     check_initialized,
     check_stopped,
     check_wiped,
+    disable,
+    edits_disable,
+    edits_revert,
     host_paths,
+    host_values,
     lifecycle,
     nothing,
     observe_kills,
     render_for,
+    revert,
     stop,
     table_rows,
     wipe,
@@ -170,6 +179,8 @@ def target_hosts(cluster: Cluster, targets: Targets, facts: Mapping[str, Any]) -
         return blanks(cluster, facts)[:cut]
     if targets is Targets.REST:
         return blanks(cluster, facts)[cut:]
+    if targets is Targets.REVIEWERS:
+        return [facts["rehydrate"], *blanks(cluster, facts)[:cut]]
     raise KeyError(targets)
 
 
@@ -619,11 +630,150 @@ def has_rest(facts: Mapping[str, Any]) -> bool:
     return hosts > max(quorum_size(facts), 1)
 
 
+# ---------------------------------------------------------------- the review window
+#
+# Aurora's offline page has none: the rehydrated scheduler registers and reconciles as
+# soon as it starts. Here the team may first start it, and the blank ones of the quorum
+# (a lone replica cannot lead), with the online procedure's disabled flags (no Mesos
+# master, no reconciliation: nothing registers, nothing is killed), read what the leader
+# restored against the backup, then stop them and put every file back byte for byte
+# before the real start order. Skipping `review_disable` skips the whole window.
+
+
+async def review_disable(ctx: StepContext) -> Outcome:
+    """Every environment file disabled (runbook.envfile.disable), as prep.disable does."""
+    done = await disable(ctx)
+    if done.ok:
+        await ctx.learn(review_disabled=True)
+    return done
+
+
+def review_was_disabled(facts: Mapping[str, Any]) -> bool:
+    return bool(facts.get("review_disabled"))
+
+
+def review_was_started(facts: Mapping[str, Any]) -> bool:
+    return bool(facts.get("review_started"))
+
+
+async def review_ready(ctx: StepContext) -> str | None:
+    """Precondition of the disabled start: every scheduler down, every file disabled."""
+    why = await all_down(ctx)
+    if why is not None:
+        return why
+    problems = []
+    for h in ctx.targets():
+        path = host_values(ctx.cluster, ctx.sched(h), ctx.facts)["env_file"]
+        try:
+            text = (await ctx.remote.read_file(h, path)).decode(errors="replace")
+        except Exception as exc:  # one line per host
+            problems.append(f"{h}: cannot read {path}: {getattr(exc, 'reason', None) or exc}")
+            continue
+        problems += [f"{h}: {p}" for p in envfile.check_disabled(text)]
+    return f"the files are not disabled: {'; '.join(problems)}" if problems else None
+
+
+async def review_start(ctx: StepContext) -> Outcome:
+    """The rehydrated scheduler first, then the blank ones of the quorum, one at a time,
+    each caught up, all disabled; then a leader that waits for a registration."""
+    started = []
+    for host in ctx.targets():
+        r = await ctx.run(render_for(ctx, "{!service_start}", [host]))
+        if not r[host].ok:
+            return Outcome(False, "; ".join(_failures(r)))
+        up = await came_up(ctx, [host], UP_DISABLED)
+        if not up.ok:
+            return up
+        if host != ctx.facts.get("rehydrate"):
+            caught = await _recovered(ctx, host, _start_wait(ctx))
+            if not caught.ok:
+                return caught
+        started.append(host)
+        await ctx.learn(review_started=True)
+    # /vars alone: this step's plan holds its own commands, not the leader sources' reads.
+    leader, states = await _wait_for_leader(ctx, "LEADER_AWAITING_REGISTRATION", _start_wait(ctx))
+    if leader is None:
+        shown = ", ".join(f"{h} {st}" for h, st in states.items())
+        return Outcome(False, f"no disabled leader came up within {_start_wait(ctx):g}s ({shown})")
+    await ctx.learn(review_leader=leader)
+    return Outcome(True, f"disabled, started in order: {' → '.join(started)}; leader {leader}")
+
+
+async def check_review_started(ctx: StepContext) -> Outcome:
+    hosts = ctx.targets()
+    up = await came_up(ctx, hosts, UP_DISABLED, 5.0)
+    if up.ok:
+        return _verdict(True, up.summary, FINISHED)
+    states = up.details.get("states") or {}
+    if all(v == "DOWN" for v in states.values()):
+        return _verdict(False, "none of them runs", NOT_RUN)
+    return _verdict(False, up.summary.splitlines()[0], UNKNOWN)
+
+
+def _counts(v: Mapping[str, str]) -> dict[str, int]:
+    out = {}
+    for status in ACTIVE_STATES:
+        raw = v.get(f"task_store_{status}")
+        if raw is not None:
+            try:
+                out[status] = int(float(raw))
+            except ValueError:
+                continue
+    return out
+
+
+async def review_preview(ctx: StepContext) -> dict[str, Any]:
+    """What the disabled leader restored (its task store, by active status) beside what
+    the backup holds (runbook.snapshot, decoded at preflight)."""
+    leader = ctx.facts.get("review_leader")
+    if not leader:
+        return {"error": "no disabled leader to read"}
+    v = (await ctx.vars()).get(leader, "no answer")
+    if not isinstance(v, dict):
+        return {"error": f"{leader} does not answer /vars: {v}"}
+    restored = _counts(v)
+    counts = (ctx.facts.get("backup_info") or {}).get("counts_by_status") or {}
+    backup = {s: n for s, n in counts.items() if s in snapshot.ACTIVE_STATES}
+    return {
+        "leader": leader,
+        "count": sum(restored.values()),
+        "restored_by_status": restored,
+        "backup_by_status": backup,
+        "matches": {k: n for k, n in restored.items() if n} == backup,
+    }
+
+
+async def review(ctx: StepContext) -> Outcome:
+    """Approving says: the restored tasks are the ones to keep."""
+    seen = await review_preview(ctx)
+    await ctx.learn(offline_review=seen)
+    if "error" in seen:
+        return Outcome(False, seen["error"])
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(seen["restored_by_status"].items()) if n)
+    if not seen["matches"]:
+        return Outcome(
+            False,
+            f"{seen['leader']} restored {shown or 'no task'}, but the backup holds "
+            + ", ".join(f"{n} {s}" for s, n in sorted(seen["backup_by_status"].items())),
+        )
+    await ctx.learn(reviewed_count=seen["count"])
+    return Outcome(True, f"listing of {seen['count']} tasks reviewed on {seen['leader']} ({shown})")
+
+
+async def review_stop(ctx: StepContext) -> Outcome:
+    """Every scheduler stopped again after the review."""
+    done = await stop(ctx)
+    if done.ok:
+        await ctx.learn(review_started=False, review_leader=None)
+    return done
+
+
 # ---------------------------------------------------------------- the procedure as data
 
 PREPARATION = "Preparation"
 RELOG = "Empty and initialise the replicated log"
 RESTORE = "Write the backup into one replica"
+REVIEW = "Review window (optional, disabled)"
 BRING_BACK = "Bring the schedulers back, the rehydrated one first"
 END = "Verify"
 
@@ -771,6 +921,105 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         run=recover,
         verify=check_recovered,
         precondition=all_down,
+    ),
+    Step(
+        id="offline.review_disable",
+        phase=REVIEW,
+        title="Review window (optional): disable every scheduler",
+        explain=(
+            "Optional, not in Aurora's page: put every environment file in the online "
+            "procedure's disabled state (a Mesos master that does not exist, no "
+            "reconciliation), so the rehydrated scheduler can be started and read before "
+            "it registers. Skipping this skips the whole review window."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("sudo -n tee {env_file} > /dev/null",),
+        check="file re-read shows the three values, each once",
+        suggest_skip=True,
+        added=True,
+        reads=("cat -- {env_file}", ARGV_NOW),
+        run=review_disable,
+        verify=check_files_as_planned,
+        file_edits=edits_disable,
+    ),
+    Step(
+        id="offline.review_start",
+        phase=REVIEW,
+        title="Review window: start the rehydrated scheduler and the quorum, disabled",
+        explain=(
+            "Start the rehydrated scheduler, then the blank ones it needs for a quorum, one "
+            "at a time (each caught up), all disabled; a leader comes up waiting for a "
+            "registration that never comes."
+        ),
+        targets=Targets.REVIEWERS,
+        risk=Risk.MUTATING,
+        commands=("{!service_start}",),
+        check="a disabled leader (LEADER_AWAITING_REGISTRATION)",
+        added=True,
+        reads=(IS_ACTIVE, LOG_TAIL, "cat -- {env_file}"),
+        run=review_start,
+        verify=check_review_started,
+        precondition=review_ready,
+        condition=review_was_disabled,
+    ),
+    Step(
+        id="offline.review",
+        role=Role.REVIEW,
+        phase=REVIEW,
+        title="Review window: the restored tasks",
+        explain=(
+            "The disabled leader's task store by status beside the backup's. Approving this "
+            "step says: these are the tasks to keep."
+        ),
+        targets=Targets.BOT,
+        risk=Risk.MUTATING,
+        commands=(),
+        check="the restored tasks match the backup's",
+        added=True,
+        run=review,
+        preview=review_preview,
+        preview_fact="offline_review",
+        condition=review_was_started,
+    ),
+    Step(
+        id="offline.review_stop",
+        phase=REVIEW,
+        title="Review window: stop the schedulers again",
+        explain="Stop every scheduler the review started.",
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=("{!service_stop}",),
+        check="service inactive on every host",
+        skippable=False,
+        added=True,
+        reads=(IS_ACTIVE,),
+        run=review_stop,
+        verify=check_stopped,
+        condition=review_was_started,
+    ),
+    Step(
+        id="offline.review_revert",
+        phase=REVIEW,
+        title="Review window: put every file back",
+        explain=(
+            "Put back every environment file (and clusters.json) exactly as preflight read "
+            "them, byte for byte, so the schedulers start with their normal flags."
+        ),
+        targets=Targets.ALL,
+        risk=Risk.MUTATING,
+        commands=(
+            "sudo -n tee {env_file} > /dev/null",
+            "sudo -n tee {admin_clusters_json} > /dev/null",
+        ),
+        check="sha256 equals the original on every host",
+        skippable=False,
+        added=True,
+        reads=("cat -- {env_file}", "cat -- {admin_clusters_json}", ARGV_NOW),
+        run=revert,
+        verify=check_files_as_planned,
+        file_edits=edits_revert,
+        condition=review_was_disabled,
     ),
     Step(
         id="offline.start_rehydrated",

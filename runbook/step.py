@@ -59,6 +59,7 @@ class Targets(StrEnum):
     REHYDRATED = "the rehydrated scheduler"
     QUORUM = "blank schedulers, up to the quorum"
     REST = "the other blank schedulers"
+    REVIEWERS = "the rehydrated scheduler and the blank ones of the quorum"
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,61 @@ async def test_an_abort_at_each_step(sandbox22: RunningSandbox, store: Store) ->
         assert file_sums(sandbox.cluster) == before, sid
         assert await store.holder("sandbox") is None
     await engine.close()
+
+
+async def drive_all(engine: Engine, rid: str, until: str | None = None) -> str:
+    """Approve every waiting step, the optional ones too (bob for destructive ones)."""
+    while True:
+        rec = await engine.record(rid)
+        if rec.status != "running":
+            return rec.status
+        sid = next(
+            (s for s in rec.meta["plan"] if rec.steps[s]["status"] not in ("succeeded", "skipped")),
+            None,
+        )
+        if sid is None:
+            await engine.advance(rid)
+            continue
+        state = rec.steps[sid]["status"]
+        if state == "pending":
+            await engine.advance(rid)
+            continue
+        if state != "awaiting":
+            return f"{sid} {state}: {rec.steps[sid].get('summary', '')}"
+        if sid == until:
+            return "at " + sid
+        step = engine.step(sid, rec)
+        await engine.approve(rid, sid, BOB if step.risk.value == "destructive" else ALICE)
+
+
+async def test_the_review_window(sandbox22: RunningSandbox, store: Store) -> None:
+    """Started disabled, the rehydrated scheduler and the quorum show the backup's tasks
+    before anything registers; then every file goes back and the real start order runs."""
+    sandbox = sandbox22
+    set_procedure(sandbox, "offline")
+    before = file_sums(sandbox.cluster)
+    engine = make_engine(store, sandbox.cluster)
+    rid = await engine.start("sandbox", None, ALICE)
+    assert await drive_all(engine, rid, "offline.review") == "at offline.review"
+    rec = await engine.record(rid)
+    seen = rec.data["offline_review"]
+    assert seen["matches"] is True, seen
+    assert seen["count"] == sum(seen["backup_by_status"].values()) > 0
+    states = sandbox.states()
+    rest = [
+        s.host
+        for s in sandbox.cluster.schedulers
+        if s.host not in (rec.data["rehydrate"], *[h for h, st in states.items() if st != "DOWN"])
+    ]
+    assert sorted(states.values()) == ["DOWN", "LEADER_AWAITING_REGISTRATION", "STORAGE_PREPARED"]
+    assert len(rest) == 1  # the blank one beyond the quorum stays down
+    time.sleep(2)  # several reconciliation delays: disabled, nothing is killed
+    assert kills(sandbox.dir) == []
+    assert file_sums(sandbox.cluster) != before  # disabled
+    assert await drive_all(engine, rid) == "succeeded"
+    rec = await engine.record(rid)
+    assert rec.data["reviewed_count"] == seen["count"]
+    assert file_sums(sandbox.cluster) == before
+    assert len(sandbox.leaders("ACTIVE")) == 1
+    assert len(kills(sandbox.dir)) == rec.data["kills"]["predicted"]
+    await engine.close()

@@ -127,6 +127,7 @@ def test_start_order_targets(
     assert target_hosts(c, Targets.REHYDRATED, f) == [rehydrate]
     assert target_hosts(c, Targets.QUORUM, f) == quorum_hosts
     assert target_hosts(c, Targets.REST, f) == rest
+    assert target_hosts(c, Targets.REVIEWERS, f) == [rehydrate, *quorum_hosts]
     assert offline.has_blank_quorum(f) is bool(quorum_hosts)
     assert offline.has_rest(f) is bool(rest)
 
@@ -134,7 +135,7 @@ def test_start_order_targets(
 def test_nothing_is_targeted_before_the_choice() -> None:
     c = cluster()
     f = facts(rehydrate=None)
-    for t in (Targets.REHYDRATED, Targets.QUORUM, Targets.REST):
+    for t in (Targets.REHYDRATED, Targets.QUORUM, Targets.REST, Targets.REVIEWERS):
         assert target_hosts(c, t, f) == []
 
 
@@ -164,8 +165,16 @@ def test_the_start_order_is_in_the_data() -> None:
     assert len(wipe) == 1 and len(fill) == 1
     assert wipe[0].risk is Risk.DESTRUCTIVE and fill[0].risk is Risk.DESTRUCTIVE
     assert fill[0].targets is Targets.REHYDRATED
-    starts = [s for s in steps if "{!service_start}" in " ".join(s.commands)]
+    starts = [
+        s for s in steps if "{!service_start}" in " ".join(s.commands) and s.phase != offline.REVIEW
+    ]
     assert [s.targets for s in starts] == [Targets.REHYDRATED, Targets.QUORUM, Targets.REST]
+    # The review window starts only disabled schedulers, the rehydrated one first, after
+    # the tool, and only once every file is disabled.
+    (review_start,) = [s for s in steps if s.targets is Targets.REVIEWERS]
+    assert index[review_start.id] > index[fill[0].id]
+    assert review_start.precondition is offline.review_ready
+    assert review_start.condition is offline.review_was_disabled
     for s in starts:
         # refused by the engine while the log is empty, and after the tool only
         assert s.needs_real_log
@@ -184,8 +193,14 @@ def test_roles_and_no_online_recovery_command() -> None:
     text = " ".join(c for s in steps for c in (*s.commands, *s.reads))
     for online in ("scheduler_stage_recovery", "scheduler_commit_recovery", "_recovery_tasks"):
         assert online not in text
-    # Nothing edits a file: nothing to put back afterwards.
-    assert "tee" not in text
+    # Only the optional review window edits files (unattended runs skip it), and when it
+    # did, putting them back cannot be skipped.
+    writers = [s for s in steps if "tee" in " ".join(s.commands)]
+    assert {s.phase for s in writers} == {offline.REVIEW}
+    disable, put_back = writers
+    assert disable.suggest_skip and disable.skippable
+    assert not put_back.skippable and put_back.condition is offline.review_was_disabled
+    assert put_back.file_edits is not None and disable.file_edits is not None
     # Each step that changes something can tell after an interruption whether it ran.
     for s in steps:
         if s.risk is not Risk.READ_ONLY and s.targets is not Targets.BOT:
