@@ -8,7 +8,10 @@ backup's tasks; every file sha256-identical afterwards."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import pytest
 
 from runbook import snapshot
 from runbook.actions import active_task_count
-from tests.conftest import RunningSandbox, wait_for
+from tests.conftest import ROOT, RunningSandbox, wait_for
 from tests.drive import file_sums, kills
 from tests.test_packaged_hosts import console_yes
 
@@ -123,6 +126,17 @@ def test_an_offline_console_restore(make_sandbox, tmp_path: Path, flavour: str) 
     time.sleep(2)  # a few reconciliation rounds later, still nothing more
     assert len(kills(sandbox.dir)) == len(recorded)
     assert file_sums(sandbox.cluster) == before
+    # The unattended run skipped the optional review window; the transcript verifies.
+    assert step_of(doc, "offline.review_disable")["status"] == "skipped"
+    checked = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "verify-transcript", str(out / "transcript.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDIS_URL": ""},
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def _epoch(text: str) -> float:
