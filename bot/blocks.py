@@ -343,7 +343,9 @@ def render_root(view: RootView) -> tuple[str, list[dict[str, Any]]]:
         ]
     )
     procedure = f"{etext(view.procedure, 40)} procedure"
-    if view.aurora_versions:
+    if view.procedure_version:
+        procedure += f" for Aurora {etext(view.procedure_version, 40)}"
+    elif view.aurora_versions:
         procedure += f" (Aurora {etext(view.aurora_versions, 60)})"
     blocks: list[dict[str, Any]] = [
         header(f"Aurora restore: {view.cluster}", "root.head"),

@@ -297,6 +297,9 @@ class Console:
             )
             rid = await engine.start(self.cluster.name, backup, starter)
             self.say(f"restore {rid} of {self.cluster.name} started by {starter.label}")
+            meta = (await engine.record(rid)).meta
+            why = str(meta.get("procedure_why") or "")
+            self.say(f"procedure: {meta.get('procedure', 'online')}" + (f" ({why})" if why else ""))
         await engine.advance(rid)
         while True:
             rec = await engine.record(rid)

@@ -255,6 +255,8 @@ class RootView:
     # On the root: export the transcript (once it ended), put the old log back (after
     # an abort that held the schedulers stopped on a wiped log).
     actions: tuple[Action, ...]
+    # The Aurora version the procedure was chosen for (runbook.choice), when known.
+    procedure_version: str = ""
 
 
 def backup_view(facts: Mapping[str, Any], cluster: Cluster, requested: str = "") -> BackupView:
@@ -320,6 +322,7 @@ def root_view(rec: RestoreRecord, procedure: Procedure, cluster: Cluster) -> Roo
         procedure=procedure.name,
         procedure_title=procedure.title,
         aurora_versions=procedure.aurora_versions,
+        procedure_version=str(meta.get("procedure_version") or ""),
         status=str(rec.status),
         started_by=str(meta.get("started_by", "")),
         started_by_name=str(meta.get("started_by_name") or ""),

@@ -250,3 +250,28 @@ def test_libprocess_command_quotes_the_env_file() -> None:
 )
 def test_parse_metrics(text: str, expected: object) -> None:
     assert parse_metrics(text) == expected
+
+
+def test_the_root_message_names_the_procedure_and_its_version() -> None:
+    from bot.blocks import root_message
+    from runbook.store import RestoreRecord
+
+    plan = OFFLINE.ids()
+    rec = RestoreRecord(
+        rid="r1",
+        meta={
+            "cluster": "west",
+            "started_by": "U0ALICE",
+            "plan": plan,
+            "started_at": 1,
+            "procedure": "offline",
+            "procedure_version": "0.22.0",
+        },
+        status="running",
+        current=plan[0],
+        steps={sid: {"status": "pending", "attempt": 0} for sid in plan},
+        data={},
+    )
+    text = str(root_message(rec, cluster()))
+    assert "offline procedure for Aurora 0.22.0" in text
+    assert "Write the backup into the rehydrated scheduler" in text  # its own steps

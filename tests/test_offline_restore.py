@@ -94,6 +94,7 @@ def test_an_offline_console_restore(make_sandbox, tmp_path: Path, flavour: str) 
     assert doc["outcome"] == "succeeded"
     assert doc["procedure"] == "offline"
     assert doc["procedure_version"] == "0.22.0"
+    assert 'procedure: offline (procedure = "offline" in the cluster file)' in r.stdout
 
     # recovery-tool ran once, on one host, and only after the stop step ended.
     tool_runs = [run for run in runs(log) if run[2] == "recovery-tool"]
