@@ -20,14 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import connect
-from bot.leader import detector
-from bot.mesos import running_tasks
-from bot.probes import HttpVarsProbe
-from runbook.choice import chooser
+from bot.wiring import build_engine
 from runbook.clusters import Cluster
 from runbook.engine import Engine, Refused
-from runbook.procedure import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, BOB, drive, file_sums, kills
@@ -51,17 +46,8 @@ def sandbox22(make_sandbox) -> RunningSandbox:
 
 
 def make_engine(store: Store, cluster: Cluster) -> Engine:
-    return Engine(
-        store,
-        {cluster.name: cluster},
-        connect,
-        timing=FAST,
-        lease_ms=5000,
-        detect=detector,
-        mesos=running_tasks,
-        procedures=PROCEDURES,
-        choose=chooser(HttpVarsProbe),
-    )
+    """The engine as the console and the Slack app build it (every adapter, the chooser)."""
+    return build_engine(store, {cluster.name: cluster}, timing=FAST, lease_ms=5000)
 
 
 def ssh_ok(sandbox: RunningSandbox, host: str, command: str) -> None:
