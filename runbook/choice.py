@@ -19,7 +19,8 @@ that reports a version must report the same one, and so must the cluster file's
 `aurora_version` when it is set; otherwise this refuses to guess. When no scheduler
 answers (they are often down in an incident), the cluster file's `aurora_version`
 decides, then the version the chosen backup was written by (runbook.snapshot), when
-preflight has decoded it.
+preflight has decoded it; with none of them, the online procedure (its API exists in
+every release), saying so.
 
 A configured procedure is taken as it is, except "offline" on a version that has no
 `recovery-tool` (before 0.20), which is refused.
@@ -123,9 +124,14 @@ def choose(
     if configured != "auto":
         raise CannotChoose(f"unknown procedure {configured!r}: online, offline or auto")
     if version is None:
-        raise CannotChoose(
-            f'procedure = "auto" cannot tell the Aurora version ({source}, no aurora_version '
-            'in the cluster file): set procedure = "online" or "offline", or aurora_version'
+        # Nothing to go by: the procedure every release supports (the online API was never
+        # removed), as before there was a choice; the cards say why.
+        return (
+            "online",
+            None,
+            f"the Aurora version is not known ({source}, no aurora_version in the cluster "
+            "file): the online procedure, whose API every release has; set procedure or "
+            "aurora_version to choose",
         )
     name = procedure_for(version)
     span = "0.21 and later" if name == "offline" else "0.13 to 0.20"

@@ -59,7 +59,8 @@ TABLE = [
     ("auto", {A: "0.21.0", B: "0.22.0"}, None, None, "report different versions"),
     ("auto", {A: "0.20.0", B: "0.22.0"}, None, None, "a.example 0.20.0, b.example 0.22.0"),
     ("auto", {A: "0.22.0"}, "0.20.0", None, "aurora_version is 0.20.0"),
-    ("auto", {}, None, None, "cannot tell the Aurora version"),
+    # Nothing known at all: the procedure every release supports, saying why.
+    ("auto", {}, None, None, ("online", None)),
     ("offline", {A: "0.17.0"}, None, None, "needs recovery-tool"),
     ("offline", {A: "0.17.0", B: "0.22.0"}, None, None, "report different versions"),
 ]
