@@ -35,7 +35,6 @@ from runbook.store import RestoreRecord, Store
 from runbook.transcript_html import to_html
 
 RULE = "─" * 72
-COMMAND_SHOWN = 60  # characters of a host's command on its result line
 
 
 def connect(cluster: Cluster) -> tuple[Remote, VarsProbe]:
@@ -98,10 +97,10 @@ class Watched:
         return getattr(self.inner, name)
 
 
-def shorten(command: str, limit: int = COMMAND_SHOWN) -> str:
-    """A command on one line, its first `limit` characters, secrets masked."""
-    line = " ".join(redact(command).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def whole(command: str) -> str:
+    """A command as it was sent, whole (never cut), secrets masked: a command that spans
+    lines is printed as it is."""
+    return redact(command)
 
 
 def seconds(duration: float) -> str:
@@ -260,7 +259,7 @@ class Console:
         mark = "✓" if r.ok else "✗"
         if not r.ok and self.engine.step(sid).fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
-        command = shorten(self.commands.pop(r))
+        command = whole(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
         return f"   {mark} {r.host:<20} {detail:<10} {r.duration:6.2f}s{shown}"
 

@@ -440,6 +440,10 @@ class SlackFront:
         results = await self.engine.store.step_results(rid, sid, attempt, hosts)
         card_view = view.step_view(rec, procedure, sid, cluster, results=results)
         card = blocks.render_card(card_view)
+        if card.plan_file is not None:
+            # The whole plan the card names goes out first: it is in the thread before
+            # the card's Approve can be clicked.
+            await self.plan_file(rid, sid, card.plan_file)
         if ts_raw is None:
             if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
                 return  # another process posts it
@@ -456,6 +460,11 @@ class SlackFront:
                 channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
             )
         await self.card_files(rec, procedure.step(sid), card_view, card.needs_file, results)
+
+    async def plan_file(self, rid: str, sid: str, f: blocks.PlanFile) -> None:
+        """The whole plan of a card that cannot hold it, once per content (its sha256)."""
+        if await self.redis.hsetnx(slack_key(rid), f"plan-file:{sid}:{f.sha256}", "1"):
+            await self.upload(rid, f.name, f.content, f"{sid}: the whole plan (sha256 {f.sha256})")
 
     async def card_files(
         self,
