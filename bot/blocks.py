@@ -11,6 +11,13 @@ Whatever the input (long host names, 50 schedulers, 10 KB of output, a review of
 and then cut with "…", counts are capped, and a card stays under `MESSAGE_BUDGET`
 characters. When output had to be cut, `StepCard.needs_file` (from `render_step`) tells
 the caller to attach the full output (`output_text`) as a file.
+
+The plan is never cut (rule 3: what a person approves is exactly what runs): every
+command, whole, for every host it runs on (a long one spans several sections,
+`code_parts`), every file edit as a diff, every command it reads with. What does not fit
+within the card's limits (50 blocks, `MESSAGE_BUDGET`) goes out whole as a file,
+`StepCard.plan_file` (`plan_text`), which the card names with its sha256 and the caller
+posts before the card, so it is in the thread before Approve can be clicked.
 """
 
 from __future__ import annotations
@@ -413,10 +420,8 @@ def command_lines(view: StepView) -> list[str]:
     for group, members in groups.items():
         if len(groups) == 1 and len(members) > 1:
             label = f"every target ({len(members)} hosts)"
-        elif len(members) > 3:
-            label = ", ".join(clip(h, 60) for h in members[:3]) + f" +{len(members) - 3}"
         else:
-            label = ", ".join(clip(h, 60) for h in members)
+            label = ", ".join(members)  # every host it runs on, whole
         for c in group:
             lines.append(esc(f"[{label}] $ {c}"))
     return lines
@@ -760,7 +765,10 @@ def _tails(
         if tail != escaped:
             cut = True
             head += " (tail)"
-        out.append(section(head + "\n" + code_block([tail]), f"card.out.{len(out)}"))
+        block = section(head + "\n" + code_block([tail]), f"card.out.{len(out)}")
+        if _size(blocks + out + [block] + reserved) + 400 > MESSAGE_BUDGET:
+            return out, True  # JSON escapes made it larger than its text
+        out.append(block)
     return out, cut
 
 
@@ -777,6 +785,10 @@ def _fit_plan(parts: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> list[
         shown.append(part)
         used, count = used + size, count + 1
     return shown
+
+
+def _output_note() -> dict[str, Any]:
+    return context(["The output was cut here: the full output is attached as a file."], "card.file")
 
 
 def render_card(view: StepView) -> StepCard:
@@ -815,7 +827,8 @@ def render_card(view: StepView) -> StepCard:
     if view.choice is not None:
         acts.insert(0, backup_picker(view.rid, view.choice))
     parts, whole = plan_parts(view)
-    shown = _fit_plan(parts, top + below + acts)
+    # Room is kept for the note that the output is attached, should the output be cut.
+    shown = _fit_plan(parts, top + below + acts + ([_output_note()] if ended else []))
     the_file = None if whole and len(shown) == len(parts) else plan_file(view)
     blocks = top + shown + ([plan_file_note(the_file)] if the_file else []) + below
     if ended and view.results:
@@ -823,11 +836,7 @@ def render_card(view: StepView) -> StepCard:
         blocks += tails
         if cut or needs_file:
             needs_file = True
-            blocks.append(
-                context(
-                    ["The output was cut here: the full output is attached as a file."], "card.file"
-                )
-            )
+            blocks.append(_output_note())
     blocks += acts
     text = clip(f"{esc(view.sid)} · {esc(view.title)}: {esc(view.status)}", FALLBACK_TEXT)
     return StepCard(text, blocks[:MAX_BLOCKS], needs_file, the_file)

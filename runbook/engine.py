@@ -122,6 +122,15 @@ async def console_approvers(cluster: Cluster, actor: Actor) -> bool:
     return actor.id in cluster.approvers.console
 
 
+def _sent(ctx: StepContext) -> dict[str, list[dict[str, str]]]:
+    """What a step sent (`commands`) and read with (`reads`, at most 500 batches) so far,
+    redacted, as its state records them for its card."""
+    return {
+        "commands": [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent],
+        "reads": [{h: redact(c) for h, c in b.items()} for b in ctx.reads][:500],
+    }
+
+
 @dataclass
 class Engine:
     store: Store
@@ -961,9 +970,11 @@ class Engine:
         """Run `run` for a step this worker holds (renewing its lease), recording each
         host's result; returns the outcome, its redacted summary and the commands sent."""
         attempt = int(rec.steps[sid].get("attempt", 1))
+        read_only = self.step(sid).risk is Risk.READ_ONLY
 
         async def on_result(r: HostResult) -> None:
-            await self._host_result(rec.rid, sid, attempt, r)
+            # A read-only step's card shows what it sent so far, as its results arrive.
+            await self._host_result(rec.rid, sid, attempt, r, _sent(ctx) if read_only else {})
 
         ctx = await self._context(rec, self.step(sid), on_result, guarded=guarded)
         await self._notify("running", rid=rec.rid, step=sid)
@@ -981,9 +992,9 @@ class Engine:
             renew.cancel()
             self._tasks.pop(rec.rid, None)
         summary = redact(outcome.summary)[:2000]
-        commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
-        self._reads[rec.rid] = [{h: redact(c) for h, c in b.items()} for b in ctx.reads][:500]
-        return outcome, summary, commands_sent
+        sent = _sent(ctx)
+        self._reads[rec.rid] = sent["reads"]
+        return outcome, summary, sent["commands"]
 
     async def _execute(self, rid: str, sid: str) -> Outcome:
         """Run a step this worker holds the lease of, and record how it ended."""
@@ -1031,7 +1042,9 @@ class Engine:
                 await self._notify("finished", rid=rid, status="failed")
         return outcome
 
-    async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
+    async def _host_result(
+        self, rid: str, sid: str, attempt: int, r: HostResult, sent: dict[str, Any] | None = None
+    ) -> None:
         stdout, out_cut = redact_capped(r.stdout, OUTPUT_CAP)
         stderr, err_cut = redact_capped(r.stderr, OUTPUT_CAP)
         output = {
@@ -1047,7 +1060,7 @@ class Engine:
             rid,
             sid,
             ("running",),
-            {},
+            sent or {},
             {
                 "type": "host_result",
                 "host": r.host,

@@ -157,7 +157,7 @@ def _file_diffs(text: str) -> list[tuple[set[str], str]]:
     """The file edits of a plan file (bot.blocks.plan_text): (hosts, diff)."""
     out = []
     for m in re.finditer(
-        r"^===== File edit on (?P<hosts>.*):\n(?P<diff>.*?)(?=^===== |\Z)", text, re.M | re.S
+        r"^===== File edit on (?P<hosts>[^\n]*):\n(?P<diff>.*?)(?=^===== |\Z)", text, re.M | re.S
     ):
         hosts = {h.strip() for h in m.group("hosts").split(",")}
         out.append((hosts, m.group("diff").removesuffix("\n")))
