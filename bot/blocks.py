@@ -49,6 +49,7 @@ from bot.view import (
 from runbook.clusters import Cluster
 from runbook.ports import HostResult
 from runbook.procedure import ONLINE
+from runbook.redact import redact
 from runbook.step import Procedure, Risk, Role, Targets
 from runbook.store import RestoreRecord
 
@@ -554,7 +555,9 @@ def plan_text(view: StepView) -> str:
 
 
 def plan_file(view: StepView) -> PlanFile:
-    content = plan_text(view)
+    """The file of a view's whole plan, secrets masked (as `upload` posts it: its sha256
+    is of exactly the bytes posted)."""
+    content = redact(plan_text(view))
     digest = hashlib.sha256(content.encode()).hexdigest()
     return PlanFile(f"{view.sid}-plan-{digest[:12]}.txt", content, digest)
 
