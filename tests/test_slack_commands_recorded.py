@@ -185,10 +185,6 @@ async def test_every_command_sent_through_slack_was_on_the_card_that_asked_for_i
         unshown.append((w.clicked, sorted(w.moved()), c["host"], c["command"], named))
     # Whole: no command is cut on a card (a long one spans sections, or the card names
     # the file of its whole plan), and a read-only step's card shows what it sent.
-    if unshown:  # DEBUG
-        import json as _j
-        _d = {"unshown": unshown, "files": {f.name: f.text for f in double.files}}
-        open("/tmp/dump.json", "w").write(_j.dumps(_d, default=str, indent=1))
     assert unshown == [], (unshown[:3], [f.name for f in double.files])
 
     # Every file a step changed was on its card, as a diff, before the approval, and the
