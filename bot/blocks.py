@@ -11,10 +11,18 @@ Whatever the input (long host names, 50 schedulers, 10 KB of output, a review of
 and then cut with "…", counts are capped, and a card stays under `MESSAGE_BUDGET`
 characters. When output had to be cut, `StepCard.needs_file` (from `render_step`) tells
 the caller to attach the full output (`output_text`) as a file.
+
+The plan is never cut (rule 3: what a person approves is exactly what runs): every
+command, whole, for every host it runs on (a long one spans several sections,
+`code_parts`), every file edit as a diff, every command it reads with. What does not fit
+within the card's limits (50 blocks, `MESSAGE_BUDGET`) goes out whole as a file,
+`StepCard.plan_file` (`plan_text`), which the card names with its sha256 and the caller
+posts before the card, so it is in the thread before Approve can be clicked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -40,6 +48,7 @@ from bot.view import (
 from runbook.clusters import Cluster
 from runbook.ports import HostResult
 from runbook.procedure import ONLINE, PROCEDURES
+from runbook.redact import redact
 from runbook.step import Procedure, Risk, Role, Targets
 from runbook.store import RestoreRecord
 
@@ -385,6 +394,8 @@ class StepCard:
     text: str
     blocks: list[dict[str, Any]]
     needs_file: bool  # output was cut: attach `output_text(...)` as a file
+    # The whole plan, when the card cannot hold it: post it before the card (bot.slack_front).
+    plan_file: PlanFile | None = None
 
 
 def targets_line(view: StepView) -> str:
@@ -400,7 +411,8 @@ def targets_line(view: StepView) -> str:
 
 
 def command_lines(view: StepView) -> list[str]:
-    """`[hosts] $ command` lines, hosts with the same commands grouped (escaped)."""
+    """`[hosts] $ command` lines, hosts with the same commands grouped (escaped, whole:
+    a command is never cut; `code_parts` splits a long one over sections)."""
     if view.commands_error:
         return [esc(f"(commands not available: {view.commands_error})")]
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -410,66 +422,153 @@ def command_lines(view: StepView) -> list[str]:
     for group, members in groups.items():
         if len(groups) == 1 and len(members) > 1:
             label = f"every target ({len(members)} hosts)"
-        elif len(members) > 3:
-            label = ", ".join(clip(h, 60) for h in members[:3]) + f" +{len(members) - 3}"
         else:
-            label = ", ".join(clip(h, 60) for h in members)
+            label = ", ".join(members)  # every host it runs on, whole
         for c in group:
-            lines.append(clip(esc(f"[{label}] $ {c}"), 1000))
+            lines.append(esc(f"[{label}] $ {c}"))
     return lines
 
 
-def _commands_block(lines: list[str], block_id: str) -> dict[str, Any]:
-    if not lines:
-        return section("_No commands on the schedulers: the bot does this itself._", block_id)
-    overhead = len("*Commands:*\n```\n\n```") + 10
-    body = _fit_lines(lines, SECTION_TEXT - overhead, "… {n} more lines in the transcript")
-    return section("*Commands:*\n" + code_block([body]), block_id)
+def _fence(text: str) -> str:
+    """Text that cannot close the code block it is in."""
+    return text.replace("```", "`\u200b``")
 
 
-MAX_DIFF_BLOCKS = 3
+def _safe_cut(text: str, limit: int) -> int:
+    """Where to cut `text` at or before `limit` without splitting an `&amp;` entity."""
+    m = _PARTIAL_ENTITY_RE.search(text[:limit])
+    return m.start() if m and m.start() > 0 else limit
 
 
-def plan_blocks(view: StepView) -> list[dict[str, Any]]:
-    """The rest of the plan approved (runbook.plan): each file edit as a unified diff
-    (hosts with the same diff together), and the commands it only reads with."""
-    if view.plan_error:
-        return [
-            section(
-                f"⚠️ *The plan could not be rendered:* {etext(view.plan_error, 1500)}", "card.plan"
-            )
-        ]
-    out: list[dict[str, Any]] = []
+CONTINUED = "continued"
+SAME_LINE = "continued (the same line)"
+
+
+def code_parts(title: str, lines: list[str]) -> list[str]:
+    """Section texts that show `lines` (escaped mrkdwn) whole, in code blocks, each within
+    the section limit: as many lines per section as fit, a longer line split over several
+    sections. The first is headed `*{title}:*`, the next `*{title}, continued:*`, or
+    `*{title}, continued (the same line):*` where it goes on with the line the section
+    before ended with (joined without a line break, the line is the command sent)."""
+    room = SECTION_TEXT - len(f"*{title}, {SAME_LINE}:*\n```\n\n```")
+    bodies: list[tuple[str, bool]] = []  # (body, it goes on with the line before)
+    cur, cur_same = "", False
+    for raw in lines:
+        line = _fence(raw)
+        if cur and len(cur) + 1 + len(line) <= room:
+            cur += "\n" + line
+            continue
+        if cur:
+            bodies.append((cur, cur_same))
+            cur, cur_same = "", False
+        while len(line) > room:
+            cut = _safe_cut(line, room)
+            bodies.append((line[:cut], cur_same))
+            line, cur_same = line[cut:], True
+        cur = line
+    if cur:
+        bodies.append((cur, cur_same))
+    out = []
+    for i, (body, same) in enumerate(bodies):
+        head = f"*{title}:*" if i == 0 else f"*{title}, {SAME_LINE if same else CONTINUED}:*"
+        out.append(f"{head}\n```\n{body}\n```")
+    return out
+
+
+def _diff_groups(view: StepView) -> list[tuple[str, list[str]]]:
+    """Each different diff with the hosts it is for, in the view's order."""
     diffs: dict[str, list[str]] = {}
     for edit in view.edits:
         diffs.setdefault(edit.diff, []).append(edit.host)
-    for i, (text, hosts) in enumerate(diffs.items()):
-        if i >= MAX_DIFF_BLOCKS:
-            out.append(
-                context([f"… {len(diffs) - i} more diffs in the transcript"], "card.diff.more")
-            )
+    return list(diffs.items())
+
+
+def _diff_text(text: str, hosts: list[str]) -> str | None:
+    """One file edit as a section text, whole; None when it cannot fit in one section."""
+    label = ", ".join(f"`{etext(h, 60)}`" for h in hosts[:6]) + (
+        f" +{len(hosts) - 6}" if len(hosts) > 6 else ""
+    )
+    out = f"*File edit on {label}:*\n" + code_block(esc(text).splitlines())
+    return out if len(out) <= SECTION_TEXT else None
+
+
+def plan_parts(view: StepView) -> tuple[list[dict[str, Any]], bool]:
+    """The plan approved (runbook.plan), whole, as sections in order: the commands, each
+    file edit as a unified diff (hosts with the same diff together), the commands it
+    only reads with; and False when a part cannot be a section at all (a diff longer
+    than a section): the parts before it are shown and the plan goes out as a file."""
+    if view.plan_error:
+        error = f"⚠️ *The plan could not be rendered:* {etext(view.plan_error, 1500)}"
+        return [section(error, "card.plan")], True
+    lines = command_lines(view)
+    out: list[dict[str, Any]] = []
+    if not lines:
+        text = "_No commands on the schedulers: the bot does this itself._"
+        out.append(section(text, "card.commands"))
+    for i, text in enumerate(code_parts("Commands", lines)):
+        out.append(section(text, "card.commands" if i == 0 else f"card.commands.{i}"))
+    whole = True
+    for i, (diff, hosts) in enumerate(_diff_groups(view)):
+        text_or_none = _diff_text(diff, hosts)
+        if text_or_none is None:
+            whole = False
             break
-        label = ", ".join(f"`{etext(h, 60)}`" for h in hosts[:6]) + (
-            f" +{len(hosts) - 6}" if len(hosts) > 6 else ""
-        )
-        head = f"*File edit on {label}:*\n"
-        body = _fit_lines(
-            esc(text).splitlines(),
-            SECTION_TEXT - len(head) - 20,
-            "… {n} more lines in the transcript",
-        )
-        out.append(section(head + code_block([body]), f"card.diff.{i}"))
-    if view.reads:
-        lines = [clip(esc(c), 500) for c in view.reads]
-        body = _fit_lines(lines, SECTION_TEXT - 60, "… {n} more in the transcript")
-        out.append(section("*It also reads, to check:*\n" + code_block([body]), "card.reads"))
+        out.append(section(text_or_none, f"card.diff.{i}"))
+    if whole and view.reads:
+        reads = code_parts("It also reads, to check", [esc(c) for c in view.reads])
+        for i, text in enumerate(reads):
+            out.append(section(text, "card.reads" if i == 0 else f"card.reads.{i}"))
+    return out, whole
+
+
+def _digest_block(view: StepView) -> list[dict[str, Any]]:
+    if not view.plan_digest:
+        return []
+    text = f"plan `{view.plan_digest[:12]}`: an approval runs exactly this"
+    return [context([text], "card.digest")]
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """The whole plan of a card that cannot hold it, posted in the thread with the card
+    (before its Approve can be clicked); the card names it and its sha256."""
+
+    name: str
+    content: str
+    sha256: str
+
+
+def plan_text(view: StepView) -> str:
+    """The whole plan of a step, unescaped, as the file posted when the card cannot hold
+    it: every command per host (`[host] $ command`), what it also reads, and every file
+    edit as a unified diff, each section headed by a line starting with "===== "."""
+    out = [f"{view.sid} · {view.title}: the whole plan"]
     if view.plan_digest:
-        out.append(
-            context(
-                [f"plan `{view.plan_digest[:12]}`: an approval runs exactly this"], "card.digest"
-            )
-        )
-    return out
+        out.append(f"plan {view.plan_digest} (an approval runs exactly this)")
+    out.append("===== Commands")
+    out += [f"[{hc.host}] $ {c}" for hc in view.commands for c in hc.commands]
+    out.append("===== It also reads, to check")
+    out += list(view.reads)
+    for diff, hosts in _diff_groups(view):
+        out.append(f"===== File edit on {', '.join(hosts)}:")
+        out.append(diff.rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def plan_file(view: StepView) -> PlanFile:
+    """The file of a view's whole plan, secrets masked (as `upload` posts it: its sha256
+    is of exactly the bytes posted)."""
+    content = redact(plan_text(view))
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    return PlanFile(f"{view.sid}-plan-{digest[:12]}.txt", content, digest)
+
+
+def plan_file_note(f: PlanFile) -> dict[str, Any]:
+    text = (
+        f"⚠️ The plan does not fit on this card: the full commands are in `{etext(f.name, 200)}` "
+        f"(sha256 `{f.sha256}`), posted in this thread. It is what an approval runs."
+    )
+    return context([text], "card.planfile")
 
 
 def _wipe_lines(wipe: WipePreview) -> list[str]:
@@ -670,33 +769,55 @@ def _tails(
         if tail != escaped:
             cut = True
             head += " (tail)"
-        out.append(section(head + "\n" + code_block([tail]), f"card.out.{len(out)}"))
+        block = section(head + "\n" + code_block([tail]), f"card.out.{len(out)}")
+        if _size(blocks + out + [block] + reserved) + 400 > MESSAGE_BUDGET:
+            return out, True  # JSON escapes made it larger than its text
+        out.append(block)
     return out, cut
 
 
+def _fit_plan(parts: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The leading plan parts that fit on a card with the `fixed` blocks and the note
+    naming the plan file: within MAX_BLOCKS blocks and MESSAGE_BUDGET characters."""
+    note = plan_file_note(PlanFile("x" * 80, "", "0" * 64))
+    used, count = _size([*fixed, note]), len(fixed) + 1
+    shown: list[dict[str, Any]] = []
+    for part in parts:
+        size = _size([part]) + 2
+        if count + 1 > MAX_BLOCKS or used + size > MESSAGE_BUDGET:
+            break
+        shown.append(part)
+        used, count = used + size, count + 1
+    return shown
+
+
+def _output_note() -> dict[str, Any]:
+    return context(["The output was cut here: the full output is attached as a file."], "card.file")
+
+
 def render_card(view: StepView) -> StepCard:
-    """A step's view as a card, and whether its output should also go out as a file."""
+    """A step's view as a card, whether its output should also go out as a file, and
+    the file of its whole plan when the card cannot hold it (`StepCard.plan_file`)."""
     if not view.known:
         text = clip(f"Unknown step {esc(view.sid)}", FALLBACK_TEXT)
         unknown = [section(f"❔ Unknown step `{etext(view.sid, 200)}`", "card.unknown")]
         return StepCard(text, unknown, False)
     emoji = STATUS_EMOJI.get(view.status, "❔")
-    blocks: list[dict[str, Any]] = [
+    top: list[dict[str, Any]] = [
         header(f"{emoji} {view.sid} · {view.title}", "card.head"),
         _meta_block(view),
         section(esc(view.explain), "card.explain"),
         section(targets_line(view), "card.targets"),
-        _commands_block(command_lines(view), "card.commands"),
-        *plan_blocks(view),
     ]
+    below: list[dict[str, Any]] = _digest_block(view)
     preview = preview_lines(view)
     if preview:
         body = _fit_lines(preview, SECTION_TEXT - 10, "… {n} more lines in the transcript")
-        blocks.append(section(body, "card.preview"))
-    blocks.append(_check_block(view))
+        below.append(section(body, "card.preview"))
+    below.append(_check_block(view))
     info = _state_lines(view)
     if info:
-        blocks.append(section(clip("\n".join(info), 2000), "card.state"))
+        below.append(section(clip("\n".join(info), 2000), "card.state"))
     needs_file = False
     ended = view.status in ("succeeded", "failed", "interrupted")
     if view.status == "running" or (view.results and ended):
@@ -704,24 +825,25 @@ def render_card(view: StepView) -> StepCard:
         if lines:
             title = "*Progress:*" if view.status == "running" else "*Results:*"
             body = _fit_lines(lines, SECTION_TEXT - 20, "… and {n} more hosts")
-            blocks.append(section(f"{title}\n{body}", "card.hosts"))
+            below.append(section(f"{title}\n{body}", "card.hosts"))
             needs_file = body.count("\n") + 1 < len(lines)
     acts = action_blocks(view)
     if view.choice is not None:
         acts.insert(0, backup_picker(view.rid, view.choice))
+    parts, whole = plan_parts(view)
+    # Room is kept for the note that the output is attached, should the output be cut.
+    shown = _fit_plan(parts, top + below + acts + ([_output_note()] if ended else []))
+    the_file = None if whole and len(shown) == len(parts) else plan_file(view)
+    blocks = top + shown + ([plan_file_note(the_file)] if the_file else []) + below
     if ended and view.results:
         tails, cut = _tails(view, blocks, acts)
         blocks += tails
         if cut or needs_file:
             needs_file = True
-            blocks.append(
-                context(
-                    ["The output was cut here: the full output is attached as a file."], "card.file"
-                )
-            )
+            blocks.append(_output_note())
     blocks += acts
     text = clip(f"{esc(view.sid)} · {esc(view.title)}: {esc(view.status)}", FALLBACK_TEXT)
-    return StepCard(text, blocks[:MAX_BLOCKS], needs_file)
+    return StepCard(text, blocks[:MAX_BLOCKS], needs_file, the_file)
 
 
 def render_step(

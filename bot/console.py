@@ -32,7 +32,6 @@ from runbook.store import RestoreRecord, Store
 from runbook.transcript_html import to_html
 
 RULE = "─" * 72
-COMMAND_SHOWN = 60  # characters of a host's command on its result line
 
 
 class Commands:
@@ -91,10 +90,10 @@ class Watched:
         return getattr(self.inner, name)
 
 
-def shorten(command: str, limit: int = COMMAND_SHOWN) -> str:
-    """A command on one line, its first `limit` characters, secrets masked."""
-    line = " ".join(redact(command).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def whole(command: str) -> str:
+    """A command as it was sent, whole (never cut), secrets masked: a command that spans
+    lines is printed as it is."""
+    return redact(command)
 
 
 def seconds(duration: float) -> str:
@@ -258,7 +257,7 @@ class Console:
         step = self.procedure.step(sid) if self.procedure is not None else None
         if not r.ok and step is not None and step.fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
-        command = shorten(self.commands.pop(r))
+        command = whole(self.commands.pop(r))
         shown = f"  $ {command}" if command else ""
         return f"   {mark} {r.host:<20} {detail:<10} {r.duration:6.2f}s{shown}"
 

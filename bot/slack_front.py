@@ -149,6 +149,10 @@ class SlackFront:
         self._team: str | None = None
         self._pending: dict[str, concurrent.futures.Future[None]] = {}
         self._last: dict[str, float] = {}
+        # One refresh of a restore at a time (per event loop): a refresh marks a card's
+        # inputs seen before it posts the card, so a second one running meanwhile would
+        # skip that card and could post the next step's Approve before it.
+        self._refreshing: dict[tuple[str, int], asyncio.Lock] = {}
         self.tasks: set[concurrent.futures.Future[Any]] = set()
         self.updates = updates or update_bucket()
         self.store_down = False  # logged once per outage, not once per click
@@ -396,7 +400,13 @@ class SlackFront:
     async def refresh(self, rid: str) -> None:
         """Render the root and every started step from Redis (through the view model of
         `bot.view`, from the stored record and results alone); post or update what
-        changed."""
+        changed, in the plan's order, one refresh of a restore at a time."""
+        key = (rid, id(asyncio.get_running_loop()))
+        lock = self._refreshing.setdefault(key, asyncio.Lock())
+        async with lock:
+            await self._refresh(rid)
+
+    async def _refresh(self, rid: str) -> None:
         where = await self.thread(rid)
         if where is None:
             return
@@ -451,6 +461,10 @@ class SlackFront:
         results = await self.engine.store.step_results(rid, sid, attempt, hosts)
         card_view = view.step_view(rec, procedure, sid, cluster, results=results)
         card = blocks.render_card(card_view)
+        if card.plan_file is not None:
+            # The whole plan the card names goes out first: it is in the thread before
+            # the card's Approve can be clicked.
+            await self.plan_file(rid, sid, card.plan_file)
         if ts_raw is None:
             if not await self.redis.hsetnx(slack_key(rid), f"card:{sid}", "posting"):
                 return  # another process posts it
@@ -467,6 +481,30 @@ class SlackFront:
                 channel=channel, ts=_s(ts_raw), text=card.text, blocks=card.blocks
             )
         await self.card_files(rec, procedure.step(sid), card_view, card.needs_file, results)
+
+    async def plan_file(self, rid: str, sid: str, f: blocks.PlanFile) -> None:
+        """The whole plan of a card that cannot hold it, once per content (its sha256).
+        Posted as it is (`blocks.plan_file` masked its secrets): the card names the sha256
+        of exactly these bytes."""
+        where = await self.thread(rid)
+        if where is None:
+            return
+        key = f"plan-file:{sid}:{f.sha256}"
+        if not await self.redis.hsetnx(slack_key(rid), key, "1"):
+            return
+        try:
+            await self.client.files_upload_v2(
+                content=f.content,
+                filename=f.name,
+                title=f"{sid}: the whole plan (sha256 {f.sha256})",
+                channel=where[0],
+                thread_ts=where[1],
+            )
+        except Exception:
+            # Not posted: the card is not posted either (it would name a file that is
+            # not there), and the next refresh tries both again.
+            await self.redis.hdel(slack_key(rid), key, f"seen:input:{sid}")
+            raise
 
     async def card_files(
         self,

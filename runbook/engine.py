@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -136,6 +137,15 @@ async def _close_ports(pair: tuple[Remote, VarsProbe]) -> None:
 
 async def console_approvers(cluster: Cluster, actor: Actor) -> bool:
     return actor.id in cluster.approvers.console
+
+
+def _sent(ctx: StepContext) -> dict[str, list[dict[str, str]]]:
+    """What a step sent (`commands`) and read with (`reads`, at most 500 batches) so far,
+    redacted, as its state records them for its card."""
+    return {
+        "commands": [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent],
+        "reads": [{h: redact(c) for h, c in b.items()} for b in ctx.reads][:500],
+    }
 
 
 @dataclass
@@ -1127,9 +1137,11 @@ class Engine:
         """Run `run` for a step this worker holds (renewing its lease), recording each
         host's result; returns the outcome, its redacted summary and the commands sent."""
         attempt = int(rec.steps[sid].get("attempt", 1))
+        read_only = self.step(sid, rec).risk is Risk.READ_ONLY
 
         async def on_result(r: HostResult) -> None:
-            await self._host_result(rec.rid, sid, attempt, r)
+            # A read-only step's card shows what it sent so far, as its results arrive.
+            await self._host_result(rec.rid, sid, attempt, r, _sent(ctx) if read_only else {})
 
         ctx = await self._context(rec, self.step(sid, rec), on_result, guarded=guarded)
         await self._notify(Event(K.RUNNING, rid=rec.rid, step=sid, attempt=attempt))
@@ -1147,9 +1159,9 @@ class Engine:
             renew.cancel()
             self._tasks.pop(rec.rid, None)
         summary = redact(outcome.summary)[:2000]
-        commands_sent = [{h: redact(c) for h, c in batch.items()} for batch in ctx.sent]
-        self._reads[rec.rid] = [{h: redact(c) for h, c in b.items()} for b in ctx.reads][:500]
-        return outcome, summary, commands_sent
+        sent = _sent(ctx)
+        self._reads[rec.rid] = sent["reads"]
+        return outcome, summary, sent["commands"]
 
     async def _execute(self, rid: str, sid: str) -> Outcome:
         """Run a step this worker holds the lease of, and record how it ended."""
@@ -1196,24 +1208,24 @@ class Engine:
                 await self._notify(Event(K.RESTORE_FAILED, rid=rid, status=RestoreStatus.FAILED))
         return outcome
 
-    async def _host_result(self, rid: str, sid: str, attempt: int, r: HostResult) -> None:
+    async def _host_result(
+        self, rid: str, sid: str, attempt: int, r: HostResult, sent: dict[str, Any] | None = None
+    ) -> None:
         stdout, out_cut = redact_capped(r.stdout, OUTPUT_CAP)
         stderr, err_cut = redact_capped(r.stderr, OUTPUT_CAP)
-        output = {
-            "exit_status": r.exit_status,
-            "duration": round(r.duration, 3),
-            "error": r.error,
-            "stdout": stdout,
-            "stderr": stderr,
-            "truncated": out_cut or err_cut,
-        }
-        await self.store.save_output(rid, f"{sid}:{attempt}:{r.host}", output)
+        output = await self.store.save_result(
+            rid,
+            sid,
+            attempt,
+            dataclasses.replace(r, stdout=stdout, stderr=stderr),
+            truncated=out_cut or err_cut,
+        )
         await self._move(
             rid,
             sid,
             (StepStatus.RUNNING,),
             None,
-            {},
+            sent or {},
             Event(
                 K.HOST_RESULT,
                 host=r.host,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ _CARD_TEXT = re.compile(r"^(?P<sid>[a-z_]+\.[a-z_]+) · ")
 _CODE = re.compile(r"```\n(.*?)\n```", re.S)
 _COMMAND_LINE = re.compile(r"^\[([^\]\n]*)\] \$ ", re.M)
 _FILE_EDIT = re.compile(r"^\*File edit on (?P<hosts>.*?):\*\n```\n(?P<diff>.*)\n```$", re.S)
+# A part of a listing split over sections (bot.blocks.code_parts).
+_PART = re.compile(
+    r"^\*(?P<title>Commands|It also reads, to check)(?P<more>, continued(?P<same> \(the same line\))?)?:\*\n```\n(?P<body>.*)\n```$",
+    re.S,
+)
+# The card names the file of its whole plan (bot.blocks.plan_file_note).
+_PLAN_FILE = re.compile(
+    r"the full commands are in `(?P<name>[^`]+)` \(sha256 `(?P<sha>[0-9a-f]{64})`\)"
+)
 
 
 def unescape(text: str) -> str:
@@ -63,9 +73,19 @@ class Shown:
     texts: list[str] = field(default_factory=list)
     read_only: bool = False
 
+    files: list[str] = field(default_factory=list)  # the plan files the card named, as posted
+    named: list[str] = field(default_factory=list)  # the plan files' names
+
     def has(self, host: str, command: str) -> bool:
-        """`command` was shown whole, as whole lines, for `host` (or every target)."""
+        """`command` was shown whole, as whole lines, for `host` (or every target), on
+        the card or in the plan file it named."""
         if any(f"\n{command}\n" in f"\n{body}\n" for body in self.reads):
+            return True
+        if any(f"\n[{host}] $ {command}\n" in text for text in self.files):
+            return True
+        if any(
+            f"\n{command}\n" in _section(text, "It also reads, to check") for text in self.files
+        ):
             return True
         for body in self.commands:
             for label in _COMMAND_LINE.findall(body):
@@ -85,35 +105,84 @@ class Shown:
                 return True
         return False
 
-    def add(self, blocks: list[dict[str, Any]] | None) -> None:
+    def add(self, blocks: list[dict[str, Any]] | None, posted: dict[str, str]) -> None:
+        """One payload's blocks; `posted`: the files in the thread by then, by name."""
+        commands: list[str] = []  # raw (escaped) bodies, parts joined
+        reads: list[str] = []
+        last: list[str] | None = None
         for raw in block_texts(blocks):
             self.texts.append(raw)
             if raw.startswith("*") and "read-only" in raw:
                 self.read_only = True
+            named = _PLAN_FILE.search(raw)
+            if named:
+                self.named.append(named.group("name"))
+                text = posted.get(named.group("name"))
+                if text is not None and hashlib.sha256(text.encode()).hexdigest() == named.group(
+                    "sha"
+                ):
+                    self.files.append("\n" + text)
+                    self.diffs += _file_diffs(text)
             edit = _FILE_EDIT.match(raw)
             if edit:
                 hosts = {h.strip().strip("`") for h in edit.group("hosts").split(",")}
                 self.diffs.append((hosts, unescape(edit.group("diff"))))
                 continue
-            for body in _CODE.findall(raw):
-                if raw.startswith("*It also reads, to check:*"):
-                    self.reads.append(unescape(body))
-                elif raw.startswith("*Commands:*"):
-                    self.commands.append(unescape(body))
+            part = _PART.match(raw)
+            if part is None:
+                continue
+            into = commands if part.group("title") == "Commands" else reads
+            if part.group("more") and last is into and into:
+                # The raw (escaped) bodies are joined, then read as a person reads them.
+                joint = "" if part.group("same") else "\n"
+                into[-1] = into[-1] + joint + part.group("body")
+            else:
+                into.append(part.group("body"))
+            last = into
+        self.commands += [unescape(b) for b in commands]
+        self.reads += [unescape(b) for b in reads]
+
+
+def _section(text: str, title: str) -> str:
+    """One "===== title" section of a plan file, with a line break before and after."""
+    at = text.find(f"\n===== {title}\n")
+    if at < 0:
+        return ""
+    body = text[at + len(title) + 8 :]
+    end = body.find("\n===== ")
+    return "\n" + (body if end < 0 else body[: end + 1])
+
+
+def _file_diffs(text: str) -> list[tuple[set[str], str]]:
+    """The file edits of a plan file (bot.blocks.plan_text): (hosts, diff)."""
+    out = []
+    for m in re.finditer(
+        r"^===== File edit on (?P<hosts>[^\n]*):\n(?P<diff>.*?)(?=^===== |\Z)", text, re.M | re.S
+    ):
+        hosts = {h.strip() for h in m.group("hosts").split(",")}
+        out.append((hosts, m.group("diff").removesuffix("\n")))
+    return out
 
 
 def shown_by_step(double: SlackDouble, upto: int | None = None) -> dict[str, Shown]:
     """Every card payload the bot sent (chat.postMessage and chat.update), the first
     `upto` calls only when given, folded per step."""
     out: dict[str, Shown] = {}
+    posted: dict[str, str] = {}  # the files completed so far, by name
     for method, params in double.calls[:upto]:
+        if method == "files.completeUploadExternal":
+            for item in params.get("files") or []:
+                stored = double.uploads.get(str(item.get("id"))) if isinstance(item, dict) else None
+                if stored is not None and stored.content is not None:
+                    posted[stored.name] = stored.text
+            continue
         if method not in ("chat.postMessage", "chat.update"):
             continue
         sid = card_step(params)
         if sid is None:
             continue
         blocks = params.get("blocks")
-        out.setdefault(sid, Shown()).add(blocks if isinstance(blocks, list) else None)
+        out.setdefault(sid, Shown()).add(blocks if isinstance(blocks, list) else None, posted)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
@@ -429,13 +430,21 @@ def test_card_content_mirrors_console() -> None:
             assert edited in seen["diffs"] and edited in diffs
 
 
-def test_commands_truncated_with_note() -> None:
+def test_commands_over_the_card_go_into_the_plan_file_it_names() -> None:
     rec = record(BIG, {"restore.failover": "awaiting"})
-    blocks = B.render_step(rec, BIG, "restore.failover").blocks
-    cmd = next(b for b in blocks if b["block_id"] == "card.commands")["text"]["text"]
-    assert re.search(r"… \d+ more lines in the transcript", cmd)
-    assert cmd.endswith("```")
-    check_blocks(blocks)
+    card = B.render_step(rec, BIG, "restore.failover")
+    check_blocks(card.blocks)
+    cmd = next(b for b in card.blocks if b["block_id"] == "card.commands")["text"]["text"]
+    assert "…" not in cmd and cmd.endswith("```")  # nothing is cut: it goes on, or into the file
+    f = card.plan_file
+    assert f is not None
+    assert f.sha256 == hashlib.sha256(f.content.encode()).hexdigest()
+    note = f"the full commands are in `{f.name}` (sha256 `{f.sha256}`)"
+    assert note in json.dumps(card.blocks, ensure_ascii=False)
+    view = step_view(rec, ONLINE, "restore.failover", BIG)
+    for hc in view.commands:
+        for c in hc.commands:
+            assert f"\n[{hc.host}] $ {c}\n" in f.content
 
 
 def test_running_progress_lines() -> None:

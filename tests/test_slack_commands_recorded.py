@@ -40,8 +40,6 @@ from tests.test_slack_app import (  # noqa: F401  (world is a fixture)
 pytestmark = pytest.mark.timeout(600)
 
 DONE = ("succeeded", "skipped")
-# The steps whose cards cut a long command (see the exemption below).
-CLIPPED_ON = {None, "prep.disable", "log.archive", "cleanup.revert"}
 
 
 @dataclass
@@ -171,7 +169,7 @@ async def test_every_command_sent_through_slack_was_on_the_card_that_asked_for_i
     sent = sent_commands(sandbox.dir)
     assert len(sent) > 50, len(sent)
     # Each command, attributed to the window it ran in, was shown on a card of that window.
-    unshown, read_only_gap, clipped_gap = [], [], []
+    unshown = []
     for c in sent:
         w = next((w for w in windows if w.opened <= c["at"] < w.closed), None)
         assert w is not None, ("sent outside the restore", c)
@@ -183,26 +181,15 @@ async def test_every_command_sent_through_slack_was_on_the_card_that_asked_for_i
         cards |= {s: later[s] for s in w.moved() - {w.clicked} if s in later}
         if any(card.has(c["host"], c["command"]) for card in cards.values()):
             continue
-        where = (w.clicked, sorted(w.moved()), c["host"], c["command"])
-        if any(card.clipped(c["command"]) for card in cards.values()):
-            clipped_gap.append(where)
-        elif any(card.read_only for card in cards.values()):
-            read_only_gap.append(where)
-        else:
-            unshown.append(where)
-    assert unshown == [], unshown[:5]
-    # Known gaps of the Slack card (bot/blocks.py), found by this test and reported: a
-    # command longer than the card's line limit is shown cut ("…"), and a read-only
-    # step's card shows its command templates, not the commands it sent. Each is
-    # asserted to be still there: once fixed, this fails and the exemption goes.
-    assert clipped_gap, "no command is cut on a card any more: drop this exemption"
-    assert read_only_gap, "read-only cards show what they sent now: drop this exemption"
-    assert {w[0] for w in clipped_gap} <= CLIPPED_ON, clipped_gap[:3]
-    assert all(len(w[3]) > 400 for w in clipped_gap), clipped_gap[:3]
+        named = {s: (card.named, len(card.files)) for s, card in cards.items() if card.named}
+        unshown.append((w.clicked, sorted(w.moved()), c["host"], c["command"], named))
+    # Whole: no command is cut on a card (a long one spans sections, or the card names
+    # the file of its whole plan), and a read-only step's card shows what it sent.
+    assert unshown == [], (unshown[:3], [f.name for f in double.files])
 
     # Every file a step changed was on its card, as a diff, before the approval, and the
     # diff turns the file as it was into the file as it is, byte for byte.
-    edits, diffs_cut = 0, []
+    edits = 0
     for i, w in enumerate(windows[1:]):
         old, new = files[i], files[i + 1]
         changed = [key for key in new if new[key] != old.get(key)]
@@ -212,20 +199,11 @@ async def test_every_command_sent_through_slack_was_on_the_card_that_asked_for_i
         card = shown_by_step(double, upto=w.calls_at_open).get(w.clicked, Shown())
         for host, path in changed:
             diffs = [d for hosts, d in card.diffs if host in hosts and d.startswith(f"--- {path} ")]
-            if not diffs and any("more diffs in the transcript" in t for t in card.texts):
-                diffs_cut.append((w.clicked, host, path))
-                continue
             assert diffs, (w.clicked, host, path, card.texts)
             before, after = old[(host, path)].decode(), new[(host, path)].decode()
             assert any(_applies(before, d) == after for d in diffs), (w.clicked, host, diffs)
             edits += 1
     assert edits >= 9, edits  # prep.admin_access, prep.disable and cleanup.revert on 3 hosts
-    # A known gap of the Slack card (bot/blocks.py MAX_DIFF_BLOCKS), found by this test and
-    # reported: past three different diffs the card says "… more diffs in the transcript"
-    # (cleanup.revert puts back two files on each of three hosts). Asserted to be still
-    # there: once fixed, this fails and the exemption goes.
-    assert diffs_cut, "every diff is on its card now: drop this exemption"
-    assert {w[0] for w in diffs_cut} == {"cleanup.revert"}, diffs_cut
     assert {card_step(m) for _, m in approved} >= {"log.wipe", "restore.commit"}
     assert double.invalid == []
     await redis.aclose()
