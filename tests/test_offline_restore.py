@@ -144,3 +144,28 @@ def _epoch(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_an_offline_restore_from_a_fresh_backup_kills_no_task(make_sandbox, tmp_path: Path) -> None:
+    """The acceptance's "no task killed": with a backup taken just before (aurora_admin
+    scheduler_backup_now on the leader, as an operator does before a planned restore),
+    the forecast is zero, and so are the kills, long after the leader reconciled."""
+    sandbox = make_sandbox("--aurora-version", "0.22")
+    set_procedure(sandbox, "offline")
+    leader = wait_for(lambda: sandbox.leaders("ACTIVE"), timeout=30)[0]
+    client = sandbox.info.hosts[0].paths.admin_name
+    r = sandbox.ssh(leader, f"{client} scheduler_backup_now sandbox")
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = file_sums(sandbox.cluster)
+    out = tmp_path / "out"
+    r = console_yes(sandbox, out)
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
+    doc = json.loads((out / "transcript.json").read_text())
+    assert doc["outcome"] == "succeeded" and doc["procedure"] == "offline"
+    leaders = wait_for(lambda: sandbox.leaders("ACTIVE"), timeout=30)
+    assert len(leaders) == 1
+    assert active_task_count(sandbox.vars(leaders[0])) == backup_active(sandbox, doc) > 0
+    assert doc["kills"]["predicted"] == doc["kills"]["observed"] == 0
+    time.sleep(2)  # a few reconciliation rounds later, still nothing killed
+    assert kills(sandbox.dir) == []
+    assert file_sums(sandbox.cluster) == before
