@@ -274,6 +274,9 @@ class Cluster(_Strict):
     # Added: the offline procedure's `recovery-tool`; unset: found on each host at the
     # Debian path, else the RPM one (RECOVERY_TOOL_CANDIDATES). A configured path wins.
     recovery_tool: RemotePath | None = None
+    # Added: the scheduler the offline procedure rehydrates (it must hold the backup);
+    # unset: the preflight's leader when it holds the backup, else the first that does.
+    rehydrate: str | None = None
     # Added: a Mesos master's HTTP address (any master: the leader is followed), to
     # list the running tasks a restore would kill. None: no forecast of kills.
     mesos_master: HttpUrl | None = None
@@ -303,6 +306,8 @@ class Cluster(_Strict):
             if key in seen:
                 raise ValueError(f"schedulers: host {s.host!r} is listed twice")
             seen.add(key)
+        if self.rehydrate is not None and self.rehydrate not in seen:
+            raise ValueError(f"rehydrate: {self.rehydrate!r} is not one of the schedulers")
         return self
 
     @property

@@ -583,12 +583,18 @@ class Engine:
             raise Refused(f"{backup} is not on any scheduler")
         procedure = self.procedure_of(rec)
         if not backup_choice_open(rec, procedure):
-            raise Refused("the backup can be changed only until prep.stop is approved")
+            first = next((s.id for s in procedure if _touches_schedulers(s)), "the first stop")
+            raise Refused(f"the backup can be changed only until {first} is approved")
         if backup == rec.data.get("backup"):
             raise Refused(f"{backup} is already the chosen backup")
         # The new backup is proven as preflight proved the first (decoded, forecast)
         # before anything about the choice changes.
         holders = sorted(rec.data["backups"][backup])
+        if cluster.rehydrate is not None and cluster.rehydrate not in holders:
+            raise Refused(
+                f"{backup} is not on {cluster.rehydrate} (rehydrate in the cluster file); "
+                f"the hosts that hold it: {', '.join(holders)}"
+            )
         ctx = await self._context(rec, self.step(rec.meta["plan"][0], rec))
         ctx.facts["backup"] = backup
         proven, unusable = await preflight.prove_backup(ctx, backup, holders)

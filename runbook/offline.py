@@ -328,9 +328,15 @@ async def offline_preflight(ctx: StepContext) -> Outcome:
         problems += await _check_sudo(
             ctx, ("du -sb {log_dir}",), service=False
         ) + await _check_tool_sudo(ctx)
+    holders = (ctx.facts.get("backups") or {}).get(ctx.facts.get("backup") or "", [])
+    wanted = ctx.cluster.rehydrate
+    if wanted is not None and wanted not in holders:
+        problems.append(
+            f"{wanted} (rehydrate in the cluster file) does not hold the backup "
+            f"{ctx.facts.get('backup')}; the hosts that do: {', '.join(holders) or 'none'}"
+        )
     if problems:
         return Outcome(False, _failed(problems))
-    holders = (ctx.facts.get("backups") or {}).get(ctx.facts.get("backup") or "", [])
     return Outcome(
         True,
         first.summary
@@ -360,14 +366,14 @@ async def _check_tool_sudo(ctx: StepContext) -> list[str]:
 
 
 async def choose_rehydrated(ctx: StepContext) -> Outcome:
-    """The scheduler recovery-tool fills: the one the operator named (it must hold the
-    backup), else the preflight's leader when it holds it, else the first holder in the
+    """The scheduler recovery-tool fills: the one the operator named in the cluster file
+    (`rehydrate`; it must hold the backup), else the preflight's leader when it holds it, else the first holder in the
     cluster file's order."""
     backup = ctx.facts.get("backup")
     holders = list((ctx.facts.get("backups") or {}).get(backup or "", []))
     if not backup or not holders:
         return Outcome(False, f"no scheduler holds the backup {backup or '(none chosen)'}")
-    wanted = ctx.facts.get("requested_rehydrate")
+    wanted = ctx.cluster.rehydrate
     if wanted:
         if wanted not in ctx.hosts:
             return Outcome(False, f"{wanted!r} is not a scheduler of {ctx.cluster.name}")
@@ -375,7 +381,7 @@ async def choose_rehydrated(ctx: StepContext) -> Outcome:
             return Outcome(
                 False, f"{wanted} does not hold {backup}; the hosts that do: {', '.join(holders)}"
             )
-        chosen, why = wanted, "named by the operator"
+        chosen, why = wanted, "named by rehydrate in the cluster file"
     elif ctx.facts.get("preflight_leader") in holders:
         chosen, why = ctx.facts["preflight_leader"], "it led at preflight and holds the backup"
     else:

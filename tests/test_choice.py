@@ -158,3 +158,13 @@ async def test_the_engine_chooser_reads_vars_and_refuses_in_one_line() -> None:
         await chooser(lambda: split)(cluster)
     assert str(err.value).startswith("west: the schedulers report different versions")
     assert "\n" not in str(err.value) and split.closed
+
+
+def test_rehydrate_names_one_of_the_schedulers() -> None:
+    ok = parse_clusters({"clusters": {"west": {**BASE, "rehydrate": "s1.example"}}}, "c.toml")
+    assert ok["west"].rehydrate == "s1.example"
+    with pytest.raises(ClusterFileError) as err:
+        parse_clusters({"clusters": {"west": {**BASE, "rehydrate": "s9.example"}}}, "c.toml")
+    text = str(err.value)
+    assert "rehydrate: 's9.example' is not one of the schedulers" in text
+    assert "\n" not in text

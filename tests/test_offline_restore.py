@@ -169,3 +169,28 @@ def test_an_offline_restore_from_a_fresh_backup_kills_no_task(make_sandbox, tmp_
     time.sleep(2)  # a few reconciliation rounds later, still nothing killed
     assert kills(sandbox.dir) == []
     assert file_sums(sandbox.cluster) == before
+
+
+def test_a_rehydrate_host_without_the_backup_is_refused_at_preflight(
+    make_sandbox, tmp_path: Path
+) -> None:
+    """`rehydrate` names a scheduler that does not hold the chosen backup (the newest is
+    on every host but the last): preflight fails, before any stop, naming the holders."""
+    sandbox = make_sandbox("--aurora-version", "0.22")
+    set_procedure(sandbox, "offline")
+    last = sandbox.info.hosts[-1].name
+    path = sandbox.dir / "clusters.toml"
+    path.write_text(
+        path.read_text().replace(
+            'procedure = "offline"\n', f'procedure = "offline"\nrehydrate = "{last}"\n', 1
+        )
+    )
+    before = file_sums(sandbox.cluster)
+    out = tmp_path / "out"
+    r = console_yes(sandbox, out)
+    assert r.returncode != 0
+    assert f"{last} (rehydrate in the cluster file) does not hold the backup" in r.stdout
+    doc = json.loads((out / "transcript.json").read_text())
+    assert step_of(doc, "offline.stop")["status"] == "pending"
+    assert len(sandbox.leaders("ACTIVE")) == 1  # nothing was stopped
+    assert file_sums(sandbox.cluster) == before
