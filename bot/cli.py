@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.engine import Refused as RefusedError
+from sandbox.layout import AURORA_VERSIONS
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -225,6 +226,7 @@ def _demo(args: argparse.Namespace) -> int:
             schedulers=args.schedulers,
             me=args.as_,
             settings=args.settings,
+            aurora_version=args.aurora_version,
         )
     except EOFError:  # stdin closed at a prompt: the demo's sandbox goes with it
         print(flush=True)
@@ -534,6 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="alice",
         metavar="NAME",
         help="who starts the restore, one of the sandbox's console approvers; default: alice",
+    )
+    de.add_argument(
+        "--aurora-version",
+        choices=AURORA_VERSIONS,
+        default="0.17",
+        help="the Aurora release the sandbox behaves as; the procedure follows it (0.17: "
+        "the online one, 0.22: the offline recovery-tool one); default: 0.17",
     )
     de.set_defaults(func=_demo)
 

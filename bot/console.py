@@ -221,10 +221,19 @@ class Console:
         self.commands = commands or Commands()
         # The procedure of the restore walked (set when its record is read; until then
         # the engine's first).
-        procedures: dict[str, Procedure] = dict(getattr(engine, "procedures", {}))
-        self.procedure: Procedure | None = next(iter(procedures.values()), None)
+        self.procedures: dict[str, Procedure] = dict(getattr(engine, "procedures", {}))
+        self.procedure: Procedure | None = next(iter(self.procedures.values()), None)
         self.started: dict[str, float] = {}
         engine.listener = self.on_event
+
+    def step_named(self, sid: str) -> Step | None:
+        """Step `sid` of the procedure walked. Events can arrive before the loop has read
+        the record (a restore's first step runs inside `start`/`advance`), so it is looked
+        up in every procedure the engine knows: step ids are unique across them."""
+        for procedure in (self.procedure, *self.procedures.values()):
+            if procedure is not None and sid in procedure.ids():
+                return procedure.step(sid)
+        return None
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -254,7 +263,7 @@ class Console:
         failing is expected, not a ✗."""
         detail = r.error or f"exit {r.exit_status}"
         mark = "✓" if r.ok else "✗"
-        step = self.procedure.step(sid) if self.procedure is not None else None
+        step = self.step_named(sid)
         if not r.ok and step is not None and step.fills_log:
             mark, detail = "·", f"{detail} (expected: the commit shuts the scheduler down)"
         command = whole(self.commands.pop(r))

@@ -57,11 +57,19 @@ async def kept_restore(url: str) -> str | None:
         return await store.holder(CLUSTER)
 
 
-def sandbox_options(base: Path, schedulers: int, kept: str | None) -> Options:
+def sandbox_options(
+    base: Path, schedulers: int, kept: str | None, aurora_version: str = "0.17"
+) -> Options:
     """A fresh sandbox, or, to continue a kept restore, the one it ran against."""
     directory = base / "sandbox"
     if kept is None:
-        return Options(dir=directory, schedulers=schedulers, reset=True, restart_sec=1.0)
+        return Options(
+            dir=directory,
+            schedulers=schedulers,
+            reset=True,
+            restart_sec=1.0,
+            aurora_version=aurora_version,
+        )
     if not (directory / INFO_FILE).exists():
         raise DemoRefused(
             f"{base / 'data'} holds restore {kept} of an earlier demo, but its sandbox "
@@ -72,18 +80,28 @@ def sandbox_options(base: Path, schedulers: int, kept: str | None) -> Options:
 
 
 async def _demo(
-    base: Path, yes: bool, out: Path, schedulers: int, me: str, settings: Settings | None
+    base: Path,
+    yes: bool,
+    out: Path,
+    schedulers: int,
+    me: str,
+    settings: Settings | None,
+    aurora_version: str = "0.17",
 ) -> str:
     with EmbeddedRedis(base / "data") as server:
         url = server.start()
         kept = await kept_restore(url)
         try:
-            info = build(sandbox_options(base, schedulers, kept))
+            info = build(sandbox_options(base, schedulers, kept, aurora_version))
         except SandboxError as exc:
             raise DemoRefused(str(exc)) from None
         async with Sandbox(info) as sandbox:
             reused = " (kept from the earlier run)" if kept else ""
-            print(f"sandbox: {len(info.hosts)} schedulers in {info.dir}{reused}", flush=True)
+            print(
+                f"sandbox: {len(info.hosts)} schedulers (Aurora {info.aurora_version}) "
+                f"in {info.dir}{reused}",
+                flush=True,
+            )
             if kept is None:
                 await _wait_active(sandbox)
             cluster = load_clusters(Path(info.dir) / "clusters.toml")[CLUSTER]
@@ -116,13 +134,21 @@ def fresh_out(root: Path = DEMO_OUT) -> Path:
 
 
 def run_demo(
-    *, yes: bool, out: Path | None, schedulers: int, me: str, settings: Settings | None = None
+    *,
+    yes: bool,
+    out: Path | None,
+    schedulers: int,
+    me: str,
+    settings: Settings | None = None,
+    aurora_version: str = "0.17",
 ) -> int:
     transcripts = out if out is not None else fresh_out()
     # Without --out only the transcripts are kept: the sandbox and the store are scratch.
     base = out if out is not None else Path(tempfile.mkdtemp(prefix="aurora-restore-demo-"))
     try:
-        status = asyncio.run(_demo(base, yes, transcripts, schedulers, me, settings))
+        status = asyncio.run(
+            _demo(base, yes, transcripts, schedulers, me, settings, aurora_version)
+        )
     except DemoRefused as exc:
         print(f"aurora-restore demo: refused: {exc}", file=sys.stderr)
         return 2

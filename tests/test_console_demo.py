@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook.offline import OFFLINE
 from runbook.procedure import ONLINE
 from sandbox.layout import SandboxInfo
 from tests.conftest import ROOT, RunningSandbox
@@ -86,6 +87,29 @@ def test_demo_runs_unattended_to_a_succeeded_restore(tmp_path: Path) -> None:
     assert 'data-step="restore.commit"' in (out / "transcript.html").read_text()
     md = (out / "transcript.md").read_text()
     assert "## restore.commit" in md and "outcome: **succeeded**" in md
+
+
+def test_demo_on_aurora_022_walks_the_offline_procedure(tmp_path: Path) -> None:
+    """`demo --aurora-version 0.22`: `auto` reads 0.22.0 on /vars and walks the offline
+    (recovery-tool) procedure to a verified leader, every output line without a trace."""
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--yes", "--aurora-version", "0.22"]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "REDIS_URL": ""},
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Traceback" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    assert "sandbox: 3 schedulers (Aurora 0.22)" in r.stdout
+    assert re.search(r"^procedure: offline \(Aurora 0\.22\.0 ", r.stdout, re.M), r.stdout[:2000]
+    doc = json.loads((out / "transcript.json").read_text())
+    assert doc["procedure"] == "offline" and doc["procedure_version"] == "0.22.0"
+    assert doc["outcome"] == "succeeded"
+    assert [s["id"] for s in doc["steps"]] == OFFLINE.ids()
 
 
 def test_console_killed_mid_step_continues_and_the_step_reads_interrupted(

@@ -72,3 +72,16 @@ def test_runbook_names_no_step_id_outside_the_definitions() -> None:
 def test_fronts_name_no_step_id(folder: str) -> None:
     hits = named_step_ids(folder)
     assert not hits, "step ids named outside a procedure's definition:\n" + "\n".join(hits)
+
+
+def test_step_ids_are_unique_across_procedures() -> None:
+    """A front may meet an event before it knows the restore's procedure (bot.console
+    looks a step up in every procedure): no id may mean two steps."""
+    from runbook.procedure import PROCEDURES
+
+    seen: dict[str, str] = {}
+    for name, procedure in PROCEDURES.items():
+        for sid in procedure.ids():
+            assert sid not in seen, f"{sid} is in both {seen[sid]} and {name}"
+            seen[sid] = name
+    assert len(PROCEDURES) >= 2

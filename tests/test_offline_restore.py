@@ -90,6 +90,7 @@ def test_an_offline_console_restore(make_sandbox, tmp_path: Path, flavour: str) 
     out = tmp_path / "out"
     r = console_yes(sandbox, out)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-5000:]
     doc = json.loads((out / "transcript.json").read_text())
     assert doc["outcome"] == "succeeded"
     assert doc["procedure"] == "offline"
@@ -160,6 +161,7 @@ def test_an_offline_restore_from_a_fresh_backup_kills_no_task(make_sandbox, tmp_
     out = tmp_path / "out"
     r = console_yes(sandbox, out)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-5000:]
     doc = json.loads((out / "transcript.json").read_text())
     assert doc["outcome"] == "succeeded" and doc["procedure"] == "offline"
     leaders = wait_for(lambda: sandbox.leaders("ACTIVE"), timeout=30)
