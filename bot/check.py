@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from runbook.clusters import Cluster
-from runbook.readiness import Check, make_context, run_checks, to_html, to_json, to_markdown
+from runbook.readiness import (
+    CLUSTER,
+    Check,
+    make_context,
+    run_checks,
+    to_html,
+    to_json,
+    to_markdown,
+)
+from runbook.step import Procedure
 
 
 async def check_cluster(
@@ -27,27 +36,43 @@ async def check_cluster(
     """Every readiness row for `cluster`. `remote`/`probe` (closed at the end) default to
     bot.wiring.connect's; detect, sources and mesos to bot.wiring's and bot.mesos's."""
     from bot import mesos as mesos_port, wiring
-    from runbook.procedure import ONLINE
 
     if remote is None or probe is None:
         r, p = wiring.connect(cluster)
         remote, probe = remote or r, probe or p
+    procedure, chosen = await _procedure(cluster, probe)
     ctx, _facts = make_context(
         cluster,
         remote,
         probe,
-        procedure=ONLINE,
+        procedure=procedure,
         detect=detect or wiring.detect_leader,
         sources=sources or wiring.check_leader_sources,
         mesos=mesos or mesos_port.running_tasks,
     )
     try:
-        return await run_checks(ctx)
+        return [chosen, *await run_checks(ctx)]
     finally:
         for port in (remote, probe):
             close = getattr(port, "close", None)
             if close is not None:
                 await close()
+
+
+async def _procedure(cluster: Cluster, probe: Any) -> tuple[Procedure, Check]:
+    """The procedure a restore of `cluster` would follow now (runbook.choice, as the
+    engine chooses), and its row: the readiness check runs that procedure's preflight.
+    A cluster whose procedure cannot be told fails the row and is checked as online."""
+    from runbook.choice import CannotChoose, choose_cluster
+    from runbook.procedure import ONLINE, PROCEDURES
+
+    name = "procedure chosen"
+    try:
+        chosen, version, why = await choose_cluster(cluster, probe)
+    except CannotChoose as exc:
+        return ONLINE, Check(name, CLUSTER, False, f"{exc}; checked as the online procedure")
+    shown = f"{chosen}" + (f" (Aurora {version})" if version else "") + f": {why}"
+    return PROCEDURES[chosen], Check(name, CLUSTER, True, shown)
 
 
 def slack_text(cluster: str, rows: list[Check], running: str | None, cap: int = 35000) -> str:

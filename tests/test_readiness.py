@@ -122,6 +122,32 @@ def test_healthy_sandbox_passes_and_nothing_changes(
     assert res.returncode == 2 and "choose a cluster" in res.stderr
 
 
+def test_a_022_cluster_is_checked_for_the_offline_procedure(
+    make_sandbox: Callable[..., RunningSandbox], tmp_path: Path
+) -> None:
+    """`check` runs the preflight of the procedure a restore would follow now: on a 0.22
+    cluster (auto, by /vars) the offline one, which also wants recovery-tool; with the
+    tool gone from one host, the check fails naming it, and nothing changed."""
+    sb = make_sandbox("--aurora-version", "0.22")
+    res = _check(tmp_path, "--cluster", str(sb.dir / "clusters.toml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = asyncio.run(check_cluster(sb.cluster, SshExecutor(sb.cluster), HttpVarsProbe()))
+    by_name = {r.name: r for r in rows}
+    chosen = by_name["procedure chosen"]
+    assert chosen.ok and chosen.cause.startswith("offline (Aurora 0.22.0)"), chosen
+    assert by_name["offline.preflight passes"].ok
+    before = _digests(sb)
+    tool = sb.info.hosts[1].paths.recovery_tool
+    tool.rename(tool.with_name("recovery-tool.gone"))
+    res = _check(tmp_path, "--cluster", str(sb.dir / "clusters.toml"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    failed = [line for line in res.stdout.splitlines() if line.startswith("FAIL")]
+    assert [line for line in failed if "offline.preflight passes" in line], failed
+    assert sb.info.hosts[1].name in res.stdout and "recovery-tool" in res.stdout
+    assert _digests(sb) == before
+    assert sb.leaders("ACTIVE")
+
+
 def test_each_break_is_found_on_its_host(
     make_sandbox: Callable[..., RunningSandbox], tmp_path: Path
 ) -> None:
