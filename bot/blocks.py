@@ -47,7 +47,8 @@ from bot.view import (
 )
 from runbook.clusters import Cluster
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE, PROCEDURES
+from runbook.procedure import ONLINE
+from runbook.procedures import PROCEDURES
 from runbook.redact import redact
 from runbook.step import Procedure, Risk, Role, Targets
 from runbook.store import RestoreRecord

@@ -64,7 +64,8 @@ async def _procedure(cluster: Cluster, probe: Any) -> tuple[Procedure, Check]:
     engine chooses), and its row: the readiness check runs that procedure's preflight.
     A cluster whose procedure cannot be told fails the row and is checked as online."""
     from runbook.choice import CannotChoose, choose_cluster
-    from runbook.procedure import ONLINE, PROCEDURES
+    from runbook.procedure import ONLINE
+    from runbook.procedures import PROCEDURES
 
     name = "procedure chosen"
     try:

@@ -339,7 +339,7 @@ def _export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        from runbook.procedure import PROCEDURES
+        from runbook.procedures import PROCEDURES
 
         procedure = PROCEDURES.get(str(rec.meta.get("procedure") or "online"))
         if procedure is None:
@@ -406,7 +406,7 @@ def _verify(args: argparse.Namespace) -> int:
             _with_store(args, work)
         except Exception as exc:  # the store is optional here
             print(f"(not checked against the store: {exc})", file=sys.stderr)
-    from runbook.procedure import PROCEDURES
+    from runbook.procedures import PROCEDURES
 
     problems = transcript.verify(doc, PROCEDURES, live)
     if problems:

@@ -24,7 +24,7 @@ from typing import Any
 from runbook import actions, approvals
 from runbook.clusters import Cluster
 from runbook.ports import HostResult
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.redact import redact
 from runbook.step import Procedure, Risk, Role, Step, Targets, procedure_named
 from runbook.store import RestoreRecord

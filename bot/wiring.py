@@ -32,7 +32,7 @@ from runbook.choice import chooser
 from runbook.clusters import Cluster
 from runbook.engine import DEFAULT_RETENTION_SECONDS, Connect, Engine, MayApprove
 from runbook.ports import LeaderReport, Remote, VarsProbe
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.step import Procedure
 from runbook.store import Store
 

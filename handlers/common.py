@@ -18,7 +18,8 @@ from typing import Any
 from bot.slack_front import SOMETHING_WRONG, SlackFront
 from handlers.shapes import Origin
 from runbook.engine import Engine, Refused
-from runbook.procedure import ONLINE, PROCEDURES
+from runbook.procedure import ONLINE
+from runbook.procedures import PROCEDURES
 from runbook.step import Procedure, Role, Step, procedure_named
 from runbook.store import RestoreRecord
 

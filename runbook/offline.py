@@ -44,14 +44,12 @@ import re
 import shlex
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from runbook import commands as cmd, envfile, snapshot
 from runbook.actions import (
     ACTIVE_STATES,
-    ARCHIVE,
-    ARCHIVE_MATCHES,
-    ARCHIVE_SUM,
     ARGV_NOW,
     FINISHED,
     IS_ACTIVE,
@@ -69,32 +67,25 @@ from runbook.actions import (
     _verdict,
     _wait_for_leader,
     active_task_count,
-    all_stopped,
-    archive,
-    backup_too_old,
     came_up,
-    check_archived,
     check_files_as_planned,
     check_initialized,
     check_stopped,
-    check_wiped,
     disable,
     edits_disable,
     edits_revert,
     host_paths,
     host_values,
     lifecycle,
-    nothing,
     observe_kills,
     render_for,
     revert,
     stop,
     table_rows,
-    wipe,
-    wipe_preview,
 )
 from runbook.clusters import HOST_RE, RECOVERY_TOOL_CANDIDATES, Cluster, Scheduler
 from runbook.preflight import _check_sudo, _failed, flag_value, preflight
+from runbook.procedure import ONLINE
 from runbook.step import Procedure, Risk, Role, Step, Targets
 
 # ---------------------------------------------------------------- command templates
@@ -784,6 +775,12 @@ BRING_BACK = "Bring the schedulers back, the rehydrated one first"
 END = "Verify"
 
 
+def _as(online_id: str, offline_id: str, **changes: Any) -> Step:
+    """A step the offline procedure shares with the online one (same commands, checks
+    and behaviour), under its own id and with the changes given."""
+    return replace(ONLINE.step(online_id), id=offline_id, **changes)
+
+
 OFFLINE_STEPS: tuple[Step, ...] = (
     Step(
         id="offline.preflight",
@@ -805,74 +802,31 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         fail_ends_restore=True,
         run=offline_preflight,
     ),
-    Step(
-        id="offline.ack_backup",
-        role=Role.ACK_BACKUP,
+    _as("prep.ack_backup", "offline.ack_backup", phase=PREPARATION),
+    _as(
+        "prep.stop",
+        "offline.stop",
         phase=PREPARATION,
-        title="Acknowledge the age of the backup",
-        explain=(
-            "The backup is older than the cluster's maximum backup age (or none was found). "
-            "Restoring it resets the cluster to that moment: every job or task created or "
-            "rescheduled since will be killed. An approver must acknowledge this explicitly."
-        ),
-        targets=Targets.BOT,
-        risk=Risk.MUTATING,
-        commands=(),
-        check="acknowledgement recorded",
-        skippable=False,
-        added=True,
-        run=nothing,
-        condition=backup_too_old,
-    ),
-    Step(
-        id="offline.stop",
-        phase=PREPARATION,
-        title="Stop all schedulers",
         explain="Stop every scheduler instance, in parallel: recovery-tool runs with all of them down.",
-        targets=Targets.ALL,
-        risk=Risk.MUTATING,
-        commands=("{!service_stop}",),
-        check="service inactive on every host",
-        reads=(IS_ACTIVE,),
-        run=stop,
-        verify=check_stopped,
     ),
-    Step(
-        id="offline.archive",
+    _as(
+        "log.archive",
+        "offline.archive",
         phase=RELOG,
-        title="Archive the old replicated log",
         explain=(
             "Keep the old log for the way back and for forensics: pack the native log "
             "directory into a dated tarball next to it, after checking there is room."
         ),
-        targets=Targets.ALL,
-        risk=Risk.MUTATING,
-        commands=(ARCHIVE,),
-        check="the tarball lists every file of the log directory; its sha256 is kept for the way back",
-        added=True,
-        reads=(ARCHIVE_MATCHES, ARCHIVE_SUM),
-        run=archive,
-        verify=check_archived,
     ),
-    Step(
-        id="offline.wipe",
-        role=Role.WIPE,
+    _as(
+        "log.wipe",
+        "offline.wipe",
         phase=RELOG,
-        title="Delete the replicated log on every scheduler",
         explain=(
             "Delete every file under the native log directory on every scheduler. From "
             "here until recovery-tool succeeded no scheduler may start with its normal flags."
         ),
-        targets=Targets.ALL,
-        risk=Risk.DESTRUCTIVE,
-        commands=("sudo -n find {log_dir} -mindepth 1 -delete",),
-        check="directory empty everywhere",
-        empties_log=True,
         reads=(WIPED, IS_ACTIVE, WIPE_PREVIEW),
-        run=wipe,
-        verify=check_wiped,
-        preview=wipe_preview,
-        precondition=all_stopped,
     ),
     Step(
         id="offline.init",
@@ -1098,18 +1052,7 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         check="leader ACTIVE with the backup's task count",
         run=verify,
     ),
-    Step(
-        id="offline.transcript",
-        role=Role.TRANSCRIPT,
-        phase=END,
-        title="Post the transcript",
-        explain="The transcript of the whole restore, built from its event log.",
-        targets=Targets.BOT,
-        risk=Risk.READ_ONLY,
-        commands=(),
-        check="file posted",
-        run=nothing,
-    ),
+    _as("cleanup.transcript", "offline.transcript", phase=END),
 )
 
 

@@ -5,7 +5,7 @@ stop, disable, re-initialise the replicated log, stage and commit the backup on 
 leader, undo the preparation. The procedure is a value (`ONLINE`) and each step refers
 to its own functions (runbook.actions), so that a second variant (the offline
 `recovery-tool` procedure of Aurora 0.21+) can sit beside this one as another value in
-`PROCEDURES`. This is the only module that names the online steps' ids.
+`runbook.procedures.PROCEDURES`. This is the only module that names the online steps' ids.
 
 A step's `commands` are templates. `{name}` is replaced by a value that was validated
 and shell-quoted first (`runbook.commands.render`); `{!name}` is replaced verbatim and
@@ -14,8 +14,6 @@ commands), which the operator wrote as shell.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from runbook import actions as a
 from runbook.actions import (
@@ -28,11 +26,10 @@ from runbook.actions import (
     WIPE_PREVIEW,
     WIPED,
 )
-from runbook.offline import OFFLINE
 from runbook.preflight import preflight
 from runbook.step import Procedure, Risk, Role, Step, Targets
 
-__all__ = ["OFFLINE", "ONLINE", "PROCEDURES", "Procedure", "Risk", "Role", "Step", "Targets"]
+__all__ = ["ONLINE", "Procedure", "Risk", "Role", "Step", "Targets"]
 
 
 PREPARATION = "Preparation"
@@ -454,6 +451,3 @@ ONLINE = Procedure(
     aurora_versions="0.13 to 0.20 (the online API exists in every later release too)",
     steps=_ONLINE_STEPS,
 )
-
-# Every procedure by name, for the composition root to give the engine (runbook.engine).
-PROCEDURES: Mapping[str, Procedure] = {ONLINE.name: ONLINE, OFFLINE.name: OFFLINE}

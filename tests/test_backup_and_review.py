@@ -30,7 +30,8 @@ from runbook import transcript
 from runbook.actions import backup_age, parse_backup_list
 from runbook.engine import Actor, Refused
 from runbook.listing import check_task_ids, listing_ids
-from runbook.procedure import ONLINE, PROCEDURES
+from runbook.procedure import ONLINE
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from runbook.transcript_html import to_html
 from tests.conftest import RunningSandbox

@@ -15,7 +15,7 @@ from bot.mesos import running_tasks
 from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, file_sums, kills

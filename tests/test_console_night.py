@@ -24,7 +24,8 @@ from runbook.clusters import Cluster, load_clusters
 from runbook.engine import Actor, Engine, Refused
 from runbook.local_checks import local_problems
 from runbook.ports import HostResult
-from runbook.procedure import ONLINE, PROCEDURES
+from runbook.procedure import ONLINE
+from runbook.procedures import PROCEDURES
 from runbook.store import RestoreRecord, Store
 from tests.conftest import ROOT, RunningSandbox, free_port
 

@@ -28,7 +28,7 @@ from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Engine
 from runbook.ports import HostResult, OnResult, Remote, VarsProbe
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox, wait_for
 from tests.drive import ALICE, BOB, drive, file_sums, kills

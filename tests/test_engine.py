@@ -20,7 +20,7 @@ from runbook.actions import Timing
 from runbook.clusters import Cluster
 from runbook.engine import Actor, Engine, Refused
 from runbook.ports import Remote, VarsProbe
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from tests.conftest import ROOT, RunningSandbox
 
@@ -181,7 +181,7 @@ from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.clusters import load_clusters
 from runbook.engine import Actor, Engine
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 
 async def main():

@@ -16,7 +16,7 @@ from runbook import transcript
 from runbook.actions import Timing
 from runbook.backups import is_backup, parse_names
 from runbook.engine import Engine
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, drive

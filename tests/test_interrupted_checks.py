@@ -9,7 +9,7 @@ import pytest
 from bot.wiring import connect
 from runbook.actions import Timing
 from runbook.engine import Engine, Refused
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, drive

@@ -26,7 +26,8 @@ from handlers import actions, commands, shapes
 from runbook.clusters import Cluster, load_clusters
 from runbook.engine import Actor, Engine, Refused
 from runbook.inputs import StartArgs, parse_start_args, parse_task_ids, start_args, task_ids
-from runbook.procedure import ONLINE, PROCEDURES
+from runbook.procedure import ONLINE
+from runbook.procedures import PROCEDURES
 from runbook.step import Role
 from runbook.store import Store
 from tests.slack_double import block_actions_body, slash_command_body, view_submission_body

@@ -77,7 +77,7 @@ def test_fronts_name_no_step_id(folder: str) -> None:
 def test_step_ids_are_unique_across_procedures() -> None:
     """A front may meet an event before it knows the restore's procedure (bot.console
     looks a step up in every procedure): no id may mean two steps."""
-    from runbook.procedure import PROCEDURES
+    from runbook.procedures import PROCEDURES
 
     seen: dict[str, str] = {}
     for name, procedure in PROCEDURES.items():

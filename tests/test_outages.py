@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from bot.redis_server import EmbeddedRedis, ping, send_shutdown
 from bot.wiring import connect
 from runbook.engine import Engine
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store, restore_key
 from tests.conftest import ROOT, RunningSandbox, free_port, wait_for
 from tests.slack_double import SlackDouble, slash_command_body

@@ -21,7 +21,7 @@ from bot.leader import detector
 from bot.wiring import connect
 from runbook.actions import Timing, active_task_count
 from runbook.engine import Engine
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from sandbox.backups import encode_snapshot, generate_cluster_tasks
 from tests.conftest import ROOT, RunningSandbox

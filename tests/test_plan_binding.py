@@ -17,7 +17,8 @@ from runbook.actions import Recorder, Timing
 from runbook.clusters import Cluster
 from runbook.engine import Engine, Refused
 from runbook.ports import Remote, VarsProbe
-from runbook.procedure import PROCEDURES, Risk
+from runbook.procedure import Risk
+from runbook.procedures import PROCEDURES
 from runbook.store import Store
 from tests.conftest import RunningSandbox
 from tests.drive import ALICE, BOB, drive, file_sums

@@ -20,7 +20,8 @@ from bot.wiring import connect
 from runbook import transcript
 from runbook.actions import Timing
 from runbook.engine import Actor, Engine
-from runbook.procedure import ONLINE, PROCEDURES
+from runbook.procedure import ONLINE
+from runbook.procedures import PROCEDURES
 from runbook.store import Store, restore_key
 from tests.conftest import ROOT, RunningSandbox
 

@@ -29,7 +29,7 @@ import pytest
 from bot.wiring import connect
 from runbook import transcript
 from runbook.engine import Actor, Engine
-from runbook.procedure import PROCEDURES
+from runbook.procedures import PROCEDURES
 from runbook.store import Store, restore_key
 from runbook.transcript_html import to_html
 from tests.conftest import ROOT, RunningSandbox
@@ -316,7 +316,8 @@ async def test_an_edited_header_field_fails(
     assert "record is not what the log says" in transcript.verify(edited, PROCEDURES)
     edited = copy.deepcopy(doc)
     step = next(s for s in edited["steps"] if s["id"] == "prep.stop")
-    step["waiting_seconds"] = 0.0
+    # A value other than the true one (which may itself be 0.0 when approved at once).
+    step["waiting_seconds"] = float(step.get("waiting_seconds") or 0.0) + 1.0
     assert "prep.stop: waiting_seconds is not what the log says" in transcript.verify(
         edited, PROCEDURES
     )
