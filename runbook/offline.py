@@ -50,7 +50,6 @@ from typing import Any
 from runbook import commands as cmd, envfile, snapshot
 from runbook.actions import (
     ACTIVE_STATES,
-    ARGV_NOW,
     FINISHED,
     IS_ACTIVE,
     LOG_TAIL,
@@ -68,18 +67,14 @@ from runbook.actions import (
     _wait_for_leader,
     active_task_count,
     came_up,
-    check_files_as_planned,
     check_initialized,
     check_stopped,
     disable,
-    edits_disable,
-    edits_revert,
     host_paths,
     host_values,
     lifecycle,
     observe_kills,
     render_for,
-    revert,
     stop,
     table_rows,
 )
@@ -882,8 +877,10 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         verify=check_recovered,
         precondition=all_down,
     ),
-    Step(
-        id="offline.review_disable",
+    _as(
+        "prep.disable",
+        "offline.review_disable",
+        run=review_disable,
         phase=REVIEW,
         title="Review window (optional): disable every scheduler",
         explain=(
@@ -892,16 +889,8 @@ OFFLINE_STEPS: tuple[Step, ...] = (
             "reconciliation), so the rehydrated scheduler can be started and read before "
             "it registers. Skipping this skips the whole review window."
         ),
-        targets=Targets.ALL,
-        risk=Risk.MUTATING,
-        commands=("sudo -n tee {env_file} > /dev/null",),
-        check="file re-read shows the three values, each once",
         suggest_skip=True,
         added=True,
-        reads=("cat -- {env_file}", ARGV_NOW),
-        run=review_disable,
-        verify=check_files_as_planned,
-        file_edits=edits_disable,
     ),
     Step(
         id="offline.review_start",
@@ -958,27 +947,17 @@ OFFLINE_STEPS: tuple[Step, ...] = (
         verify=check_stopped,
         condition=review_was_started,
     ),
-    Step(
-        id="offline.review_revert",
+    _as(
+        "cleanup.revert",
+        "offline.review_revert",
         phase=REVIEW,
         title="Review window: put every file back",
         explain=(
             "Put back every environment file (and clusters.json) exactly as preflight read "
             "them, byte for byte, so the schedulers start with their normal flags."
         ),
-        targets=Targets.ALL,
-        risk=Risk.MUTATING,
-        commands=(
-            "sudo -n tee {env_file} > /dev/null",
-            "sudo -n tee {admin_clusters_json} > /dev/null",
-        ),
-        check="sha256 equals the original on every host",
-        skippable=False,
         added=True,
-        reads=("cat -- {env_file}", "cat -- {admin_clusters_json}", ARGV_NOW),
-        run=revert,
-        verify=check_files_as_planned,
-        file_edits=edits_revert,
+        needs_real_log=False,
         condition=review_was_disabled,
     ),
     Step(
